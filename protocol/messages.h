@@ -1,0 +1,66 @@
+// The node-to-node messages: one ZeroMQ frame each, a version and type byte followed by a bounded body.
+#pragma once
+
+#include <cstdint>
+#include <variant>
+
+#include "protocol/fragment.h"
+#include "protocol/wire.h"
+
+namespace kring {
+
+inline constexpr uint8_t kProtocolVersion = 1;
+// The largest frame a node accepts; also set as ZMQ_MAXMSGSIZE on every socket,
+// so a bigger frame is dropped by libzmq before it is ever buffered whole.
+inline constexpr size_t kMaxFrameBytes = 4 * 1024 * 1024;
+inline constexpr size_t kMaxRecordBytes = kMaxCiphertextBytes + 16 * 1024;
+inline constexpr size_t kMaxRecordsPerPush = 512;
+inline constexpr size_t kMaxIdsPerWant = 4096;
+inline constexpr size_t kMaxReconcileBytes = 256 * 1024;
+
+enum class MessageType : uint8_t {
+  kPush = 1,       // records the receiver is entitled to
+  kReconcile = 2,  // one step of range-based set reconciliation
+  kWant = 3,       // ids the sender lacks and asks the receiver to push
+};
+
+// A stored record as it travels: a type byte and its encoding.
+enum class RecordType : uint8_t {
+  kFragment = 1,
+};
+
+struct PushMessage {
+  BoundedVector<BoundedBytes<kMaxRecordBytes>, kMaxRecordsPerPush, 5> records;
+  template <class A>
+  void serialize(A& ar) { ar(records); }
+};
+
+struct WantMessage {
+  BoundedVector<Hash, kMaxIdsPerWant, kHashBytes> ids;
+  template <class A>
+  void serialize(A& ar) { ar(ids); }
+};
+
+struct ReconcileMessage {
+  uint64_t session = 0;  // chosen by the initiator; a reply carries it back
+  uint8_t initiator = 0; // 1 when sent by the session's initiator
+  BoundedBytes<kMaxReconcileBytes> body;  // see protocol/reconcile.h
+  template <class A>
+  void serialize(A& ar) { ar(session, initiator, body); }
+};
+
+using Message = std::variant<PushMessage, ReconcileMessage, WantMessage>;
+
+// Frames a message: [version][type][body].
+Bytes EncodeMessage(const Message& m);
+
+// Decodes one frame in the fixed order: minimum length, maximum length,
+// version, type, bounded body, nothing left over. Never throws.
+Result<Message> DecodeMessage(ByteSpan frame);
+
+// A record on the wire: [RecordType][encoding].
+Bytes EncodeFragmentRecord(const Fragment& f);
+// Corruption for unknown record types or undecodable bytes.
+Result<Fragment> DecodeFragmentRecord(ByteSpan record);
+
+}  // namespace kring
