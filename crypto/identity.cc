@@ -92,9 +92,17 @@ Status WriteKeyFile(const std::string& path, const NodeIdentity& id) {
   if (::fsync(fd) != 0) {
     int e = errno;
     ::close(fd);
+    ::unlink(path.c_str());
     return Status::IOError("cannot fsync " + path + ": " + std::strerror(e));
   }
   ::close(fd);
+  // Make the new directory entry durable too.
+  std::string dir = path.substr(0, path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/'));
+  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
   return Status::Ok();
 }
 
@@ -155,6 +163,17 @@ Result<NodeIdentity> ReadKeyFile(const std::string& path) {
   if (!IsValidOrgSlug(id.pub.org) || !IsValidDisplayName(id.pub.display_name)) return corrupt("bad organisation");
   std::memcpy(id.sign_sk.data(), p, kSignSecretKeyBytes);
   p += kSignSecretKeyBytes;
+  // An Ed25519 secret key is seed || public key and the public key is read
+  // from its second half: if that half does not follow from the seed, the node
+  // would advertise a key its own signatures do not verify under.
+  {
+    SignPublicKey derived;
+    SignSecretKey check;
+    crypto_sign_seed_keypair(derived.data(), check.data(), id.sign_sk.data());
+    if (sodium_memcmp(derived.data(), id.sign_sk.data() + kSignSecretKeyBytes - kSignPublicKeyBytes,
+                      kSignPublicKeyBytes) != 0)
+      return corrupt("signing key does not match its public key");
+  }
   std::memcpy(id.box_sk.data(), p, kBoxSecretKeyBytes);
   p += kBoxSecretKeyBytes;
   std::memcpy(id.transport_sk.data(), p, kBoxSecretKeyBytes);

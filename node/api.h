@@ -1,0 +1,41 @@
+// The node's local HTTP/JSON API for professionals' case-management systems (docs/api.md).
+//
+// Every call except /v1/health needs a bearer token issued with
+// `kring-node token` and the X-Kring-Actor headers naming the person the
+// calling system acts for. Errors are {"error": code, "message": text}.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "crypto/sodium.h"
+#include "crypto/status.h"
+
+namespace kring {
+
+class Node;
+
+inline constexpr size_t kMaxApiBodyBytes = 512 * 1024;
+
+// A new random API token ("krt_" + 64 hex characters). Shown once; the node keeps only its hash.
+std::string NewApiToken();
+Hash HashApiToken(std::string_view token);
+
+class ApiServer {
+ public:
+  explicit ApiServer(Node* node);
+  ~ApiServer();
+  ApiServer(const ApiServer&) = delete;
+  ApiServer& operator=(const ApiServer&) = delete;
+
+  // Binds host:port and serves on background threads. InvalidArgument for a
+  // non-loopback host (plain HTTP only on loopback); IOError if it cannot bind.
+  Status Start(const std::string& host, int port);
+  void Stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kring

@@ -1,0 +1,399 @@
+// SQLite implementation of the node's store.
+#include "node/store.h"
+
+#include <cstring>
+
+#include <sqlite3.h>
+
+#include "protocol/messages.h"
+
+namespace kring {
+
+namespace {
+
+// Each entry migrates the schema from version i to i+1, in one transaction.
+const char* const kMigrations[] = {
+    // 0 -> 1
+    R"sql(
+    CREATE TABLE partners (
+      org TEXT PRIMARY KEY,
+      display_name TEXT NOT NULL,
+      sign_pk BLOB NOT NULL UNIQUE,
+      box_pk BLOB NOT NULL,
+      transport_pk BLOB NOT NULL UNIQUE,
+      endpoint TEXT NOT NULL,
+      added_ms INTEGER NOT NULL);
+    CREATE TABLE cases (
+      case_id BLOB PRIMARY KEY,
+      label TEXT NOT NULL,
+      created_ms INTEGER NOT NULL);
+    CREATE TABLE records (
+      id BLOB PRIMARY KEY,
+      type INTEGER NOT NULL,
+      case_id BLOB NOT NULL,
+      author TEXT NOT NULL,
+      kind TEXT NOT NULL,
+      domain TEXT NOT NULL,
+      hlc INTEGER NOT NULL,
+      record BLOB NOT NULL,
+      received_from TEXT NOT NULL,
+      stored_ms INTEGER NOT NULL);
+    CREATE INDEX records_by_case ON records (case_id, hlc);
+    CREATE TABLE audience (
+      org TEXT NOT NULL,
+      hlc INTEGER NOT NULL,
+      id BLOB NOT NULL,
+      PRIMARY KEY (org, hlc, id)) WITHOUT ROWID;
+    CREATE INDEX audience_by_id ON audience (id, org);
+    CREATE TABLE tokens (
+      client TEXT NOT NULL,
+      token_hash BLOB NOT NULL UNIQUE,
+      created_ms INTEGER NOT NULL,
+      revoked_ms INTEGER);
+    CREATE UNIQUE INDEX tokens_active ON tokens (client) WHERE revoked_ms IS NULL;
+    )sql",
+};
+static_assert(std::size(kMigrations) == kSchemaVersion);
+
+// A prepared statement that finalizes itself.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &st_, nullptr) != SQLITE_OK) st_ = nullptr;
+  }
+  ~Stmt() { sqlite3_finalize(st_); }
+  bool ok() const { return st_ != nullptr; }
+  Stmt& Bind(int i, int64_t v) { sqlite3_bind_int64(st_, i, v); return *this; }
+  Stmt& Bind(int i, const std::string& v) { sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT); return *this; }
+  Stmt& Bind(int i, ByteSpan v) { sqlite3_bind_blob(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT); return *this; }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step() { return sqlite3_step(st_); }
+  void Reset() { sqlite3_reset(st_); sqlite3_clear_bindings(st_); }
+  int64_t Int(int c) { return sqlite3_column_int64(st_, c); }
+  std::string Text(int c) {
+    const unsigned char* t = sqlite3_column_text(st_, c);
+    return t ? std::string(reinterpret_cast<const char*>(t), static_cast<size_t>(sqlite3_column_bytes(st_, c))) : std::string();
+  }
+  Bytes Blob(int c) {
+    const uint8_t* b = static_cast<const uint8_t*>(sqlite3_column_blob(st_, c));
+    return b ? Bytes(b, b + sqlite3_column_bytes(st_, c)) : Bytes();
+  }
+  template <size_t N>
+  bool Array(int c, std::array<uint8_t, N>* out) {
+    if (sqlite3_column_bytes(st_, c) != static_cast<int>(N)) return false;
+    std::memcpy(out->data(), sqlite3_column_blob(st_, c), N);
+    return true;
+  }
+  Status Error(const char* what) const { return Status::IOError(std::string(what) + ": " + sqlite3_errmsg(db_)); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* st_ = nullptr;
+};
+
+// Rolls back unless committed.
+class Transaction {
+ public:
+  explicit Transaction(sqlite3* db) : db_(db) { ok_ = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK; }
+  ~Transaction() {
+    if (ok_ && !done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  bool ok() const { return ok_; }
+  Status Commit() {
+    done_ = true;
+    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return Status::IOError(std::string("commit failed: ") + sqlite3_errmsg(db_));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  sqlite3* db_;
+  bool ok_ = false;
+  bool done_ = false;
+};
+
+}  // namespace
+
+Store::Store(sqlite3* db) : db_(db) {}
+Store::~Store() { sqlite3_close_v2(db_); }
+
+Status Store::Exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return Status::IOError("sqlite: " + msg);
+  }
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close_v2(db);
+    return Status::IOError("cannot open database " + path + ": " + msg);
+  }
+  std::unique_ptr<Store> store(new Store(db));
+  sqlite3_busy_timeout(db, 10000);
+  // WAL lets the CLI write while the node reads; FULL makes a commit
+  // durable before it returns (NORMAL may lose the last commits on power loss).
+  KRING_RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"));
+  KRING_RETURN_IF_ERROR(store->Migrate());
+  store->ChangedByOthers();
+  return store;
+}
+
+Status Store::Migrate() {
+  std::lock_guard lock(mu_);
+  for (;;) {
+    Transaction tx(db_);
+    if (!tx.ok()) return Status::IOError(std::string("cannot begin migration: ") + sqlite3_errmsg(db_));
+    Stmt v(db_, "PRAGMA user_version");
+    if (v.Step() != SQLITE_ROW) return v.Error("cannot read schema version");
+    int version = static_cast<int>(v.Int(0));
+    if (version == kSchemaVersion) return tx.Commit();
+    if (version > kSchemaVersion)
+      return Status::Conflict("database schema version " + std::to_string(version) +
+                              " is newer than this kring-node understands (" + std::to_string(kSchemaVersion) + ")");
+    KRING_RETURN_IF_ERROR(Exec(kMigrations[version]));
+    KRING_RETURN_IF_ERROR(Exec(("PRAGMA user_version=" + std::to_string(version + 1)).c_str()));
+    KRING_RETURN_IF_ERROR(tx.Commit());
+  }
+}
+
+bool Store::ChangedByOthers() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "PRAGMA data_version");
+  if (s.Step() != SQLITE_ROW) return true;
+  int64_t v = s.Int(0);
+  bool changed = v != data_version_;
+  data_version_ = v;
+  return changed;
+}
+
+Status Store::AddPartner(const Partner& p) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "INSERT INTO partners (org, display_name, sign_pk, box_pk, transport_pk, endpoint, added_ms) VALUES (?,?,?,?,?,?,?)");
+  s.Bind(1, p.identity.org).Bind(2, p.identity.display_name).Bind(3, ByteSpan(p.identity.sign_pk))
+      .Bind(4, ByteSpan(p.identity.box_pk)).Bind(5, ByteSpan(p.identity.transport_pk)).Bind(6, p.endpoint).Bind(7, p.added_ms);
+  int rc = s.Step();
+  if (rc == SQLITE_DONE) return Status::Ok();
+  if (rc == SQLITE_CONSTRAINT) {
+    Stmt q(db_, "SELECT 1 FROM partners WHERE org = ?");
+    q.Bind(1, p.identity.org);
+    if (q.Step() == SQLITE_ROW) return Status::AlreadyExists("'" + p.identity.org + "' is already a partner");
+    return Status::Conflict("another partner already uses these keys");
+  }
+  return s.Error("cannot add partner");
+}
+
+Status Store::RemovePartner(const std::string& org) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "DELETE FROM partners WHERE org = ?");
+  s.Bind(1, org);
+  if (s.Step() != SQLITE_DONE) return s.Error("cannot remove partner");
+  if (sqlite3_changes(db_) == 0) return Status::NotFound("'" + org + "' is not a partner");
+  return Status::Ok();
+}
+
+Result<std::vector<Partner>> Store::ListPartners() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT org, display_name, sign_pk, box_pk, transport_pk, endpoint, added_ms FROM partners ORDER BY org");
+  std::vector<Partner> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    Partner p;
+    p.identity.org = s.Text(0);
+    p.identity.display_name = s.Text(1);
+    if (!s.Array(2, &p.identity.sign_pk) || !s.Array(3, &p.identity.box_pk) || !s.Array(4, &p.identity.transport_pk))
+      return Status::Corruption("partner '" + p.identity.org + "' has malformed keys in the database");
+    p.endpoint = s.Text(5);
+    p.added_ms = s.Int(6);
+    out.push_back(std::move(p));
+  }
+  if (rc != SQLITE_DONE) return s.Error("cannot list partners");
+  return out;
+}
+
+Status Store::CreateCase(const CaseId& id, const std::string& label, int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "INSERT INTO cases (case_id, label, created_ms) VALUES (?,?,?)");
+  s.Bind(1, ByteSpan(id)).Bind(2, label).Bind(3, now_ms);
+  int rc = s.Step();
+  if (rc == SQLITE_CONSTRAINT) return Status::AlreadyExists("case exists");
+  if (rc != SQLITE_DONE) return s.Error("cannot create case");
+  return Status::Ok();
+}
+
+Result<bool> Store::CaseKnown(const CaseId& id) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT EXISTS(SELECT 1 FROM cases WHERE case_id = ?1) OR EXISTS(SELECT 1 FROM records WHERE case_id = ?1)");
+  s.Bind(1, ByteSpan(id));
+  if (s.Step() != SQLITE_ROW) return s.Error("cannot look up case");
+  return s.Int(0) != 0;
+}
+
+Result<std::vector<CaseSummary>> Store::ListCases() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, R"sql(
+    WITH ids AS (SELECT case_id FROM cases UNION SELECT DISTINCT case_id FROM records)
+    SELECT ids.case_id, COALESCE(c.label, ''), (SELECT COUNT(*) FROM records r WHERE r.case_id = ids.case_id)
+    FROM ids LEFT JOIN cases c ON c.case_id = ids.case_id ORDER BY ids.case_id)sql");
+  std::vector<CaseSummary> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    CaseSummary c;
+    if (!s.Array(0, &c.case_id)) continue;
+    c.label = s.Text(1);
+    c.fragments = s.Int(2);
+    out.push_back(std::move(c));
+  }
+  if (rc != SQLITE_DONE) return s.Error("cannot list cases");
+  return out;
+}
+
+Result<bool> Store::PutFragmentLocked(const Fragment& f, const FragmentId& id, ByteSpan record,
+                                      const std::string& received_from, int64_t now_ms) {
+  Stmt ins(db_, "INSERT OR IGNORE INTO records (id, type, case_id, author, kind, domain, hlc, record, received_from, stored_ms) VALUES (?,?,?,?,?,?,?,?,?,?)");
+  ins.Bind(1, ByteSpan(id)).Bind(2, int64_t{static_cast<int>(RecordType::kFragment)}).Bind(3, ByteSpan(f.header.case_id))
+      .Bind(4, f.header.author.v).Bind(5, f.header.kind.v).Bind(6, f.header.domain.v)
+      .Bind(7, static_cast<int64_t>(f.header.hlc)).Bind(8, record).Bind(9, received_from).Bind(10, now_ms);
+  if (ins.Step() != SQLITE_DONE) return ins.Error("cannot store record");
+  if (sqlite3_changes(db_) == 0) return false;
+  Stmt aud(db_, "INSERT OR IGNORE INTO audience (org, hlc, id) VALUES (?,?,?)");
+  for (const Recipient& r : f.header.recipients.v) {
+    aud.Bind(1, r.org.v).Bind(2, static_cast<int64_t>(f.header.hlc)).Bind(3, ByteSpan(id));
+    if (aud.Step() != SQLITE_DONE) return aud.Error("cannot store audience");
+    aud.Reset();
+  }
+  return true;
+}
+
+Result<bool> Store::PutFragment(const Fragment& f, const FragmentId& id, ByteSpan record,
+                                const std::string& received_from, int64_t now_ms) {
+  auto n = PutFragments({&f}, {id}, {record}, received_from, now_ms);
+  if (!n.ok()) return n.status();
+  return *n == 1;
+}
+
+Result<size_t> Store::PutFragments(const std::vector<const Fragment*>& fragments, const std::vector<FragmentId>& ids,
+                                   const std::vector<ByteSpan>& records, const std::string& received_from,
+                                   int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
+  size_t added = 0;
+  for (size_t i = 0; i < fragments.size(); ++i) {
+    auto r = PutFragmentLocked(*fragments[i], ids[i], records[i], received_from, now_ms);
+    if (!r.ok()) return r.status();
+    if (*r) ++added;
+  }
+  KRING_RETURN_IF_ERROR(tx.Commit());
+  if (added > 0) generation_.fetch_add(1);
+  return added;
+}
+
+Result<std::optional<StoredRecord>> Store::GetRecord(const FragmentId& id) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT hlc, record FROM records WHERE id = ?");
+  s.Bind(1, ByteSpan(id));
+  int rc = s.Step();
+  if (rc == SQLITE_DONE) return std::optional<StoredRecord>();
+  if (rc != SQLITE_ROW) return s.Error("cannot read record");
+  StoredRecord r{id, static_cast<HlcTimestamp>(s.Int(0)), s.Blob(1)};
+  return std::optional<StoredRecord>(std::move(r));
+}
+
+Result<std::vector<StoredRecord>> Store::RecordsOfCase(const CaseId& id) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT id, hlc, record FROM records WHERE case_id = ? ORDER BY hlc, id");
+  s.Bind(1, ByteSpan(id));
+  std::vector<StoredRecord> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    StoredRecord r;
+    if (!s.Array(0, &r.id)) return Status::Corruption("record with malformed id in the database");
+    r.hlc = static_cast<HlcTimestamp>(s.Int(1));
+    r.record = s.Blob(2);
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return s.Error("cannot read records");
+  return out;
+}
+
+Result<std::vector<ItemKey>> Store::ItemsFor(const std::string& org) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT hlc, id FROM audience WHERE org = ? ORDER BY hlc, id");
+  s.Bind(1, org);
+  std::vector<ItemKey> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    ItemKey k;
+    k.hlc = static_cast<uint64_t>(s.Int(0));
+    if (!s.Array(1, &k.id)) return Status::Corruption("audience entry with malformed id");
+    out.push_back(k);
+  }
+  if (rc != SQLITE_DONE) return s.Error("cannot list items");
+  return out;
+}
+
+Result<bool> Store::InAudience(const FragmentId& id, const std::string& org) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT 1 FROM audience WHERE id = ? AND org = ?");
+  s.Bind(1, ByteSpan(id)).Bind(2, org);
+  int rc = s.Step();
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return s.Error("cannot check audience");
+}
+
+Result<HlcTimestamp> Store::MaxHlc() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT COALESCE(MAX(hlc), 0) FROM records");
+  if (s.Step() != SQLITE_ROW) return s.Error("cannot read max hlc");
+  return static_cast<HlcTimestamp>(s.Int(0));
+}
+
+Result<int64_t> Store::CountRecords() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT COUNT(*) FROM records");
+  if (s.Step() != SQLITE_ROW) return s.Error("cannot count records");
+  return s.Int(0);
+}
+
+uint64_t Store::generation() const { return generation_.load(); }
+
+Status Store::AddToken(const std::string& client, const Hash& token_hash, int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "INSERT INTO tokens (client, token_hash, created_ms) VALUES (?,?,?)");
+  s.Bind(1, client).Bind(2, ByteSpan(token_hash)).Bind(3, now_ms);
+  int rc = s.Step();
+  if (rc == SQLITE_CONSTRAINT) return Status::AlreadyExists("client '" + client + "' already has an active token; revoke it first");
+  if (rc != SQLITE_DONE) return s.Error("cannot store token");
+  return Status::Ok();
+}
+
+Status Store::RevokeToken(const std::string& client, int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "UPDATE tokens SET revoked_ms = ? WHERE client = ? AND revoked_ms IS NULL");
+  s.Bind(1, now_ms).Bind(2, client);
+  if (s.Step() != SQLITE_DONE) return s.Error("cannot revoke token");
+  if (sqlite3_changes(db_) == 0) return Status::NotFound("client '" + client + "' has no active token");
+  return Status::Ok();
+}
+
+Result<std::optional<std::string>> Store::ClientForToken(const Hash& token_hash) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT client FROM tokens WHERE token_hash = ? AND revoked_ms IS NULL");
+  s.Bind(1, ByteSpan(token_hash));
+  int rc = s.Step();
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return s.Error("cannot check token");
+  return std::optional<std::string>(s.Text(0));
+}
+
+}  // namespace kring

@@ -1,0 +1,109 @@
+// A node's SQLite database: partners, cases, encrypted records and who may hold them, API tokens.
+//
+// One file per node, WAL mode, synchronous=FULL: a write that returned ok
+// survives kill -9 and power loss. Fragment bodies are stored only as the
+// ciphertext the author produced; the content key is stored only sealed
+// (inside the fragment, to this organisation's X25519 key).
+//
+// Thread-safety: every method may be called from any thread; calls are
+// serialised on one connection. Other processes (the CLI) may write the same
+// file; ChangedByOthers() tells when they did.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "crypto/identity.h"
+#include "crypto/status.h"
+#include "protocol/fragment.h"
+#include "protocol/reconcile.h"
+
+struct sqlite3;
+
+namespace kring {
+
+inline constexpr int kSchemaVersion = 1;
+
+struct Partner {
+  PublicIdentity identity;
+  std::string endpoint;  // tcp://host:port of its node
+  int64_t added_ms = 0;
+};
+
+struct CaseSummary {
+  CaseId case_id{};
+  std::string label;     // empty when the case was created elsewhere
+  int64_t fragments = 0; // fragments this node holds for the case
+};
+
+struct StoredRecord {
+  FragmentId id{};
+  HlcTimestamp hlc = 0;
+  Bytes record;  // [RecordType][encoding], exactly as received or written
+};
+
+class Store {
+ public:
+  // Opens or creates the database at `path` and migrates it to kSchemaVersion.
+  static Result<std::unique_ptr<Store>> Open(const std::string& path);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // --- partners ---
+  // AlreadyExists if the org is a partner; Conflict if another partner uses the same keys.
+  Status AddPartner(const Partner& p);
+  Status RemovePartner(const std::string& org);  // NotFound if absent
+  Result<std::vector<Partner>> ListPartners();
+
+  // True when another connection (another process) committed a change
+  // since the previous call. Cheap: reads SQLite's data_version.
+  bool ChangedByOthers();
+
+  // --- cases ---
+  Status CreateCase(const CaseId& id, const std::string& label, int64_t now_ms);
+  Result<bool> CaseKnown(const CaseId& id);  // created here or holding records of it
+  Result<std::vector<CaseSummary>> ListCases();
+
+  // --- records ---
+  // Stores a verified fragment and its audience unless it is already there.
+  // Returns true when newly stored. Durable when it returns.
+  Result<bool> PutFragment(const Fragment& f, const FragmentId& id, ByteSpan record,
+                           const std::string& received_from, int64_t now_ms);
+  // Stores many in one transaction; returns how many were new.
+  Result<size_t> PutFragments(const std::vector<const Fragment*>& fragments, const std::vector<FragmentId>& ids,
+                              const std::vector<ByteSpan>& records, const std::string& received_from,
+                              int64_t now_ms);
+  Result<std::optional<StoredRecord>> GetRecord(const FragmentId& id);
+  Result<std::vector<StoredRecord>> RecordsOfCase(const CaseId& id);
+  // The records `org` may hold, as reconciliation keys sorted by (hlc, id).
+  Result<std::vector<ItemKey>> ItemsFor(const std::string& org);
+  Result<bool> InAudience(const FragmentId& id, const std::string& org);
+  Result<HlcTimestamp> MaxHlc();
+  Result<int64_t> CountRecords();
+  // Bumped on every record this process stores; lets callers cache per-peer sets.
+  uint64_t generation() const;
+
+  // --- API client tokens (only a hash is stored) ---
+  Status AddToken(const std::string& client, const Hash& token_hash, int64_t now_ms);  // AlreadyExists if active
+  Status RevokeToken(const std::string& client, int64_t now_ms);                       // NotFound if none active
+  Result<std::optional<std::string>> ClientForToken(const Hash& token_hash);          // active tokens only
+
+ private:
+  explicit Store(sqlite3* db);
+  Status Migrate();
+  Status Exec(const char* sql);
+  Result<bool> PutFragmentLocked(const Fragment& f, const FragmentId& id, ByteSpan record,
+                                 const std::string& received_from, int64_t now_ms);
+
+  std::mutex mu_;
+  sqlite3* db_;
+  int64_t data_version_ = -1;
+  std::atomic<uint64_t> generation_{0};
+};
+
+}  // namespace kring

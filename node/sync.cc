@@ -1,0 +1,659 @@
+// The sync thread: ZAP admission, per-message partner checks, push, reconciliation and want handling.
+#include "node/sync.h"
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "consent/audience.h"
+#include "node/log.h"
+#include "protocol/messages.h"
+#include "protocol/reconcile.h"
+
+namespace kring {
+
+namespace {
+
+constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
+constexpr const char* kZapDomain = "kring";
+constexpr size_t kPushBudgetBytes = 3 * 1024 * 1024;  // stay well under kMaxFrameBytes
+constexpr int kHeartbeatIvlMs = 1000;
+constexpr int kHeartbeatTimeoutMs = 3000;
+
+int64_t NowMs() { return static_cast<int64_t>(HybridClock::SystemMillis()); }
+
+std::string ShortHex(ByteSpan b) { return ToHex(b.first(std::min<size_t>(b.size(), 8))); }
+
+// Fills the outgoing sockets' CURVE and safety options shared by ROUTER and DEALER.
+void SetCommonOptions(zmq::socket_t& s) {
+  s.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(kMaxFrameBytes));
+  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::sndhwm, 1000);
+  s.set(zmq::sockopt::rcvhwm, 1000);
+  s.set(zmq::sockopt::heartbeat_ivl, kHeartbeatIvlMs);
+  s.set(zmq::sockopt::heartbeat_timeout, kHeartbeatTimeoutMs);
+  s.set(zmq::sockopt::handshake_ivl, 5000);
+}
+
+bool ValidTcpEndpoint(const std::string& ep) {
+  if (ep.rfind("tcp://", 0) != 0) return false;
+  auto colon = ep.rfind(':');
+  if (colon == std::string::npos || colon < 6 || colon + 1 >= ep.size()) return false;
+  for (size_t i = colon + 1; i < ep.size(); ++i)
+    if (ep[i] < '0' || ep[i] > '9') return false;
+  return true;
+}
+
+}  // namespace
+
+struct SyncEngine::Impl {
+  // One reconciliation this node started with a partner.
+  struct Session {
+    uint64_t id = 0;
+    int64_t started_ms = 0;
+    std::shared_ptr<const ReconcileSet> set;
+    std::unique_ptr<Reconciler> reconciler;
+  };
+
+  struct PeerLink {
+    Partner partner;
+    std::string key_hex;  // transport key, as ZAP reports it in User-Id
+    std::unique_ptr<zmq::socket_t> dealer;
+    int64_t last_seen_ms = 0;
+    int64_t last_sync_ms = 0;
+    bool reported_connected = false;
+    std::optional<Session> session;
+  };
+
+  struct CachedSet {
+    uint64_t generation = 0;
+    std::shared_ptr<const ReconcileSet> set;
+  };
+
+  Impl(const NodeIdentity& me, Store* store, HybridClock* clock, SyncOptions options)
+      : me(me), store(store), clock(clock), options(std::move(options)) {}
+
+  const NodeIdentity& me;
+  Store* store;
+  HybridClock* clock;
+  SyncOptions options;
+
+  zmq::context_t ctx{1};
+  zmq::socket_t zap{ctx, zmq::socket_type::rep};
+  zmq::socket_t router{ctx, zmq::socket_type::router};
+  int wake_fd = -1;
+  std::thread thread;
+  std::atomic<bool> stop{false};
+  bool started = false;
+
+  // Owned by the sync thread.
+  std::map<std::string, PeerLink> peers;        // by org
+  std::map<std::string, std::string> org_by_key;  // transport key hex -> org
+  std::map<std::string, CachedSet> set_cache;   // by org
+  std::map<std::string, int64_t> refused_logged;  // key hex -> last log time
+
+  // Shared with other threads.
+  std::mutex queue_mu;
+  std::vector<FragmentId> announced;
+  mutable std::mutex status_mu;
+  std::vector<PeerStatus> status_snapshot;
+  SyncStats stats;
+
+  // ---------------------------------------------------------------- setup
+
+  Status Bind() {
+    if (!ValidTcpEndpoint(options.listen))
+      return Status::InvalidArgument("listen endpoint '" + options.listen + "' is not tcp://HOST:PORT");
+    try {
+      zap.set(zmq::sockopt::linger, 0);
+      zap.bind(kZapEndpoint);  // must exist before any CURVE handshake
+      SetCommonOptions(router);
+      router.set(zmq::sockopt::curve_server, 1);
+      router.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(me.transport_sk.data(), me.transport_sk.size()));
+      router.set(zmq::sockopt::zap_domain, kZapDomain);
+      router.set(zmq::sockopt::router_mandatory, 1);
+      router.bind(options.listen);
+    } catch (const zmq::error_t& e) {
+      return Status::IOError("cannot listen on " + options.listen + ": " + e.what());
+    }
+    wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd < 0) return Status::IOError("cannot create eventfd");
+    ReloadPartners();
+    return Status::Ok();
+  }
+
+  void Wake() {
+    uint64_t one = 1;
+    ssize_t n = ::write(wake_fd, &one, sizeof one);
+    (void)n;
+  }
+
+  // Brings `peers` in line with the partner table; called at start and
+  // whenever another process changed the database.
+  void ReloadPartners() {
+    auto list = store->ListPartners();
+    if (!list.ok()) {
+      KRING_LOG(kError, "sync", "cannot read partners: " << list.status().ToString());
+      return;
+    }
+    std::set<std::string> current;
+    for (const Partner& p : *list) {
+      current.insert(p.identity.org);
+      auto it = peers.find(p.identity.org);
+      if (it != peers.end() && it->second.partner.endpoint == p.endpoint &&
+          it->second.partner.identity.transport_pk == p.identity.transport_pk &&
+          it->second.partner.identity.sign_pk == p.identity.sign_pk) {
+        continue;
+      }
+      if (it != peers.end()) peers.erase(it);
+      PeerLink link;
+      link.partner = p;
+      link.key_hex = ToHex(p.identity.transport_pk);
+      try {
+        link.dealer = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
+        SetCommonOptions(*link.dealer);
+        link.dealer->set(zmq::sockopt::immediate, 1);
+        link.dealer->set(zmq::sockopt::reconnect_ivl, 100);
+        link.dealer->set(zmq::sockopt::reconnect_ivl_max, 2000);
+        link.dealer->set(zmq::sockopt::curve_serverkey,
+                         zmq::const_buffer(p.identity.transport_pk.data(), p.identity.transport_pk.size()));
+        link.dealer->set(zmq::sockopt::curve_publickey,
+                         zmq::const_buffer(me.pub.transport_pk.data(), me.pub.transport_pk.size()));
+        link.dealer->set(zmq::sockopt::curve_secretkey, zmq::const_buffer(me.transport_sk.data(), me.transport_sk.size()));
+        link.dealer->connect(p.endpoint);
+      } catch (const zmq::error_t& e) {
+        KRING_LOG(kError, "sync", "cannot connect to partner " << p.identity.org << " at " << p.endpoint << ": " << e.what());
+        continue;
+      }
+      KRING_LOG(kInfo, "sync", "partner " << p.identity.org << " (" << p.identity.display_name << ") at " << p.endpoint);
+      peers.emplace(p.identity.org, std::move(link));
+    }
+    for (auto it = peers.begin(); it != peers.end();) {
+      if (current.count(it->first) == 0) {
+        KRING_LOG(kInfo, "sync", "partner " << it->first << " removed: connection closed, its messages refused from now on");
+        set_cache.erase(it->first);
+        it = peers.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    org_by_key.clear();
+    for (auto& [org, link] : peers) org_by_key[link.key_hex] = org;
+    PublishStatus();
+  }
+
+  void RefreshPartnersIfChanged() {
+    if (store->ChangedByOthers()) ReloadPartners();
+  }
+
+  // ---------------------------------------------------------------- ZAP
+
+  void HandleZap() {
+    std::vector<zmq::message_t> req;
+    if (!zmq::recv_multipart(zap, std::back_inserter(req), zmq::recv_flags::dontwait)) return;
+    auto reply = [&](const std::string& code, const std::string& text, const std::string& user) {
+      std::array<zmq::const_buffer, 6> frames = {
+          zmq::str_buffer("1.0"),
+          zmq::buffer(req.size() > 1 ? req[1].data() : nullptr, req.size() > 1 ? req[1].size() : 0),
+          zmq::buffer(code), zmq::buffer(text), zmq::buffer(user), zmq::const_buffer(nullptr, 0)};
+      zmq::send_multipart(zap, frames);
+    };
+    if (req.size() < 7 || req[0].to_string_view() != "1.0" || req[5].to_string_view() != "CURVE" ||
+        req[6].size() != kBoxPublicKeyBytes) {
+      reply("400", "unsupported mechanism", "");
+      return;
+    }
+    std::string address = req[3].to_string();
+    std::string key_hex = ToHex(ByteSpan(static_cast<const uint8_t*>(req[6].data()), req[6].size()));
+    RefreshPartnersIfChanged();
+    auto it = org_by_key.find(key_hex);
+    if (it == org_by_key.end()) {
+      CountRejected("not_a_partner");
+      int64_t now = NowMs();
+      int64_t& last = refused_logged[key_hex];
+      if (now - last > 60000) {  // one line a minute per key: a retrying stranger must not flood the log
+        KRING_LOG(kWarn, "sync", "refused connection from " << address << ": CURVE key " << key_hex.substr(0, 16)
+                                                         << "... is not a partner's key");
+        last = now;
+      }
+      reply("400", "not a partner", "");
+      return;
+    }
+    KRING_LOG(kDebug, "sync", "admitted " << it->second << " from " << address);
+    reply("200", "OK", key_hex);
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  bool SendDealer(PeerLink& link, const Message& m) {
+    Bytes frame = EncodeMessage(m);
+    try {
+      return link.dealer->send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value();
+    } catch (const zmq::error_t& e) {
+      KRING_LOG(kWarn, "sync", "send to " << link.partner.identity.org << " failed: " << e.what());
+      return false;
+    }
+  }
+
+  bool SendRouter(const zmq::message_t& routing_id, const Message& m) {
+    Bytes frame = EncodeMessage(m);
+    try {
+      zmq::message_t rid(routing_id.data(), routing_id.size());
+      if (!router.send(rid, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return false;
+      return router.send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value();
+    } catch (const zmq::error_t& e) {
+      // EHOSTUNREACH: the peer went away between its request and our reply.
+      KRING_LOG(kDebug, "sync", "reply dropped: " << e.what());
+      return false;
+    }
+  }
+
+  // Splits records into Push messages under the frame budget and hands each to `send`.
+  template <class SendFn>
+  size_t SendRecords(std::vector<Bytes>& records, SendFn send) {
+    size_t sent = 0;
+    PushMessage push;
+    size_t bytes = 0;
+    auto flush = [&]() {
+      if (push.records.v.empty()) return;
+      size_t n = push.records.v.size();
+      if (send(Message(std::move(push)))) sent += n;
+      push = PushMessage();
+      bytes = 0;
+    };
+    for (Bytes& r : records) {
+      if (push.records.v.size() == kMaxRecordsPerPush || bytes + r.size() > kPushBudgetBytes) flush();
+      bytes += r.size() + 8;
+      push.records.v.push_back(BoundedBytes<kMaxRecordBytes>{std::move(r)});
+    }
+    flush();
+    std::lock_guard lock(status_mu);
+    stats.fragments_sent += sent;
+    return sent;
+  }
+
+  // Loads the records with these ids that `org` may hold.
+  std::vector<Bytes> LoadRecordsFor(const std::vector<Hash>& ids, const std::string& org) {
+    std::vector<Bytes> out;
+    for (const Hash& id : ids) {
+      auto allowed = store->InAudience(id, org);
+      if (!allowed.ok() || !*allowed) continue;
+      auto rec = store->GetRecord(id);
+      if (!rec.ok() || !rec->has_value()) continue;
+      out.push_back(std::move((*rec)->record));
+    }
+    return out;
+  }
+
+  void PushAnnounced() {
+    std::vector<FragmentId> ids;
+    {
+      std::lock_guard lock(queue_mu);
+      ids.swap(announced);
+    }
+    if (ids.empty()) return;
+    std::map<std::string, std::vector<Bytes>> per_peer;
+    for (const FragmentId& id : ids) {
+      auto rec = store->GetRecord(id);
+      if (!rec.ok() || !rec->has_value()) continue;
+      auto f = DecodeFragmentRecord((*rec)->record);
+      if (!f.ok()) continue;
+      for (const Recipient& r : f->header.recipients.v) {
+        if (r.org.v == me.pub.org || peers.count(r.org.v) == 0) continue;
+        if (!MayHold(*f, r.org.v)) continue;
+        per_peer[r.org.v].push_back((*rec)->record);
+      }
+    }
+    for (auto& [org, records] : per_peer) {
+      PeerLink& link = peers.at(org);
+      size_t n = records.size();
+      size_t sent = SendRecords(records, [&](const Message& m) { return SendDealer(link, m); });
+      if (sent < n)
+        KRING_LOG(kInfo, "sync", org << " not reachable now: " << (n - sent) << " fragment(s) will follow by reconciliation");
+      else
+        KRING_LOG(kDebug, "sync", "pushed " << sent << " fragment(s) to " << org);
+    }
+  }
+
+  // ---------------------------------------------------------------- receiving
+
+  void CountRejected(const std::string& reason) {
+    std::lock_guard lock(status_mu);
+    ++stats.rejected[reason];
+  }
+
+  void Reject(const std::string& from, const std::string& reason, const std::string& detail) {
+    CountRejected(reason);
+    KRING_LOG(kWarn, "sync", "rejected message from " << from << ": " << detail);
+  }
+
+  void MarkSeen(const std::string& org) {
+    auto it = peers.find(org);
+    if (it == peers.end()) return;
+    it->second.last_seen_ms = NowMs();
+    if (!it->second.reported_connected) {
+      it->second.reported_connected = true;
+      KRING_LOG(kInfo, "sync", "partner " << org << " connected");
+      PublishStatus();
+    }
+  }
+
+  const SignPublicKey* AuthorKey(const std::string& author) {
+    if (author == me.pub.org) return &me.pub.sign_pk;
+    auto it = peers.find(author);
+    return it == peers.end() ? nullptr : &it->second.partner.identity.sign_pk;
+  }
+
+  void HandlePush(const std::string& from, PushMessage& push) {
+    std::vector<Fragment> fragments;
+    std::vector<FragmentId> ids;
+    std::vector<ByteSpan> records;
+    fragments.reserve(push.records.v.size());
+    for (auto& rec : push.records.v) {
+      auto f = DecodeFragmentRecord(rec.v);
+      if (!f.ok()) {
+        Reject(from, "undecodable_record", "undecodable record: " + f.status().message());
+        continue;
+      }
+      const SignPublicKey* pk = AuthorKey(f->header.author.v);
+      if (pk == nullptr) {
+        Reject(from, "unknown_author", "fragment by '" + f->header.author.v + "', who is not a partner");
+        continue;
+      }
+      Status st = VerifyFragment(*f, *pk);
+      if (!st.ok()) {
+        Reject(from, "bad_fragment", "fragment by " + f->header.author.v + ": " + st.message());
+        continue;
+      }
+      if (!MayHold(*f, me.pub.org)) {
+        Reject(from, "not_addressed", "fragment " + ShortHex(f->Id()) + " is not addressed to " + me.pub.org);
+        continue;
+      }
+      if (!clock->Observe(f->header.hlc)) {
+        Reject(from, "clock_skew", "fragment timestamp lies more than an hour in the future");
+        continue;
+      }
+      ids.push_back(f->Id());
+      fragments.push_back(std::move(*f));
+      records.push_back(rec.v);
+    }
+    if (fragments.empty()) return;
+    std::vector<const Fragment*> ptrs;
+    for (const Fragment& f : fragments) ptrs.push_back(&f);
+    auto added = store->PutFragments(ptrs, ids, records, from, NowMs());
+    if (!added.ok()) {
+      KRING_LOG(kError, "store", "cannot store fragments from " << from << ": " << added.status().ToString());
+      return;
+    }
+    if (*added > 0) {
+      KRING_LOG(kInfo, "sync", "stored " << *added << " new fragment(s) from " << from);
+      std::lock_guard lock(status_mu);
+      stats.fragments_received += *added;
+    }
+  }
+
+  std::shared_ptr<const ReconcileSet> SetFor(const std::string& org) {
+    uint64_t gen = store->generation();
+    auto it = set_cache.find(org);
+    if (it != set_cache.end() && it->second.generation == gen) return it->second.set;
+    auto items = store->ItemsFor(org);
+    if (!items.ok()) {
+      KRING_LOG(kError, "store", "cannot list items for " << org << ": " << items.status().ToString());
+      return nullptr;
+    }
+    auto set = std::make_shared<const ReconcileSet>(std::move(*items));
+    set_cache[org] = CachedSet{gen, set};
+    return set;
+  }
+
+  // A request from a partner, arriving on our ROUTER.
+  void HandleRouterMessage() {
+    std::vector<zmq::message_t> frames;
+    if (!zmq::recv_multipart(router, std::back_inserter(frames), zmq::recv_flags::dontwait)) return;
+    if (frames.size() != 2) {
+      Reject("unknown", "malformed_frames", "expected 2 frames, got " + std::to_string(frames.size()));
+      return;
+    }
+    std::string key_hex;
+    try {
+      key_hex = frames[1].gets("User-Id");
+    } catch (const zmq::error_t&) {
+    }
+    RefreshPartnersIfChanged();
+    auto who = org_by_key.find(key_hex);
+    if (who == org_by_key.end()) {
+      Reject("former partner", "not_a_partner", "message from a key that is no longer a partner's; dropped");
+      return;
+    }
+    const std::string org = who->second;
+    auto msg = DecodeMessage(ByteSpan(static_cast<const uint8_t*>(frames[1].data()), frames[1].size()));
+    if (!msg.ok()) {
+      Reject(org, "undecodable_message", msg.status().message());
+      return;
+    }
+    MarkSeen(org);
+    if (auto* push = std::get_if<PushMessage>(&*msg)) {
+      HandlePush(org, *push);
+    } else if (auto* want = std::get_if<WantMessage>(&*msg)) {
+      std::vector<Bytes> records = LoadRecordsFor(want->ids.v, org);
+      SendRecords(records, [&](const Message& m) { return SendRouter(frames[0], m); });
+    } else if (auto* rec = std::get_if<ReconcileMessage>(&*msg)) {
+      if (rec->initiator != 1) {
+        Reject(org, "unexpected_message", "reconcile reply on the request socket");
+        return;
+      }
+      auto set = SetFor(org);
+      if (!set) return;
+      auto reply = Respond(*set, rec->body.v);
+      if (!reply.ok()) {
+        Reject(org, "bad_reconcile", reply.status().message());
+        return;
+      }
+      ReconcileMessage out;
+      out.session = rec->session;
+      out.initiator = 0;
+      out.body.v = std::move(*reply);
+      SendRouter(frames[0], Message(std::move(out)));
+    }
+  }
+
+  // A reply from partner `org`, arriving on our DEALER to it.
+  void HandleDealerMessage(PeerLink& link) {
+    zmq::message_t frame;
+    if (!link.dealer->recv(frame, zmq::recv_flags::dontwait)) return;
+    const std::string& org = link.partner.identity.org;
+    auto msg = DecodeMessage(ByteSpan(static_cast<const uint8_t*>(frame.data()), frame.size()));
+    if (!msg.ok()) {
+      Reject(org, "undecodable_message", msg.status().message());
+      return;
+    }
+    MarkSeen(org);
+    if (auto* push = std::get_if<PushMessage>(&*msg)) {
+      HandlePush(org, *push);
+    } else if (auto* rec = std::get_if<ReconcileMessage>(&*msg)) {
+      if (rec->initiator != 0 || !link.session || link.session->id != rec->session) return;  // stale reply
+      std::vector<Hash> have, need;
+      auto next = link.session->reconciler->Continue(rec->body.v, &have, &need);
+      if (!next.ok()) {
+        Reject(org, "bad_reconcile", next.status().message());
+        link.session.reset();
+        return;
+      }
+      if (!have.empty()) {
+        std::vector<Bytes> records = LoadRecordsFor(have, org);
+        size_t sent = SendRecords(records, [&](const Message& m) { return SendDealer(link, m); });
+        KRING_LOG(kInfo, "sync", "reconciliation with " << org << ": sent " << sent << " fragment(s) it missed");
+      }
+      for (size_t i = 0; i < need.size(); i += kMaxIdsPerWant) {
+        WantMessage want;
+        want.ids.v.assign(need.begin() + i, need.begin() + std::min(need.size(), i + kMaxIdsPerWant));
+        SendDealer(link, Message(std::move(want)));
+      }
+      if (!need.empty())
+        KRING_LOG(kInfo, "sync", "reconciliation with " << org << ": asked for " << need.size() << " fragment(s) we missed");
+      if (next->has_value()) {
+        ReconcileMessage out;
+        out.session = link.session->id;
+        out.initiator = 1;
+        out.body.v = std::move(**next);
+        if (!SendDealer(link, Message(std::move(out)))) link.session.reset();
+      } else {
+        link.session.reset();
+        link.last_sync_ms = NowMs();
+        PublishStatus();
+      }
+    } else {
+      Reject(org, "unexpected_message", "want on the reply socket");
+    }
+  }
+
+  // ---------------------------------------------------------------- timers
+
+  void Tick() {
+    int64_t now = NowMs();
+    int64_t stale = std::max<int64_t>(5000, 5LL * options.anti_entropy_interval_ms);
+    for (auto& [org, link] : peers) {
+      if (link.reported_connected && now - link.last_seen_ms > stale) {
+        link.reported_connected = false;
+        KRING_LOG(kWarn, "sync", "partner " << org << " unreachable (nothing heard for " << (now - link.last_seen_ms) / 1000 << " s)");
+      }
+      if (link.session && now - link.session->started_ms < stale) continue;
+      link.session.reset();
+      auto set = SetFor(org);
+      if (!set) continue;
+      Session s;
+      RandomBytes(std::span<uint8_t>(reinterpret_cast<uint8_t*>(&s.id), sizeof s.id));
+      s.started_ms = now;
+      s.set = set;
+      s.reconciler = std::make_unique<Reconciler>(*s.set);
+      ReconcileMessage m;
+      m.session = s.id;
+      m.initiator = 1;
+      m.body.v = s.reconciler->Initiate();
+      link.session = std::move(s);
+      if (!SendDealer(link, Message(std::move(m)))) link.session.reset();  // not connected yet
+    }
+    PublishStatus();
+  }
+
+  void PublishStatus() {
+    int64_t now = NowMs();
+    int64_t stale = std::max<int64_t>(5000, 5LL * options.anti_entropy_interval_ms);
+    std::vector<PeerStatus> snap;
+    for (auto& [org, link] : peers) {
+      PeerStatus s;
+      s.org = org;
+      s.display_name = link.partner.identity.display_name;
+      s.endpoint = link.partner.endpoint;
+      s.last_seen_ms = link.last_seen_ms;
+      s.last_sync_ms = link.last_sync_ms;
+      s.connected = link.last_seen_ms > 0 && now - link.last_seen_ms <= stale;
+      snap.push_back(std::move(s));
+    }
+    std::lock_guard lock(status_mu);
+    status_snapshot = std::move(snap);
+  }
+
+  // ---------------------------------------------------------------- loop
+
+  void Loop() {
+    int64_t next_tick = NowMs();
+    while (!stop.load()) {
+      std::vector<zmq::pollitem_t> items;
+      items.push_back({zap.handle(), 0, ZMQ_POLLIN, 0});
+      items.push_back({router.handle(), 0, ZMQ_POLLIN, 0});
+      items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
+      std::vector<PeerLink*> links;
+      for (auto& [org, link] : peers) {
+        items.push_back({link.dealer->handle(), 0, ZMQ_POLLIN, 0});
+        links.push_back(&link);
+      }
+      int64_t timeout = std::clamp<int64_t>(next_tick - NowMs(), 0, 200);
+      try {
+        zmq::poll(items, std::chrono::milliseconds(timeout));
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR) continue;
+        KRING_LOG(kError, "sync", "poll failed: " << e.what());
+        break;
+      }
+      if (items[0].revents & ZMQ_POLLIN) HandleZap();
+      if (items[2].revents & ZMQ_POLLIN) {
+        uint64_t v;
+        ssize_t n = ::read(wake_fd, &v, sizeof v);
+        (void)n;
+      }
+      // Partner changes first, so a removed partner is not served below.
+      RefreshPartnersIfChanged();
+      if (items[1].revents & ZMQ_POLLIN) {
+        for (int i = 0; i < 256 && (router.get(zmq::sockopt::events) & ZMQ_POLLIN); ++i) HandleRouterMessage();
+      }
+      for (size_t i = 0; i < links.size(); ++i) {
+        if (!(items[3 + i].revents & ZMQ_POLLIN)) continue;
+        // The link may have been removed by a reload inside a handler above.
+        auto it = peers.find(links[i]->partner.identity.org);
+        if (it == peers.end() || &it->second != links[i]) continue;
+        for (int k = 0; k < 256 && (links[i]->dealer->get(zmq::sockopt::events) & ZMQ_POLLIN); ++k)
+          HandleDealerMessage(*links[i]);
+      }
+      PushAnnounced();
+      if (NowMs() >= next_tick) {
+        Tick();
+        next_tick = NowMs() + options.anti_entropy_interval_ms;
+      }
+    }
+  }
+};
+
+SyncEngine::SyncEngine(const NodeIdentity& me, Store* store, HybridClock* clock, SyncOptions options)
+    : impl_(std::make_unique<Impl>(me, store, clock, std::move(options))) {}
+
+SyncEngine::~SyncEngine() { Stop(); }
+
+Status SyncEngine::Start() {
+  KRING_RETURN_IF_ERROR(impl_->Bind());
+  impl_->started = true;
+  impl_->thread = std::thread([this] { impl_->Loop(); });
+  return Status::Ok();
+}
+
+void SyncEngine::Stop() {
+  if (!impl_->started) return;
+  impl_->started = false;
+  impl_->stop = true;
+  impl_->Wake();
+  if (impl_->thread.joinable()) impl_->thread.join();
+  impl_->peers.clear();
+  impl_->router.close();
+  impl_->zap.close();
+  if (impl_->wake_fd >= 0) ::close(impl_->wake_fd);
+  impl_->wake_fd = -1;
+}
+
+void SyncEngine::Announce(const FragmentId& id) {
+  {
+    std::lock_guard lock(impl_->queue_mu);
+    impl_->announced.push_back(id);
+  }
+  impl_->Wake();
+}
+
+std::vector<PeerStatus> SyncEngine::Peers() const {
+  std::lock_guard lock(impl_->status_mu);
+  return impl_->status_snapshot;
+}
+
+SyncStats SyncEngine::Stats() const {
+  std::lock_guard lock(impl_->status_mu);
+  return impl_->stats;
+}
+
+}  // namespace kring

@@ -1,0 +1,70 @@
+// Peer-to-peer sync over ZeroMQ CURVE: push new fragments to their recipients, repair gaps by set reconciliation.
+//
+// Sockets: one ROUTER bound on --listen (CURVE server) receives partners'
+// requests; one DEALER per partner (CURVE client, pinned to the partner's
+// transport key) sends ours and receives the replies. A ZAP handler admits
+// only partners' transport keys, and because ZAP runs only at the handshake,
+// every incoming message is checked again by its CURVE key (the User-Id
+// metadata) against the current partner list. Never by ROUTER routing id.
+//
+// Threading: Start() creates the sockets on the caller's thread and runs
+// them on one sync thread; Announce() and the status calls are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "crypto/identity.h"
+#include "node/store.h"
+#include "protocol/hlc.h"
+
+namespace kring {
+
+struct SyncOptions {
+  std::string listen;                      // tcp://host:port
+  int anti_entropy_interval_ms = 1000;     // how often each partner is reconciled
+};
+
+struct PeerStatus {
+  std::string org;
+  std::string display_name;
+  std::string endpoint;
+  bool connected = false;     // a message from it arrived recently
+  int64_t last_seen_ms = 0;   // 0: never
+  int64_t last_sync_ms = 0;   // last completed reconciliation; 0: never
+};
+
+struct SyncStats {
+  uint64_t fragments_received = 0;  // newly stored from peers
+  uint64_t fragments_sent = 0;
+  std::map<std::string, uint64_t> rejected;  // by reason
+};
+
+class SyncEngine {
+ public:
+  SyncEngine(const NodeIdentity& me, Store* store, HybridClock* clock, SyncOptions options);
+  ~SyncEngine();
+  SyncEngine(const SyncEngine&) = delete;
+  SyncEngine& operator=(const SyncEngine&) = delete;
+
+  // Binds the listen endpoint and starts the sync thread. IOError (with the
+  // reason) if the endpoint is malformed or cannot be bound.
+  Status Start();
+  // Stops the thread and closes every socket. Idempotent.
+  void Stop();
+
+  // Queues a fragment this node just stored to be pushed to its recipients.
+  void Announce(const FragmentId& id);
+
+  std::vector<PeerStatus> Peers() const;
+  SyncStats Stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kring

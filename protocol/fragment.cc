@@ -64,6 +64,8 @@ Result<Fragment> SealFragment(const FragmentDraft& d, const NodeIdentity& author
   if (d.body.size() > kMaxBodyBytes)
     return Status::ResourceExhausted("body is larger than " + std::to_string(kMaxBodyBytes) + " bytes");
   if (d.predecessors.size() > kMaxPredecessors) return Status::InvalidArgument("too many predecessors");
+  if (std::set<FragmentId>(d.predecessors.begin(), d.predecessors.end()).size() != d.predecessors.size())
+    return Status::InvalidArgument("duplicate predecessor");
 
   std::vector<const PublicIdentity*> to;
   to.push_back(&author.pub);
@@ -71,7 +73,9 @@ Result<Fragment> SealFragment(const FragmentDraft& d, const NodeIdentity& author
     if (!IsValidOrgSlug(r.org)) return Status::InvalidArgument("recipient '" + r.org + "' is not a valid organisation");
     to.push_back(&r);
   }
-  std::sort(to.begin(), to.end(), [](auto* a, auto* b) { return a->org < b->org; });
+  // Stable, so that of entries with the same org the author's own (first) one
+  // survives unique(): the author must always be able to open what it wrote.
+  std::stable_sort(to.begin(), to.end(), [](auto* a, auto* b) { return a->org < b->org; });
   to.erase(std::unique(to.begin(), to.end(), [](auto* a, auto* b) { return a->org == b->org; }), to.end());
   if (to.size() > kMaxRecipients) return Status::InvalidArgument("too many recipients");
 

@@ -30,7 +30,7 @@ enum class RecordType : uint8_t {
 };
 
 struct PushMessage {
-  BoundedVector<BoundedBytes<kMaxRecordBytes>, kMaxRecordsPerPush, 5> records;
+  BoundedVector<BoundedBytes<kMaxRecordBytes>, kMaxRecordsPerPush, 4> records;  // 4: a record's length prefix
   template <class A>
   void serialize(A& ar) { ar(records); }
 };

@@ -1,0 +1,332 @@
+// Multi-process tests: real kring-node processes on loopback, driven through their CLI and HTTP API.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+#include <sstream>
+#include <sys/stat.h>
+
+#include "examples/cluster.h"
+
+using kring::LocalCluster;
+using nlohmann::json;
+
+namespace {
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool DatabaseContains(LocalCluster& c, const std::string& org, const std::string& needle) {
+  std::string base = c.node(org).data_dir + "/kring.db";
+  for (const char* suffix : {"", "-wal", "-shm"})
+    if (Slurp(base + suffix).find(needle) != std::string::npos) return true;
+  return false;
+}
+
+std::string CreateCase(LocalCluster& c, const std::string& org) {
+  auto r = c.Call(org, "POST", "/v1/cases", json{{"label", "test household"}});
+  REQUIRE(r.status == 201);
+  return r.body["case"].get<std::string>();
+}
+
+kring::HttpReply Write(LocalCluster& c, const std::string& org, const std::string& case_id,
+                       const std::vector<std::string>& to, const std::string& text, const std::string& kind = "note") {
+  return c.Call(org, "POST", "/v1/cases/" + case_id + "/fragments",
+                json{{"kind", kind}, {"domain", "housing"}, {"recipients", to}, {"body", {{"text", text}}}});
+}
+
+size_t Readable(LocalCluster& c, const std::string& org, const std::string& case_id) {
+  auto r = c.Call(org, "GET", "/v1/cases/" + case_id + "/fragments");
+  return r.status == 200 ? r.body["fragments"].size() : 0;
+}
+
+int64_t Held(LocalCluster& c, const std::string& org) {
+  auto r = c.Call(org, "GET", "/v1/health");
+  return r.status == 200 ? r.body["fragments"].get<int64_t>() : -1;
+}
+
+bool Connected(LocalCluster& c, const std::string& org, const std::string& peer) {
+  auto r = c.Call(org, "GET", "/v1/health");
+  if (r.status != 200) return false;
+  for (auto& p : r.body["peers"])
+    if (p["org"] == peer) return p["connected"].get<bool>();
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("a fragment written at one node is verified, stored and readable at its recipient") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  c.AddNode("wijkteam", "Wijkteam");
+  REQUIRE(c.Connect("gemeente", "wijkteam"));
+  REQUIRE(c.Start("gemeente"));
+  REQUIRE(c.Start("wijkteam"));
+  std::string case_id = CreateCase(c, "gemeente");
+  auto w = Write(c, "gemeente", case_id, {"wijkteam"}, "eerste gesprek gepland");
+  REQUIRE(w.status == 201);
+  REQUIRE(LocalCluster::WaitFor([&] { return Readable(c, "wijkteam", case_id) == 1; }, 5000));
+  auto r = c.Call("wijkteam", "GET", "/v1/cases/" + case_id + "/fragments");
+  json f = r.body["fragments"][0];
+  CHECK(f["fragment"] == w.body["fragment"]);
+  CHECK(f["author"] == "gemeente");
+  CHECK(f["body"]["text"] == "eerste gesprek gepland");
+  CHECK(f["recipients"] == json({"gemeente", "wijkteam"}));
+  auto cases = c.Call("wijkteam", "GET", "/v1/cases");
+  REQUIRE(cases.status == 200);
+  REQUIRE(cases.body["cases"].size() == 1);
+  CHECK(cases.body["cases"][0]["case"] == case_id);
+  CHECK_FALSE(cases.body["cases"][0].contains("label"));  // the label stays on the creating node
+}
+
+TEST_CASE("a non-partner's CURVE key is refused and logged while partners keep syncing") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  c.AddNode("wijkteam", "Wijkteam");
+  c.AddNode("indringer", "Indringer");
+  REQUIRE(c.Connect("gemeente", "wijkteam"));
+  // The intruder trusts the municipality, but the municipality does not trust it.
+  auto add = c.Cli({"peer", "add", "--data", c.node("indringer").data_dir, "--card", "-", "--endpoint",
+                    c.node("gemeente").listen()}, c.node("gemeente").card);
+  REQUIRE(add.exit_code == 0);
+  for (const char* org : {"gemeente", "wijkteam", "indringer"}) REQUIRE(c.Start(org));
+  CHECK(LocalCluster::WaitFor([&] { return c.Log("gemeente").find("refused connection") != std::string::npos; }, 5000));
+  CHECK(c.Log("gemeente").find("is not a partner") != std::string::npos);
+  std::string case_id = CreateCase(c, "gemeente");
+  REQUIRE(Write(c, "gemeente", case_id, {"wijkteam"}, "alleen voor het wijkteam").status == 201);
+  CHECK(LocalCluster::WaitFor([&] { return Readable(c, "wijkteam", case_id) == 1; }, 5000));
+  CHECK(Connected(c, "gemeente", "wijkteam"));
+  CHECK_FALSE(Connected(c, "indringer", "gemeente"));
+  CHECK(Held(c, "indringer") == 0);
+  CHECK(c.Running("gemeente"));
+}
+
+TEST_CASE("a fragment written while the receiver is down arrives after it restarts") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  c.AddNode("zorg", "Zorgaanbieder");
+  REQUIRE(c.Connect("gemeente", "zorg"));
+  REQUIRE(c.Start("gemeente"));
+  std::string case_id = CreateCase(c, "gemeente");
+  for (int i = 0; i < 50; ++i) REQUIRE(Write(c, "gemeente", case_id, {"zorg"}, "bericht " + std::to_string(i)).status == 201);
+  REQUIRE(c.Start("zorg"));
+  CHECK(LocalCluster::WaitFor([&] { return Readable(c, "zorg", case_id) == 50; }, 10000));
+  // And the other way round: the writer down, the reader up, then the writer back.
+  c.Stop("zorg");
+  for (int i = 0; i < 5; ++i) REQUIRE(Write(c, "gemeente", case_id, {"zorg"}, "later " + std::to_string(i)).status == 201);
+  c.Stop("gemeente");
+  REQUIRE(c.Start("zorg"));
+  REQUIRE(c.Start("gemeente"));
+  CHECK(LocalCluster::WaitFor([&] { return Readable(c, "zorg", case_id) == 55; }, 10000));
+  CHECK(c.Log("zorg").find("stored") != std::string::npos);
+}
+
+TEST_CASE("a kill -9 of the writer right after an acknowledged write loses nothing") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  c.AddNode("wijkteam", "Wijkteam");
+  REQUIRE(c.Connect("gemeente", "wijkteam"));
+  REQUIRE(c.Start("gemeente"));
+  std::string case_id = CreateCase(c, "gemeente");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) {
+    auto w = Write(c, "gemeente", case_id, {"wijkteam"}, "afspraak " + std::to_string(i));
+    REQUIRE(w.status == 201);
+    ids.push_back(w.body["fragment"]);
+  }
+  c.Kill("gemeente");
+  REQUIRE(c.Start("gemeente"));
+  auto r = c.Call("gemeente", "GET", "/v1/cases/" + case_id + "/fragments");
+  REQUIRE(r.status == 200);
+  REQUIRE(r.body["fragments"].size() == ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) CHECK(r.body["fragments"][i]["fragment"] == ids[i]);
+  // The acknowledged writes also reach the recipient, which was down all along.
+  REQUIRE(c.Start("wijkteam"));
+  CHECK(LocalCluster::WaitFor([&] { return Readable(c, "wijkteam", case_id) == ids.size(); }, 10000));
+}
+
+TEST_CASE("neither node's database files hold plaintext of a fragment body") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  c.AddNode("wijkteam", "Wijkteam");
+  REQUIRE(c.Connect("gemeente", "wijkteam"));
+  REQUIRE(c.Start("gemeente"));
+  REQUIRE(c.Start("wijkteam"));
+  std::string case_id = CreateCase(c, "gemeente");
+  const std::string secret = "Vertrouwelijk: zorgen over huiselijk geweld";
+  REQUIRE(Write(c, "gemeente", case_id, {"wijkteam"}, secret).status == 201);
+  REQUIRE(LocalCluster::WaitFor([&] { return Readable(c, "wijkteam", case_id) == 1; }, 5000));
+  CHECK_FALSE(DatabaseContains(c, "gemeente", secret));
+  CHECK_FALSE(DatabaseContains(c, "wijkteam", secret));
+  c.Stop("gemeente");
+  c.Stop("wijkteam");  // after a checkpoint too
+  CHECK_FALSE(DatabaseContains(c, "gemeente", secret));
+  CHECK_FALSE(DatabaseContains(c, "wijkteam", secret));
+}
+
+TEST_CASE("a node not addressed receives nothing of a fragment, not even ciphertext") {
+  LocalCluster c(KRING_NODE_BINARY);
+  for (const char* org : {"gemeente", "wijkteam", "zorg"}) c.AddNode(org, org);
+  REQUIRE(c.Connect("gemeente", "wijkteam"));
+  REQUIRE(c.Connect("gemeente", "zorg"));
+  REQUIRE(c.Connect("wijkteam", "zorg"));
+  for (const char* org : {"gemeente", "wijkteam", "zorg"}) REQUIRE(c.Start(org));
+  std::string case_id = CreateCase(c, "gemeente");
+  REQUIRE(Write(c, "gemeente", case_id, {"wijkteam"}, "niet voor de zorgaanbieder").status == 201);
+  REQUIRE(Write(c, "gemeente", case_id, {"wijkteam", "zorg"}, "voor allebei").status == 201);
+  REQUIRE(LocalCluster::WaitFor([&] { return Readable(c, "wijkteam", case_id) == 2 && Readable(c, "zorg", case_id) == 1; }, 5000));
+  // Several reconciliation rounds later it still holds just the one.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  CHECK(Held(c, "zorg") == 1);
+  CHECK(Readable(c, "zorg", case_id) == 1);
+}
+
+TEST_CASE("a removed partner is cut off at once, also on a live connection, without a restart") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  c.AddNode("woningcorporatie", "Woningcorporatie");
+  REQUIRE(c.Connect("gemeente", "woningcorporatie"));
+  REQUIRE(c.Start("gemeente"));
+  REQUIRE(c.Start("woningcorporatie"));
+  REQUIRE(LocalCluster::WaitFor([&] { return Connected(c, "woningcorporatie", "gemeente"); }, 5000));
+  std::string case_id = CreateCase(c, "gemeente");
+  REQUIRE(Write(c, "gemeente", case_id, {"woningcorporatie"}, "voor de corporatie").status == 201);
+  REQUIRE(LocalCluster::WaitFor([&] { return Held(c, "woningcorporatie") == 1; }, 5000));
+
+  // The corporation's IT team removes the municipality while both run.
+  auto rm = c.Cli({"peer", "remove", "--data", c.node("woningcorporatie").data_dir, "--org", "gemeente"});
+  REQUIRE(rm.exit_code == 0);
+  // The municipality still trusts the corporation and keeps sending.
+  REQUIRE(Write(c, "gemeente", case_id, {"woningcorporatie"}, "na verwijdering").status == 201);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  CHECK(Held(c, "woningcorporatie") == 1);
+  auto peers = c.Call("woningcorporatie", "GET", "/v1/health").body["peers"];
+  CHECK(peers.empty());
+  CHECK(c.Log("woningcorporatie").find("partner gemeente removed") != std::string::npos);
+
+  // Adding it back is picked up without a restart too, and sync resumes.
+  auto add = c.Cli({"peer", "add", "--data", c.node("woningcorporatie").data_dir, "--card", "-", "--endpoint",
+                    c.node("gemeente").listen()}, c.node("gemeente").card);
+  REQUIRE(add.exit_code == 0);
+  CHECK(LocalCluster::WaitFor([&] { return Held(c, "woningcorporatie") == 2; }, 10000));
+}
+
+TEST_CASE("the API refuses calls without a valid token or without an actor") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  REQUIRE(c.Start("gemeente"));
+  const std::string token = c.node("gemeente").token;
+  std::map<std::string, std::string> actor = {{"X-Kring-Actor", "p123"}, {"X-Kring-Actor-Name", "P. de Vries"},
+                                              {"X-Kring-Role", "casemanager"}};
+  SUBCASE("no token") {
+    auto r = c.Raw("gemeente", "GET", "/v1/cases", "", actor);
+    CHECK(r.status == 401);
+    CHECK(r.body["error"] == "unauthenticated");
+  }
+  SUBCASE("a wrong token") {
+    auto h = actor;
+    h["Authorization"] = "Bearer krt_0000";
+    CHECK(c.Raw("gemeente", "GET", "/v1/cases", "", h).status == 401);
+  }
+  SUBCASE("no actor") {
+    auto r = c.Raw("gemeente", "GET", "/v1/cases", "", {{"Authorization", "Bearer " + token}});
+    CHECK(r.status == 400);
+    CHECK(r.body["error"] == "missing_actor");
+  }
+  SUBCASE("a token revoked while the node runs") {
+    auto h = actor;
+    h["Authorization"] = "Bearer " + token;
+    REQUIRE(c.Raw("gemeente", "GET", "/v1/cases", "", h).status == 200);
+    REQUIRE(c.Cli({"token", "--data", c.node("gemeente").data_dir, "--revoke", "demo"}).exit_code == 0);
+    CHECK(c.Raw("gemeente", "GET", "/v1/cases", "", h).status == 401);
+  }
+  SUBCASE("health needs no token") {
+    auto r = c.Raw("gemeente", "GET", "/v1/health", "", {});
+    CHECK(r.status == 200);
+    CHECK(r.body["status"] == "ok");
+    CHECK(r.body["org"] == "gemeente");
+  }
+}
+
+TEST_CASE("malformed, oversized and invalid writes are refused with a JSON error and nothing stored") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  REQUIRE(c.Start("gemeente"));
+  std::string case_id = CreateCase(c, "gemeente");
+  std::string path = "/v1/cases/" + case_id + "/fragments";
+  std::map<std::string, std::string> h = {{"Authorization", "Bearer " + c.node("gemeente").token},
+                                          {"X-Kring-Actor", "p1"}, {"X-Kring-Actor-Name", "P"}, {"X-Kring-Role", "r"}};
+  CHECK(c.Raw("gemeente", "POST", path, "{not json", h).body["error"] == "malformed_json");
+  CHECK(c.Raw("gemeente", "POST", path, "[1,2]", h).status == 400);
+  CHECK(c.Raw("gemeente", "POST", path, R"({"kind":7,"body":{}})", h).status == 400);
+  CHECK(c.Raw("gemeente", "POST", path, R"({"kind":"note","body":{},"colour":"red"})", h).body["error"] == "unknown_field");
+  CHECK(c.Raw("gemeente", "POST", path, R"({"kind":"Not A Slug","body":{}})", h).status == 400);
+  CHECK(c.Raw("gemeente", "POST", path, R"({"kind":"note","recipients":["stranger"],"body":{}})", h).status == 400);
+  std::string huge = R"({"kind":"note","body":")" + std::string(600 * 1024, 'x') + "\"}";
+  CHECK(c.Raw("gemeente", "POST", path, huge, h).status == 413);
+  CHECK(c.Raw("gemeente", "POST", "/v1/cases/00112233445566778899aabbccddeeff/fragments", R"({"kind":"note","body":{}})", h).status == 404);
+  CHECK(c.Raw("gemeente", "POST", "/v1/cases/xyz/fragments", R"({"kind":"note","body":{}})", h).status == 400);
+  CHECK(c.Raw("gemeente", "GET", "/v1/no-such-thing", "", h).status == 404);
+  CHECK(Held(c, "gemeente") == 0);
+  CHECK(c.Running("gemeente"));
+}
+
+TEST_CASE("the command line explains itself and refuses bad input clearly") {
+  LocalCluster c(KRING_NODE_BINARY);
+  for (auto args : std::vector<std::vector<std::string>>{{"--help"}, {"init", "--help"}, {"card", "--help"},
+                                                         {"peer", "add", "--help"}, {"peer", "remove", "--help"},
+                                                         {"peer", "list", "--help"}, {"token", "--help"}, {"run", "--help"}}) {
+    auto r = c.Cli(args);
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("--") != std::string::npos);
+  }
+  std::string dir = c.dir() + "/n";
+  auto bad_org = c.Cli({"init", "--data", dir, "--org", "Gemeente Deventer!", "--name", "X"});
+  CHECK(bad_org.exit_code != 0);
+  CHECK(bad_org.err.find("[a-z0-9-]") != std::string::npos);
+  CHECK(c.Cli({"init", "--data", dir, "--org", "gemeente", "--name", "G", "--colour", "red"}).exit_code != 0);
+  auto init = c.Cli({"init", "--data", dir, "--org", "gemeente", "--name", "Gemeente"});
+  REQUIRE(init.exit_code == 0);
+  json card = json::parse(init.out);
+  CHECK(card["org"] == "gemeente");
+  CHECK(card["sign_key"].get<std::string>().size() == 64);
+  struct stat st {};
+  REQUIRE(stat((dir + "/node.key").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  auto again = c.Cli({"init", "--data", dir, "--org", "gemeente", "--name", "Gemeente"});
+  CHECK(again.exit_code != 0);
+  CHECK(again.err.find("refusing to overwrite") != std::string::npos);
+  CHECK(json::parse(c.Cli({"card", "--data", dir}).out) == card);
+  chmod((dir + "/node.key").c_str(), 0644);
+  auto loose = c.Cli({"card", "--data", dir});
+  CHECK(loose.exit_code != 0);
+  CHECK(loose.err.find("chmod 600") != std::string::npos);
+  chmod((dir + "/node.key").c_str(), 0600);
+  auto bad_card = c.Cli({"peer", "add", "--data", dir, "--card", "-", "--endpoint", "tcp://127.0.0.1:1"}, "{\"org\":1}");
+  CHECK(bad_card.exit_code != 0);
+  CHECK(c.Cli({"run", "--data", dir, "--api", "nonsense"}).exit_code != 0);
+  CHECK(c.Cli({"run", "--data", dir, "--api", "0.0.0.0:8080"}).err.find("loopback") != std::string::npos);
+}
+
+TEST_CASE("a node stops cleanly on SIGTERM and reports partner state in health") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  c.AddNode("wijkteam", "Wijkteam");
+  REQUIRE(c.Connect("gemeente", "wijkteam"));
+  REQUIRE(c.Start("gemeente"));
+  auto h = c.Call("gemeente", "GET", "/v1/health");
+  REQUIRE(h.body["peers"].size() == 1);
+  CHECK(h.body["peers"][0]["connected"] == false);
+  CHECK(h.body["peers"][0]["last_sync"].is_null());
+  REQUIRE(c.Start("wijkteam"));
+  REQUIRE(LocalCluster::WaitFor([&] { return Connected(c, "gemeente", "wijkteam"); }, 5000));
+  CHECK(LocalCluster::WaitFor([&] { return !c.Call("gemeente", "GET", "/v1/health").body["peers"][0]["last_sync"].is_null(); }, 5000));
+  CHECK(c.Stop("gemeente") == 0);
+  CHECK(c.Log("gemeente").find("stopped cleanly") != std::string::npos);
+  CHECK(LocalCluster::WaitFor([&] { return !Connected(c, "wijkteam", "gemeente"); }, 10000));
+}

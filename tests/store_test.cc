@@ -1,0 +1,210 @@
+// Tests of the node's SQLite store: schema, idempotent record storage, audiences, partners and tokens.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <sys/stat.h>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <sqlite3.h>
+
+#include "node/api.h"
+#include "node/node.h"
+#include "node/store.h"
+#include "protocol/messages.h"
+
+using namespace kring;
+
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    std::string t = "/tmp/kring-store-test-XXXXXX";
+    REQUIRE(mkdtemp(t.data()) != nullptr);
+    path = t;
+  }
+  ~TempDir() { std::system(("rm -rf " + path).c_str()); }
+};
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Fragment MakeFragment(const NodeIdentity& author, const std::vector<PublicIdentity>& to, const std::string& text,
+                      HlcTimestamp hlc, CaseId case_id) {
+  FragmentDraft d;
+  d.case_id = case_id;
+  d.kind = "note";
+  d.domain = "housing";
+  d.hlc = hlc;
+  d.body.assign(text.begin(), text.end());
+  d.recipients = to;
+  auto f = SealFragment(d, author);
+  REQUIRE(f.ok());
+  return *f;
+}
+
+}  // namespace
+
+TEST_CASE("a new database is created at the current schema version in WAL mode") {
+  TempDir dir;
+  auto store = Store::Open(dir.path + "/kring.db");
+  REQUIRE(store.ok());
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open((dir.path + "/kring.db").c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  CHECK(sqlite3_column_int(st, 0) == kSchemaVersion);
+  sqlite3_finalize(st);
+  sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, nullptr);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  CHECK(std::string(reinterpret_cast<const char*>(sqlite3_column_text(st, 0))) == "wal");
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  // Reopening an up-to-date database migrates nothing and works.
+  store->reset();
+  CHECK(Store::Open(dir.path + "/kring.db").ok());
+}
+
+TEST_CASE("a database from a newer kring is refused rather than misread") {
+  TempDir dir;
+  { REQUIRE(Store::Open(dir.path + "/kring.db").ok()); }
+  sqlite3* db = nullptr;
+  sqlite3_open((dir.path + "/kring.db").c_str(), &db);
+  sqlite3_exec(db, "PRAGMA user_version=99", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  auto store = Store::Open(dir.path + "/kring.db");
+  REQUIRE_FALSE(store.ok());
+  CHECK(store.status().message().find("newer") != std::string::npos);
+}
+
+TEST_CASE("storing the same fragment twice keeps one copy: duplicates and replays are harmless") {
+  TempDir dir;
+  auto store = Store::Open(dir.path + "/kring.db");
+  REQUIRE(store.ok());
+  NodeIdentity a = NodeIdentity::Generate("org-a", "A");
+  NodeIdentity b = NodeIdentity::Generate("org-b", "B");
+  Fragment f = MakeFragment(a, {b.pub}, "hello", MakeHlc(1000, 0), NewCaseId());
+  Bytes rec = EncodeFragmentRecord(f);
+  auto first = (*store)->PutFragment(f, f.Id(), rec, "org-a", 1);
+  auto second = (*store)->PutFragment(f, f.Id(), rec, "org-b", 2);
+  REQUIRE(first.ok());
+  REQUIRE(second.ok());
+  CHECK(*first);
+  CHECK_FALSE(*second);
+  CHECK(*(*store)->CountRecords() == 1);
+}
+
+TEST_CASE("a fragment's audience is exactly its recipients, listed in (hlc, id) order") {
+  TempDir dir;
+  auto store = Store::Open(dir.path + "/kring.db");
+  REQUIRE(store.ok());
+  NodeIdentity a = NodeIdentity::Generate("org-a", "A");
+  NodeIdentity b = NodeIdentity::Generate("org-b", "B");
+  NodeIdentity c = NodeIdentity::Generate("org-c", "C");
+  CaseId case_id = NewCaseId();
+  Fragment f1 = MakeFragment(a, {b.pub}, "one", MakeHlc(3000, 0), case_id);
+  Fragment f2 = MakeFragment(a, {b.pub, c.pub}, "two", MakeHlc(2000, 0), case_id);
+  for (const Fragment* f : {&f1, &f2}) REQUIRE((*store)->PutFragment(*f, f->Id(), EncodeFragmentRecord(*f), "org-a", 1).ok());
+  auto for_b = (*store)->ItemsFor("org-b");
+  auto for_c = (*store)->ItemsFor("org-c");
+  REQUIRE(for_b.ok());
+  REQUIRE(for_c.ok());
+  REQUIRE(for_b->size() == 2);
+  CHECK((*for_b)[0].id == f2.Id());  // earlier hlc first
+  CHECK((*for_b)[1].id == f1.Id());
+  REQUIRE(for_c->size() == 1);
+  CHECK((*for_c)[0].id == f2.Id());
+  CHECK(*(*store)->InAudience(f1.Id(), "org-b"));
+  CHECK_FALSE(*(*store)->InAudience(f1.Id(), "org-c"));
+  CHECK(*(*store)->MaxHlc() == MakeHlc(3000, 0));
+}
+
+TEST_CASE("the database file holds no plaintext of a fragment body") {
+  TempDir dir;
+  const std::string secret = "Schuldhulp: achterstand huur 2400 euro";
+  {
+    auto store = Store::Open(dir.path + "/kring.db");
+    REQUIRE(store.ok());
+    NodeIdentity a = NodeIdentity::Generate("org-a", "A");
+    NodeIdentity b = NodeIdentity::Generate("org-b", "B");
+    Fragment f = MakeFragment(a, {b.pub}, secret, MakeHlc(1000, 0), NewCaseId());
+    REQUIRE((*store)->PutFragment(f, f.Id(), EncodeFragmentRecord(f), "org-a", 1).ok());
+  }
+  for (const char* suffix : {"", "-wal", "-shm"}) CHECK(Slurp(dir.path + "/kring.db" + suffix).find(secret) == std::string::npos);
+}
+
+TEST_CASE("partners are unique by organisation and by key") {
+  TempDir dir;
+  auto store = Store::Open(dir.path + "/kring.db");
+  REQUIRE(store.ok());
+  NodeIdentity b = NodeIdentity::Generate("org-b", "B");
+  Partner p{b.pub, "tcp://127.0.0.1:9", 1};
+  CHECK((*store)->AddPartner(p).ok());
+  CHECK((*store)->AddPartner(p).code() == Status::Code::kAlreadyExists);
+  Partner same_keys = p;
+  same_keys.identity.org = "org-b-clone";
+  CHECK((*store)->AddPartner(same_keys).code() == Status::Code::kConflict);
+  auto list = (*store)->ListPartners();
+  REQUIRE(list.ok());
+  REQUIRE(list->size() == 1);
+  CHECK(list->front().identity.transport_pk == b.pub.transport_pk);
+  CHECK((*store)->RemovePartner("org-b").ok());
+  CHECK((*store)->RemovePartner("org-b").code() == Status::Code::kNotFound);
+}
+
+TEST_CASE("another process's write is noticed through ChangedByOthers") {
+  TempDir dir;
+  auto node_view = Store::Open(dir.path + "/kring.db");
+  auto cli_view = Store::Open(dir.path + "/kring.db");
+  REQUIRE(node_view.ok());
+  REQUIRE(cli_view.ok());
+  (*node_view)->ChangedByOthers();
+  CHECK_FALSE((*node_view)->ChangedByOthers());
+  NodeIdentity b = NodeIdentity::Generate("org-b", "B");
+  REQUIRE((*cli_view)->AddPartner(Partner{b.pub, "tcp://127.0.0.1:9", 1}).ok());
+  CHECK((*node_view)->ChangedByOthers());
+  CHECK_FALSE((*node_view)->ChangedByOthers());
+}
+
+TEST_CASE("API tokens are stored only as hashes and stop working when revoked") {
+  TempDir dir;
+  auto store = Store::Open(dir.path + "/kring.db");
+  REQUIRE(store.ok());
+  std::string token = NewApiToken();
+  CHECK(token.rfind("krt_", 0) == 0);
+  REQUIRE((*store)->AddToken("zaaksysteem", HashApiToken(token), 1).ok());
+  CHECK((*store)->AddToken("zaaksysteem", HashApiToken(NewApiToken()), 2).code() == Status::Code::kAlreadyExists);
+  auto who = (*store)->ClientForToken(HashApiToken(token));
+  REQUIRE(who.ok());
+  REQUIRE(who->has_value());
+  CHECK(**who == "zaaksysteem");
+  CHECK_FALSE((*store)->ClientForToken(HashApiToken(token + "x"))->has_value());
+  REQUIRE((*store)->RevokeToken("zaaksysteem", 3).ok());
+  CHECK_FALSE((*store)->ClientForToken(HashApiToken(token))->has_value());
+  CHECK(Slurp(dir.path + "/kring.db").find(token) == std::string::npos);
+  CHECK(Slurp(dir.path + "/kring.db-wal").find(token) == std::string::npos);
+}
+
+TEST_CASE("init creates an owner-only key file and refuses to overwrite an existing node") {
+  TempDir dir;
+  std::string data = dir.path + "/node";
+  auto pub = InitNode(data, "gemeente-test", "Gemeente Test");
+  REQUIRE(pub.ok());
+  struct stat st {};
+  REQUIRE(stat(KeyFilePath(data).c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  REQUIRE(stat(data.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0077) == 0);
+  auto again = InitNode(data, "gemeente-test", "Gemeente Test");
+  CHECK(again.status().code() == Status::Code::kAlreadyExists);
+  auto node = Node::Open(data);
+  REQUIRE(node.ok());
+  CHECK((*node)->identity().sign_pk == pub->sign_pk);
+}
