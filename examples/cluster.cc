@@ -148,6 +148,7 @@ bool LocalCluster::Start(const std::string& org, int timeout_ms) {
   std::vector<std::string> args = {binary_, "run", "--data", n.data_dir, "--listen", n.listen(),
                                    "--api", "127.0.0.1:" + std::to_string(n.api_port),
                                    "--sync-interval-ms", std::to_string(sync_interval_ms_)};
+  args.insert(args.end(), n.run_args.begin(), n.run_args.end());
   int log_fd = open(n.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   pid_t pid = fork();
   if (pid < 0) Die("fork failed");
@@ -196,7 +197,8 @@ bool LocalCluster::Running(const std::string& org) const { return nodes_.at(org)
 HttpReply LocalCluster::Raw(const std::string& org, const std::string& method, const std::string& path,
                             const std::string& body, const std::map<std::string, std::string>& headers) const {
   const ClusterNode& n = nodes_.at(org);
-  httplib::Client cli("127.0.0.1", n.api_port);
+  httplib::Client cli((n.tls ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(n.api_port));
+  cli.enable_server_certificate_verification(false);
   cli.set_connection_timeout(2, 0);
   cli.set_read_timeout(10, 0);
   httplib::Headers h;

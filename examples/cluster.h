@@ -40,6 +40,8 @@ struct ClusterNode {
   std::string card;   // identity card JSON
   pid_t pid = -1;
   std::string log_path;
+  std::vector<std::string> run_args;  // extra flags for `kring-node run`
+  bool tls = false;                   // the API speaks HTTPS (self-signed: not verified)
 
   std::string listen() const { return "tcp://127.0.0.1:" + std::to_string(sync_port); }
 };

@@ -1,7 +1,10 @@
 // HTTP routes of the local API: authentication, actor headers, JSON errors, cases and fragments.
 #include "node/api.h"
 
+#include <functional>
+#include <limits>
 #include <thread>
+#include <unistd.h>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -9,6 +12,7 @@
 #include "crypto/primitives.h"
 #include "node/log.h"
 #include "node/node.h"
+#include "node/openapi.h"
 
 namespace kring {
 
@@ -74,9 +78,6 @@ std::string IsoTime(int64_t ms) {
 
 json TimeOrNull(int64_t ms) { return ms > 0 ? json(IsoTime(ms)) : json(nullptr); }
 
-bool IsLoopbackHost(const std::string& host) {
-  return host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
-}
 
 // Header values go into logs and (later) the access log: bounded and printable.
 bool ValidHeaderValue(const std::string& v, size_t max) {
@@ -86,14 +87,110 @@ bool ValidHeaderValue(const std::string& v, size_t max) {
   return true;
 }
 
+// Parses "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM:SS[.sss]Z" as Unix milliseconds.
+std::optional<int64_t> ParseIsoTime(const std::string& s) {
+  int y, mo, d, h = 0, mi = 0, sec = 0, ms = 0;
+  char z = 0;
+  int n = 0;
+  if (s.size() == 10) {
+    if (std::sscanf(s.c_str(), "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10) return std::nullopt;
+  } else if (s.size() == 20) {
+    if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c%n", &y, &mo, &d, &h, &mi, &sec, &z, &n) != 7 || z != 'Z' || n != 20)
+      return std::nullopt;
+  } else if (s.size() == 24) {
+    if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c%n", &y, &mo, &d, &h, &mi, &sec, &ms, &z, &n) != 8 || z != 'Z' || n != 24)
+      return std::nullopt;
+  } else {
+    return std::nullopt;
+  }
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970) return std::nullopt;
+  std::tm tm{};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = sec;
+  std::time_t t = timegm(&tm);
+  if (t < 0) return std::nullopt;
+  return static_cast<int64_t>(t) * 1000 + ms;
+}
+
+const char* OutcomeOf(int status) {
+  if (status >= 200 && status < 300) return "success";
+  if (status == 401 || status == 403) return "denied";
+  return "failure";
+}
+
 }  // namespace
 
 struct ApiServer::Impl {
   Node* node;
-  httplib::Server server;
+  std::unique_ptr<httplib::Server> server;
   std::thread thread;
+  std::mutex metrics_mu;
+  std::map<int, uint64_t> requests_by_status;
+  bool tls = false;
 
   explicit Impl(Node* n) : node(n) {}
+
+  // Writes the NEN 7513 entry for a call that touched case data, before the
+  // answer leaves. If the log cannot be written the caller gets a 500
+  // instead of the data: no access without a trace.
+  void LogAccess(httplib::Response& res, const Caller& c, const char* action, const std::optional<CaseId>& case_id,
+                 std::vector<std::string> items, const std::string& consent = "") {
+    AccessEntry e;
+    RandomBytes(e.event_id);
+    e.time_ms = static_cast<int64_t>(HybridClock::SystemMillis());
+    e.action = action;
+    e.outcome = OutcomeOf(res.status);
+    e.actor_id = c.actor;
+    e.actor_name = c.actor_name;
+    e.actor_role = c.role;
+    e.on_behalf_of = c.on_behalf_of;
+    e.organisation = node->identity().org;
+    e.client_system = c.client;
+    e.case_id = case_id;
+    e.items = std::move(items);
+    e.consent = consent;
+    Status st = node->store().AppendAccess(&e);
+    if (!st.ok()) {
+      KRING_LOG(kError, "audit", "cannot write the access log: " << st.ToString());
+      SendError(res, 500, "internal", "the access log cannot be written; the request was not served");
+    }
+  }
+
+  std::string Metrics() {
+    std::ostringstream m;
+    auto count = node->store().CountRecords();
+    m << "# HELP kring_fragments_stored Fragments held by this node.\n"
+      << "# TYPE kring_fragments_stored gauge\n"
+      << "kring_fragments_stored " << (count.ok() ? *count : 0) << "\n";
+    std::vector<PeerStatus> peers = node->sync() ? node->sync()->Peers() : std::vector<PeerStatus>();
+    int connected = 0;
+    for (const PeerStatus& p : peers) connected += p.connected ? 1 : 0;
+    m << "# HELP kring_peers_connected Partners heard from recently.\n"
+      << "# TYPE kring_peers_connected gauge\n"
+      << "kring_peers_connected " << connected << "\n";
+    m << "# HELP kring_peer_sync_lag_seconds Seconds since the last completed reconciliation with each partner (-1: never).\n"
+      << "# TYPE kring_peer_sync_lag_seconds gauge\n";
+    int64_t now = static_cast<int64_t>(HybridClock::SystemMillis());
+    for (const PeerStatus& p : peers)
+      m << "kring_peer_sync_lag_seconds{peer=\"" << p.org << "\"} "
+        << (p.last_sync_ms > 0 ? static_cast<double>(now - p.last_sync_ms) / 1000.0 : -1.0) << "\n";
+    SyncStats stats = node->sync() ? node->sync()->Stats() : SyncStats();
+    m << "# HELP kring_messages_rejected_total Messages or records from peers rejected, by reason.\n"
+      << "# TYPE kring_messages_rejected_total counter\n";
+    for (auto& [reason, n] : stats.rejected) m << "kring_messages_rejected_total{reason=\"" << reason << "\"} " << n << "\n";
+    m << "# HELP kring_fragments_received_total Fragments newly stored from peers.\n"
+      << "# TYPE kring_fragments_received_total counter\n"
+      << "kring_fragments_received_total " << stats.fragments_received << "\n";
+    m << "# HELP kring_api_requests_total API requests answered, by HTTP status.\n"
+      << "# TYPE kring_api_requests_total counter\n";
+    std::lock_guard lock(metrics_mu);
+    for (auto& [status, n] : requests_by_status) m << "kring_api_requests_total{status=\"" << status << "\"} " << n << "\n";
+    return m.str();
+  }
 
   // Checks the bearer token and actor headers; on failure answers and returns nullopt.
   std::optional<Caller> Authenticate(const httplib::Request& req, httplib::Response& res) {
@@ -151,6 +248,39 @@ struct ApiServer::Impl {
     return j;
   }
 
+  // What a call touched, filled in by its handler for the access log.
+  struct AccessScope {
+    std::optional<CaseId> case_id;
+    std::vector<std::string> items;
+    std::string consent;
+  };
+  using CaseHandler = std::function<void(const httplib::Request&, httplib::Response&, const Caller&, AccessScope&)>;
+
+  // Authenticates, runs `handle`, and writes the access-log entry for what it
+  // touched (whatever the outcome) before the answer leaves.
+  httplib::Server::Handler CaseRoute(const char* action, CaseHandler handle) {
+    return [this, action, handle = std::move(handle)](const httplib::Request& req, httplib::Response& res) {
+      auto caller = Authenticate(req, res);
+      if (!caller) return;
+      AccessScope scope;
+      handle(req, res, *caller, scope);
+      LogAccess(res, *caller, action, scope.case_id, std::move(scope.items), scope.consent);
+    };
+  }
+
+  bool RequireKnownCase(const CaseId& case_id, httplib::Response& res) {
+    auto known = node->store().CaseKnown(case_id);
+    if (!known.ok()) {
+      SendStatusError(res, known.status());
+      return false;
+    }
+    if (!*known) {
+      SendError(res, 404, "not_found", "no case " + CaseIdToHex(case_id) + " on this node");
+      return false;
+    }
+    return true;
+  }
+
   static bool ParseCase(const std::string& hex, CaseId* out, httplib::Response& res) {
     if (!CaseIdFromHex(hex, out)) {
       SendError(res, 400, "invalid_argument", "case id must be 32 hex characters");
@@ -160,7 +290,7 @@ struct ApiServer::Impl {
   }
 
   void Routes() {
-    server.Get("/v1/health", [this](const httplib::Request&, httplib::Response& res) {
+    server->Get("/v1/health", [this](const httplib::Request&, httplib::Response& res) {
       json peers = json::array();
       if (node->sync()) {
         for (const PeerStatus& p : node->sync()->Peers()) {
@@ -174,25 +304,34 @@ struct ApiServer::Impl {
                           {"version", kVersion}, {"fragments", count.ok() ? *count : -1}, {"peers", peers}});
     });
 
-    server.Post("/v1/cases", [this](const httplib::Request& req, httplib::Response& res) {
-      auto caller = Authenticate(req, res);
-      if (!caller) return;
+    server->Get("/v1/openapi.yaml", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(kOpenApiYaml, "application/yaml");
+    });
+
+    server->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(Metrics(), "text/plain; version=0.0.4");
+    });
+
+    server->Post("/v1/cases", CaseRoute("create", [this](const httplib::Request& req, httplib::Response& res,
+                                                         const Caller& caller, AccessScope& scope) {
       auto body = ParseBody(req, res);
       if (!body) return;
       std::string label;
+      for (auto& [k, v] : body->items())
+        if (k != "label") return SendError(res, 400, "unknown_field", "unknown field '" + k + "'");
       if (auto it = body->find("label"); it != body->end()) {
         if (!it->is_string()) return SendError(res, 400, "invalid_argument", "'label' must be a string");
         label = it->get<std::string>();
       }
       auto id = node->CreateCase(label);
       if (!id.ok()) return SendStatusError(res, id.status());
-      KRING_LOG(kInfo, "api", caller->client << "/" << caller->actor << " created case " << CaseIdToHex(*id));
+      scope.case_id = *id;
+      KRING_LOG(kInfo, "api", caller.client << "/" << caller.actor << " created case " << CaseIdToHex(*id));
       SendJson(res, 201, {{"case", CaseIdToHex(*id)}});
-    });
+    }));
 
-    server.Get("/v1/cases", [this](const httplib::Request& req, httplib::Response& res) {
-      auto caller = Authenticate(req, res);
-      if (!caller) return;
+    server->Get("/v1/cases", CaseRoute("read", [this](const httplib::Request&, httplib::Response& res,
+                                                      const Caller&, AccessScope& scope) {
       auto cases = node->store().ListCases();
       if (!cases.ok()) return SendStatusError(res, cases.status());
       json list = json::array();
@@ -200,15 +339,17 @@ struct ApiServer::Impl {
         json e = {{"case", CaseIdToHex(c.case_id)}, {"fragments", c.fragments}};
         if (!c.label.empty()) e["label"] = c.label;
         list.push_back(std::move(e));
+        scope.items.push_back(CaseIdToHex(c.case_id));
       }
       SendJson(res, 200, {{"cases", list}});
-    });
+    }));
 
-    server.Post(R"(/v1/cases/([^/]+)/fragments)", [this](const httplib::Request& req, httplib::Response& res) {
-      auto caller = Authenticate(req, res);
-      if (!caller) return;
+    server->Post(R"(/v1/cases/([^/]+)/fragments)", CaseRoute("create", [this](const httplib::Request& req,
+                                                                              httplib::Response& res,
+                                                                              const Caller& caller, AccessScope& scope) {
       FragmentWrite w;
       if (!ParseCase(req.matches[1], &w.case_id, res)) return;
+      scope.case_id = w.case_id;
       auto body = ParseBody(req, res);
       if (!body) return;
       static const std::set<std::string> kFields = {"kind", "domain", "recipients", "predecessors", "body"};
@@ -221,12 +362,11 @@ struct ApiServer::Impl {
         if (!d->is_string()) return SendError(res, 400, "invalid_argument", "'domain' must be a string");
         w.domain = d->get<std::string>();
       }
-      auto recipients = body->find("recipients");
-      if (recipients != body->end()) {
-        if (!recipients->is_array()) return SendError(res, 400, "invalid_argument", "'recipients' must be an array of organisation ids");
-        for (const json& r : *recipients) {
-          if (!r.is_string()) return SendError(res, 400, "invalid_argument", "'recipients' must be an array of organisation ids");
-          w.recipients.push_back(r.get<std::string>());
+      if (auto r = body->find("recipients"); r != body->end()) {
+        if (!r->is_array()) return SendError(res, 400, "invalid_argument", "'recipients' must be an array of organisation ids");
+        for (const json& e : *r) {
+          if (!e.is_string()) return SendError(res, 400, "invalid_argument", "'recipients' must be an array of organisation ids");
+          w.recipients.push_back(e.get<std::string>());
         }
       }
       if (auto p = body->find("predecessors"); p != body->end()) {
@@ -244,42 +384,75 @@ struct ApiServer::Impl {
       w.body.assign(text.begin(), text.end());
       sodium_memzero(text.data(), text.size());
       auto id = node->WriteFragment(w);
+      sodium_memzero(w.body.data(), w.body.size());
       if (!id.ok()) return SendStatusError(res, id.status());
-      KRING_LOG(kInfo, "api", caller->client << "/" << caller->actor << " wrote " << w.kind << " fragment "
-                                             << ToHex(*id).substr(0, 16) << " to case " << CaseIdToHex(w.case_id));
+      scope.items.push_back(ToHex(*id));
+      KRING_LOG(kInfo, "api", caller.client << "/" << caller.actor << " wrote " << w.kind << " fragment "
+                                            << ToHex(*id).substr(0, 16) << " to case " << CaseIdToHex(w.case_id));
       SendJson(res, 201, {{"fragment", ToHex(*id)}});
-    });
+    }));
 
-    server.Get(R"(/v1/cases/([^/]+)/fragments)", [this](const httplib::Request& req, httplib::Response& res) {
-      auto caller = Authenticate(req, res);
-      if (!caller) return;
+    server->Get(R"(/v1/cases/([^/]+)/fragments)", CaseRoute("read", [this](const httplib::Request& req,
+                                                                          httplib::Response& res, const Caller&,
+                                                                          AccessScope& scope) {
       CaseId case_id;
       if (!ParseCase(req.matches[1], &case_id, res)) return;
-      auto known = node->store().CaseKnown(case_id);
-      if (!known.ok()) return SendStatusError(res, known.status());
-      if (!*known) return SendError(res, 404, "not_found", "no case " + std::string(req.matches[1]) + " on this node");
+      scope.case_id = case_id;
+      if (!RequireKnownCase(case_id, res)) return;
       auto fragments = node->ReadFragments(case_id);
       if (!fragments.ok()) return SendStatusError(res, fragments.status());
       json list = json::array();
-      for (const ReadableFragment& f : *fragments) {
+      for (ReadableFragment& f : *fragments) {
         json preds = json::array();
         for (const FragmentId& p : f.predecessors) preds.push_back(ToHex(p));
         json body = json::parse(f.body.begin(), f.body.end(), nullptr, false);
+        sodium_memzero(f.body.data(), f.body.size());
         list.push_back({{"fragment", ToHex(f.id)}, {"author", f.author}, {"kind", f.kind}, {"domain", f.domain},
                         {"hlc", f.hlc}, {"created", IsoTime(static_cast<int64_t>(HlcMillis(f.hlc)))},
                         {"predecessors", preds}, {"recipients", f.recipients},
                         {"body", body.is_discarded() ? json(nullptr) : body}});
+        scope.items.push_back(ToHex(f.id));
       }
       SendJson(res, 200, {{"case", CaseIdToHex(case_id)}, {"fragments", list}});
-    });
+    }));
 
-    server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    server->Get(R"(/v1/cases/([^/]+)/access-log)", CaseRoute("read", [this](const httplib::Request& req,
+                                                                           httplib::Response& res, const Caller&,
+                                                                           AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      scope.items.push_back("access-log");
+      int64_t from = 0, to = std::numeric_limits<int64_t>::max();
+      for (auto [name, out] : {std::pair{"from", &from}, std::pair{"to", &to}}) {
+        if (!req.has_param(name)) continue;
+        auto t = ParseIsoTime(req.get_param_value(name));
+        if (!t) return SendError(res, 400, "invalid_argument", std::string("'") + name + "' must be YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ");
+        *out = *t;
+      }
+      if (!RequireKnownCase(case_id, res)) return;
+      auto entries = node->store().AccessOfCase(case_id, from, to);
+      if (!entries.ok()) return SendStatusError(res, entries.status());
+      json list = json::array();
+      for (const AccessEntry& e : *entries) {
+        json actor = {{"id", e.actor_id}, {"name", e.actor_name}, {"role", e.actor_role}};
+        if (!e.on_behalf_of.empty()) actor["on_behalf_of"] = e.on_behalf_of;
+        json j = {{"event", ToHex(e.event_id)}, {"time", IsoTime(e.time_ms)}, {"action", e.action},
+                  {"outcome", e.outcome}, {"actor", actor}, {"organisation", e.organisation},
+                  {"client", e.client_system}, {"items", e.items}};
+        if (!e.consent.empty()) j["consent"] = e.consent;
+        list.push_back(std::move(j));
+      }
+      SendJson(res, 200, {{"case", CaseIdToHex(case_id)}, {"entries", list}});
+    }));
+
+    server->set_error_handler([](const httplib::Request&, httplib::Response& res) {
       if (!res.body.empty()) return;
       if (res.status == 404) SendError(res, 404, "not_found", "no such endpoint");
       else if (res.status == 413) SendError(res, 413, "too_large", "request body too large");
       else SendError(res, res.status, "http_error", "HTTP error " + std::to_string(res.status));
     });
-    server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    server->set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
       std::string what = "unexpected error";
       try {
         if (ep) std::rethrow_exception(ep);
@@ -296,23 +469,51 @@ struct ApiServer::Impl {
 ApiServer::ApiServer(Node* node) : impl_(std::make_unique<Impl>(node)) {}
 ApiServer::~ApiServer() { Stop(); }
 
-Status ApiServer::Start(const std::string& host, int port) {
-  if (!IsLoopbackHost(host))
-    return Status::InvalidArgument("the API serves plain HTTP and binds only to loopback (127.0.0.1 or ::1); got '" + host + "'");
-  impl_->server.set_payload_max_length(kMaxApiBodyBytes);
-  impl_->server.set_read_timeout(10, 0);
-  impl_->server.set_write_timeout(10, 0);
-  impl_->server.new_task_queue = [] { return new httplib::ThreadPool(4); };
+bool IsLoopbackHost(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+Status ApiServer::Start(const ApiOptions& options) {
+  const bool tls = !options.tls_cert.empty() || !options.tls_key.empty();
+  if (tls && (options.tls_cert.empty() || options.tls_key.empty()))
+    return Status::InvalidArgument("TLS needs both --tls-cert and --tls-key");
+  if (!tls && !IsLoopbackHost(options.host))
+    return Status::InvalidArgument("the API binds beyond loopback ('" + options.host +
+                                   "') only with TLS: give --tls-cert and --tls-key");
+  if (tls) {
+    for (const std::string* f : {&options.tls_cert, &options.tls_key})
+      if (::access(f->c_str(), R_OK) != 0) return Status::NotFound("cannot read TLS file " + *f);
+    auto ssl = std::make_unique<httplib::SSLServer>(options.tls_cert.c_str(), options.tls_key.c_str());
+    if (!ssl->is_valid()) return Status::InvalidArgument("TLS certificate or key is not usable (PEM, matching pair?)");
+    impl_->server = std::move(ssl);
+  } else {
+    impl_->server = std::make_unique<httplib::Server>();
+  }
+  httplib::Server& server = *impl_->server;
+  server.set_payload_max_length(kMaxApiBodyBytes);
+  server.set_read_timeout(10, 0);
+  server.set_write_timeout(10, 0);
+  server.new_task_queue = [] { return new httplib::ThreadPool(4); };
+  server.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    {
+      std::lock_guard lock(impl_->metrics_mu);
+      ++impl_->requests_by_status[res.status];
+    }
+    KRING_LOG(kDebug, "api", req.method << " " << req.path << " -> " << res.status);
+  });
   impl_->Routes();
-  if (!impl_->server.bind_to_port(host, port))
-    return Status::IOError("cannot bind the API to " + host + ":" + std::to_string(port) + " (in use?)");
-  impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
+  if (!server.bind_to_port(options.host, options.port))
+    return Status::IOError("cannot bind the API to " + options.host + ":" + std::to_string(options.port) + " (in use?)");
+  impl_->tls = tls;
+  impl_->thread = std::thread([this] { impl_->server->listen_after_bind(); });
   return Status::Ok();
 }
 
+bool ApiServer::tls() const { return impl_->tls; }
+
 void ApiServer::Stop() {
   if (impl_->thread.joinable()) {
-    impl_->server.stop();
+    impl_->server->stop();
     impl_->thread.join();
   }
 }

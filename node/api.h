@@ -21,6 +21,18 @@ inline constexpr size_t kMaxApiBodyBytes = 512 * 1024;
 std::string NewApiToken();
 Hash HashApiToken(std::string_view token);
 
+struct ApiOptions {
+  std::string host = "127.0.0.1";
+  int port = 7480;
+  // PEM files; when both are set the API speaks HTTPS. Required for any
+  // address beyond loopback.
+  std::string tls_cert;
+  std::string tls_key;
+};
+
+// True for 127.0.0.0/8, ::1 and localhost.
+bool IsLoopbackHost(const std::string& host);
+
 class ApiServer {
  public:
   explicit ApiServer(Node* node);
@@ -28,10 +40,11 @@ class ApiServer {
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;
 
-  // Binds host:port and serves on background threads. InvalidArgument for a
-  // non-loopback host (plain HTTP only on loopback); IOError if it cannot bind.
-  Status Start(const std::string& host, int port);
+  // Binds and serves on background threads. InvalidArgument for a
+  // non-loopback host without TLS; IOError if it cannot bind.
+  Status Start(const ApiOptions& options);
   void Stop();
+  bool tls() const;
 
  private:
   struct Impl;

@@ -44,10 +44,12 @@ bool SplitHostPort(const std::string& s, std::string* host, int* port) {
   }
 }
 
-int Run(const std::string& dir, const std::string& listen, const std::string& api, int sync_interval_ms) {
-  std::string api_host;
-  int api_port = 0;
-  if (!SplitHostPort(api, &api_host, &api_port))
+int Run(const std::string& dir, const std::string& listen, const std::string& api, int sync_interval_ms,
+        const std::string& tls_cert, const std::string& tls_key) {
+  ApiOptions api_options;
+  api_options.tls_cert = tls_cert;
+  api_options.tls_key = tls_key;
+  if (!SplitHostPort(api, &api_options.host, &api_options.port))
     return Fail(Status::InvalidArgument("--api '" + api + "' must be HOST:PORT"));
 
   // Block the stop signals in every thread; the main thread waits for them.
@@ -67,14 +69,15 @@ int Run(const std::string& dir, const std::string& listen, const std::string& ap
   Status st = (*node)->StartSync(sync);
   if (!st.ok()) return Fail(st);
   ApiServer server(node->get());
-  st = server.Start(api_host, api_port);
+  st = server.Start(api_options);
   if (!st.ok()) {
     (*node)->Stop();
     return Fail(st);
   }
   auto count = (*node)->store().CountRecords();
   KRING_LOG(kInfo, "node", "kring-node " << kVersion << " running as " << me.org << " (" << me.display_name
-                                         << "); sync on " << listen << ", API on http://" << api << "; "
+                                         << "); sync on " << listen << ", API on " << (server.tls() ? "https://" : "http://") << api
+                                         << (server.tls() ? " (TLS)" : " (plain HTTP, loopback only)") << "; "
                                          << (count.ok() ? *count : 0) << " fragment(s) stored");
   int sig = 0;
   sigwait(&stop_signals, &sig);
@@ -131,12 +134,20 @@ int Main(int argc, char** argv) {
   client_opt->excludes(revoke_opt);
   revoke_opt->excludes(client_opt);
 
+  auto* audit = app.add_subcommand("audit", "Check this node's NEN 7513 access log");
+  audit->require_subcommand(1);
+  auto* audit_verify = audit->add_subcommand("verify", "Verify the access log's hash chain; names the first broken entry");
+  audit_verify->add_option("--data", dir, "Data directory of the node")->required();
+
   auto* run = app.add_subcommand("run", "Run the node in the foreground; logs to stderr; stops on SIGTERM/SIGINT");
   std::string listen = "tcp://127.0.0.1:7400", api = "127.0.0.1:7480";
   int sync_interval_ms = 1000;
   run->add_option("--data", dir, "Data directory of the node")->required();
   run->add_option("--listen", listen, "Sync address partners connect to, tcp://HOST:PORT")->capture_default_str();
-  run->add_option("--api", api, "Local API address HOST:PORT (loopback only)")->capture_default_str();
+  run->add_option("--api", api, "Local API address HOST:PORT (beyond loopback only with TLS)")->capture_default_str();
+  std::string tls_cert, tls_key;
+  run->add_option("--tls-cert", tls_cert, "PEM certificate (chain) for the API; with --tls-key the API speaks HTTPS");
+  run->add_option("--tls-key", tls_key, "PEM private key for --tls-cert");
   run->add_option("--sync-interval-ms", sync_interval_ms, "Milliseconds between reconciliation rounds with each partner")
       ->check(CLI::Range(50, 600000))
       ->capture_default_str();
@@ -229,7 +240,19 @@ int Main(int argc, char** argv) {
     sodium_memzero(t.data(), t.size());
     return 0;
   }
-  if (*run) return Run(dir, listen, api, sync_interval_ms);
+  if (*audit_verify) {
+    auto store = OpenStoreOf(dir);
+    if (!store.ok()) return Fail(store.status());
+    auto report = (*store)->VerifyAccessLog();
+    if (!report.ok()) return Fail(report.status());
+    if (report->first_broken_seq != 0) {
+      std::cout << "access log BROKEN at entry " << report->first_broken_seq << ": " << report->reason << "\n";
+      return 1;
+    }
+    std::cout << "access log ok: " << report->entries << " entries, hash chain intact\n";
+    return 0;
+  }
+  if (*run) return Run(dir, listen, api, sync_interval_ms, tls_cert, tls_key);
   return 2;
 }
 

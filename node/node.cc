@@ -77,6 +77,19 @@ Result<FragmentId> Node::WriteFragment(const FragmentWrite& w) {
   d.kind = w.kind;
   d.domain = w.domain;
   d.predecessors = w.predecessors;
+  // An edit belongs to the item of the versions it supersedes, which must be
+  // one item of this case that this node holds.
+  for (const FragmentId& p : w.predecessors) {
+    auto rec = store_->GetRecord(p);
+    if (!rec.ok()) return rec.status();
+    if (!rec->has_value()) return Status::InvalidArgument("predecessor " + ToHex(p).substr(0, 16) + "... is not held by this node");
+    auto pf = DecodeFragmentRecord((*rec)->record);
+    if (!pf.ok()) return pf.status();
+    if (pf->header.case_id != w.case_id) return Status::InvalidArgument("a predecessor belongs to another case");
+    FragmentId item = pf->ItemId();
+    if (d.item != FragmentId{} && d.item != item) return Status::InvalidArgument("predecessors belong to different items");
+    d.item = item;
+  }
   d.body = w.body;
   for (const std::string& org : w.recipients) {
     if (org == identity_.pub.org) continue;

@@ -5,6 +5,8 @@
 
 #include <sqlite3.h>
 
+#include <nlohmann/json.hpp>
+
 #include "protocol/messages.h"
 
 namespace kring {
@@ -51,6 +53,31 @@ const char* const kMigrations[] = {
       created_ms INTEGER NOT NULL,
       revoked_ms INTEGER);
     CREATE UNIQUE INDEX tokens_active ON tokens (client) WHERE revoked_ms IS NULL;
+    )sql",
+    // 1 -> 2: the NEN 7513 access log, an append-only hash chain.
+    R"sql(
+    CREATE TABLE access_log (
+      seq INTEGER PRIMARY KEY,
+      event_id BLOB NOT NULL UNIQUE,
+      time_ms INTEGER NOT NULL,
+      action TEXT NOT NULL,
+      outcome TEXT NOT NULL,
+      actor_id TEXT NOT NULL,
+      actor_name TEXT NOT NULL,
+      actor_role TEXT NOT NULL,
+      on_behalf_of TEXT NOT NULL,
+      organisation TEXT NOT NULL,
+      client TEXT NOT NULL,
+      case_id BLOB,
+      items TEXT NOT NULL,
+      consent TEXT NOT NULL,
+      prev_hash BLOB NOT NULL,
+      hash BLOB NOT NULL);
+    CREATE INDEX access_log_by_case ON access_log (case_id, time_ms);
+    CREATE TRIGGER access_log_no_update BEFORE UPDATE ON access_log
+      BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;
+    CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log
+      BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;
     )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
@@ -394,6 +421,118 @@ Result<std::optional<std::string>> Store::ClientForToken(const Hash& token_hash)
   if (rc == SQLITE_DONE) return std::optional<std::string>();
   if (rc != SQLITE_ROW) return s.Error("cannot check token");
   return std::optional<std::string>(s.Text(0));
+}
+
+namespace {
+
+constexpr const char* kAccessColumns =
+    "seq, event_id, time_ms, action, outcome, actor_id, actor_name, actor_role, on_behalf_of, organisation, client, "
+    "case_id, items, consent, prev_hash, hash";
+
+// Reads one access_log row selected with kAccessColumns; false if malformed.
+bool ReadAccessRow(Stmt& s, AccessEntry* e) {
+  e->seq = s.Int(0);
+  if (!s.Array(1, &e->event_id)) return false;
+  e->time_ms = s.Int(2);
+  e->action = s.Text(3);
+  e->outcome = s.Text(4);
+  e->actor_id = s.Text(5);
+  e->actor_name = s.Text(6);
+  e->actor_role = s.Text(7);
+  e->on_behalf_of = s.Text(8);
+  e->organisation = s.Text(9);
+  e->client_system = s.Text(10);
+  Bytes case_blob = s.Blob(11);
+  if (case_blob.size() == kCaseIdBytes) {
+    CaseId c;
+    std::copy(case_blob.begin(), case_blob.end(), c.begin());
+    e->case_id = c;
+  } else if (!case_blob.empty()) {
+    return false;
+  }
+  nlohmann::json items = nlohmann::json::parse(s.Text(12), nullptr, false);
+  if (!items.is_array()) return false;
+  e->items.clear();
+  for (auto& i : items) {
+    if (!i.is_string()) return false;
+    e->items.push_back(i.get<std::string>());
+  }
+  e->consent = s.Text(13);
+  return s.Array(14, &e->prev_hash) && s.Array(15, &e->hash);
+}
+
+}  // namespace
+
+Status Store::AppendAccess(AccessEntry* e) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
+  Stmt last(db_, "SELECT seq, hash FROM access_log ORDER BY seq DESC LIMIT 1");
+  int rc = last.Step();
+  e->seq = 1;
+  e->prev_hash.fill(0);
+  if (rc == SQLITE_ROW) {
+    e->seq = last.Int(0) + 1;
+    if (!last.Array(1, &e->prev_hash)) return Status::Corruption("access log tail has a malformed hash");
+  } else if (rc != SQLITE_DONE) {
+    return last.Error("cannot read the access log");
+  }
+  e->hash = e->ComputeHash();
+  Stmt ins(db_, "INSERT INTO access_log (seq, event_id, time_ms, action, outcome, actor_id, actor_name, actor_role, "
+                "on_behalf_of, organisation, client, case_id, items, consent, prev_hash, hash) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  ins.Bind(1, e->seq).Bind(2, ByteSpan(e->event_id)).Bind(3, e->time_ms).Bind(4, e->action).Bind(5, e->outcome)
+      .Bind(6, e->actor_id).Bind(7, e->actor_name).Bind(8, e->actor_role).Bind(9, e->on_behalf_of)
+      .Bind(10, e->organisation).Bind(11, e->client_system);
+  if (e->case_id) ins.Bind(12, ByteSpan(*e->case_id));
+  ins.Bind(13, nlohmann::json(e->items).dump()).Bind(14, e->consent).Bind(15, ByteSpan(e->prev_hash))
+      .Bind(16, ByteSpan(e->hash));
+  if (ins.Step() != SQLITE_DONE) return ins.Error("cannot append to the access log");
+  return tx.Commit();
+}
+
+Result<std::vector<AccessEntry>> Store::AccessOfCase(const CaseId& case_id, int64_t from_ms, int64_t to_ms) {
+  std::lock_guard lock(mu_);
+  std::string sql = std::string("SELECT ") + kAccessColumns +
+                    " FROM access_log WHERE case_id = ? AND time_ms >= ? AND time_ms < ? ORDER BY seq";
+  Stmt s(db_, sql.c_str());
+  s.Bind(1, ByteSpan(case_id)).Bind(2, from_ms).Bind(3, to_ms);
+  std::vector<AccessEntry> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    AccessEntry e;
+    if (!ReadAccessRow(s, &e)) return Status::Corruption("malformed access log entry " + std::to_string(e.seq));
+    out.push_back(std::move(e));
+  }
+  if (rc != SQLITE_DONE) return s.Error("cannot read the access log");
+  return out;
+}
+
+Result<AuditReport> Store::VerifyAccessLog() {
+  std::lock_guard lock(mu_);
+  std::string sql = std::string("SELECT ") + kAccessColumns + " FROM access_log ORDER BY seq";
+  Stmt s(db_, sql.c_str());
+  AuditReport report;
+  Hash prev{};
+  int64_t expected_seq = 1;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    AccessEntry e;
+    ++report.entries;
+    auto broken = [&](int64_t seq, const std::string& why) {
+      report.first_broken_seq = seq;
+      report.reason = why;
+      return report;
+    };
+    if (!ReadAccessRow(s, &e)) return broken(expected_seq, "entry is malformed");
+    if (e.seq != expected_seq) return broken(expected_seq, "entry is missing (the next one is " + std::to_string(e.seq) + ")");
+    if (e.prev_hash != prev) return broken(e.seq, "does not link to the entry before it");
+    if (e.ComputeHash() != e.hash) return broken(e.seq, "its contents do not match its hash (altered)");
+    prev = e.hash;
+    ++expected_seq;
+  }
+  if (rc != SQLITE_DONE) return s.Error("cannot read the access log");
+  return report;
 }
 
 }  // namespace kring

@@ -19,6 +19,7 @@
 
 #include "crypto/identity.h"
 #include "crypto/status.h"
+#include "node/access_log.h"
 #include "protocol/fragment.h"
 #include "protocol/reconcile.h"
 
@@ -26,7 +27,7 @@ struct sqlite3;
 
 namespace kring {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 struct Partner {
   PublicIdentity identity;
@@ -92,6 +93,14 @@ class Store {
   Status AddToken(const std::string& client, const Hash& token_hash, int64_t now_ms);  // AlreadyExists if active
   Status RevokeToken(const std::string& client, int64_t now_ms);                       // NotFound if none active
   Result<std::optional<std::string>> ClientForToken(const Hash& token_hash);          // active tokens only
+
+  // --- access log (NEN 7513) ---
+  // Appends `e` to the chain: sets seq, prev_hash and hash. Durable when it returns.
+  Status AppendAccess(AccessEntry* e);
+  // Entries about `case_id` with from_ms <= time < to_ms, oldest first.
+  Result<std::vector<AccessEntry>> AccessOfCase(const CaseId& case_id, int64_t from_ms, int64_t to_ms);
+  // Recomputes the whole chain and names the first entry that does not match.
+  Result<AuditReport> VerifyAccessLog();
 
  private:
   explicit Store(sqlite3* db);

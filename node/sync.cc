@@ -28,6 +28,10 @@ constexpr const char* kZapDomain = "kring";
 constexpr size_t kPushBudgetBytes = 3 * 1024 * 1024;  // stay well under kMaxFrameBytes
 constexpr int kHeartbeatIvlMs = 1000;
 constexpr int kHeartbeatTimeoutMs = 3000;
+// A session needs about log16(n) rounds, plus one per 256 KiB of ids when a
+// large backlog is deferred (a million missing records: ~130). Far beyond
+// that is a peer that never settles.
+constexpr int kMaxReconcileRounds = 1024;
 
 int64_t NowMs() { return static_cast<int64_t>(HybridClock::SystemMillis()); }
 
@@ -59,7 +63,8 @@ struct SyncEngine::Impl {
   // One reconciliation this node started with a partner.
   struct Session {
     uint64_t id = 0;
-    int64_t started_ms = 0;
+    int64_t last_activity_ms = 0;  // last message sent or answered
+    int rounds = 0;
     std::shared_ptr<const ReconcileSet> set;
     std::unique_ptr<Reconciler> reconciler;
   };
@@ -481,6 +486,7 @@ struct SyncEngine::Impl {
       HandlePush(org, *push);
     } else if (auto* rec = std::get_if<ReconcileMessage>(&*msg)) {
       if (rec->initiator != 0 || !link.session || link.session->id != rec->session) return;  // stale reply
+      link.session->last_activity_ms = NowMs();
       std::vector<Hash> have, need;
       auto next = link.session->reconciler->Continue(rec->body.v, &have, &need);
       if (!next.ok()) {
@@ -500,7 +506,11 @@ struct SyncEngine::Impl {
       }
       if (!need.empty())
         KRING_LOG(kInfo, "sync", "reconciliation with " << org << ": asked for " << need.size() << " fragment(s) we missed");
-      if (next->has_value()) {
+      if (next->has_value() && ++link.session->rounds > kMaxReconcileRounds) {
+        // A peer that never agrees must not keep us busy: start afresh next tick.
+        Reject(org, "reconcile_too_long", "reconciliation did not settle in " + std::to_string(kMaxReconcileRounds) + " rounds");
+        link.session.reset();
+      } else if (next->has_value()) {
         ReconcileMessage out;
         out.session = link.session->id;
         out.initiator = 1;
@@ -526,13 +536,13 @@ struct SyncEngine::Impl {
         link.reported_connected = false;
         KRING_LOG(kWarn, "sync", "partner " << org << " unreachable (nothing heard for " << (now - link.last_seen_ms) / 1000 << " s)");
       }
-      if (link.session && now - link.session->started_ms < stale) continue;
+      if (link.session && now - link.session->last_activity_ms < stale) continue;
       link.session.reset();
       auto set = SetFor(org);
       if (!set) continue;
       Session s;
       RandomBytes(std::span<uint8_t>(reinterpret_cast<uint8_t*>(&s.id), sizeof s.id));
-      s.started_ms = now;
+      s.last_activity_ms = now;
       s.set = set;
       s.reconciler = std::make_unique<Reconciler>(*s.set);
       ReconcileMessage m;

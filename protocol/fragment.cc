@@ -31,6 +31,11 @@ FragmentId Fragment::Id() const {
   return HashParts(kFragmentContext, {h, ciphertext.v});
 }
 
+FragmentId Fragment::ItemId() const {
+  static const FragmentId kZero{};
+  return header.item == kZero ? Id() : header.item;
+}
+
 bool Fragment::IsRecipient(std::string_view org) const {
   for (const Recipient& r : header.recipients.v)
     if (r.org.v == org) return true;
@@ -54,6 +59,9 @@ Status ValidateFragmentHeader(const FragmentHeader& h) {
   if (!author_found) return Status::Corruption("author is not among the recipients");
   std::set<FragmentId> preds(h.predecessors.v.begin(), h.predecessors.v.end());
   if (preds.size() != h.predecessors.v.size()) return Status::Corruption("duplicate predecessor");
+  static const FragmentId kZero{};
+  if ((h.item == kZero) != h.predecessors.v.empty())
+    return Status::Corruption("a first version names no item and no predecessors; an edit names both");
   return Status::Ok();
 }
 
@@ -66,6 +74,8 @@ Result<Fragment> SealFragment(const FragmentDraft& d, const NodeIdentity& author
   if (d.predecessors.size() > kMaxPredecessors) return Status::InvalidArgument("too many predecessors");
   if (std::set<FragmentId>(d.predecessors.begin(), d.predecessors.end()).size() != d.predecessors.size())
     return Status::InvalidArgument("duplicate predecessor");
+  if ((d.item == FragmentId{}) != d.predecessors.empty())
+    return Status::InvalidArgument("an edit names the item it edits and the versions it supersedes; a new item names neither");
 
   std::vector<const PublicIdentity*> to;
   to.push_back(&author.pub);
@@ -86,6 +96,7 @@ Result<Fragment> SealFragment(const FragmentDraft& d, const NodeIdentity& author
   h.kind.v = d.kind;
   h.domain.v = d.domain;
   h.hlc = d.hlc;
+  h.item = d.item;
   h.predecessors.v = d.predecessors;
   RandomBytes(h.nonce);
   ContentKey key;

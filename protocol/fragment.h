@@ -48,11 +48,15 @@ struct FragmentHeader {
   BoundedString<kMaxKindBytes> kind;
   BoundedString<kMaxDomainBytes> domain;  // may be empty where no life domain applies
   HlcTimestamp hlc = 0;
+  // The plan item this version belongs to: all zeros for an item's first
+  // version (whose own id is then the item id), else that first version's id.
+  FragmentId item{};
+  // The versions this one supersedes; empty exactly when item is all zeros.
   BoundedVector<FragmentId, kMaxPredecessors, kHashBytes, uint8_t> predecessors;
   BoundedVector<Recipient, kMaxRecipients, kMinRecipientBytes, uint8_t> recipients;  // sorted by org
   Nonce nonce{};
   template <class A>
-  void serialize(A& ar) { ar(format, case_id, author, kind, domain, hlc, predecessors, recipients, nonce); }
+  void serialize(A& ar) { ar(format, case_id, author, kind, domain, hlc, item, predecessors, recipients, nonce); }
 };
 
 struct Fragment {
@@ -64,6 +68,8 @@ struct Fragment {
 
   // The content id: BLAKE2b-256 over the encoded header and the ciphertext.
   FragmentId Id() const;
+  // The item id: header.item, or Id() for a first version.
+  FragmentId ItemId() const;
   bool IsRecipient(std::string_view org) const;
 };
 
@@ -73,6 +79,7 @@ struct FragmentDraft {
   std::string kind;
   std::string domain;
   HlcTimestamp hlc = 0;
+  FragmentId item{};  // zeros for a new item
   std::vector<FragmentId> predecessors;
   Bytes body;
   std::vector<PublicIdentity> recipients;  // the author is added if absent

@@ -27,6 +27,11 @@ enum class MessageType : uint8_t {
 // A stored record as it travels: a type byte and its encoding.
 enum class RecordType : uint8_t {
   kFragment = 1,
+  kCaseGenesis = 2,
+  kConsentGrant = 3,
+  kConsentWithdrawal = 4,
+  kRegieChange = 5,
+  kKeyGrant = 6,
 };
 
 struct PushMessage {

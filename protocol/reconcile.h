@@ -55,7 +55,8 @@
 namespace kring {
 
 // 64 bits: a false "equal" needs a 2^-64 accident, or 2^64 hashing from an
-// adversary; 16 bytes would cost ~25 more bytes per differing item.
+// adversary; 16 bytes would cost ~22 more bytes per differing item
+// (about 2.8 fingerprints are sent per difference).
 inline constexpr size_t kReconcileFingerprintBytes = 8;
 inline constexpr size_t kMaxReconcileRanges = 32768;
 inline constexpr size_t kMaxReconcileIds = 8192;
@@ -68,8 +69,9 @@ struct ItemKey {
 };
 
 // The items one side offers a peer, with running sums so that a range's
-// count, sum and fingerprint cost O(log n). Immutable, so thread-safe to share between
-// sessions. About 42 bytes per item (the keys and, every 16 items, a running sum).
+// count, sum and fingerprint cost O(log n). Immutable, so thread-safe to
+// share between sessions. About 43 bytes per item: the keys and, every 16
+// items, a running sum.
 class ReconcileSet {
  public:
   // Sorts and removes duplicates (cheap when already sorted and unique).
@@ -111,6 +113,7 @@ class Reconciler {
   // InvalidArgument when no body awaits a reply. On error nothing changes:
   // the caller may abandon the session (or retry with a correct reply).
   // A peer can keep a session going by never agreeing: callers cap rounds.
+  // REQUIRES: have != nullptr, need != nullptr
   Result<std::optional<Bytes>> Continue(ByteSpan reply, std::vector<Hash>* have, std::vector<Hash>* need);
 
  private:

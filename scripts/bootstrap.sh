@@ -3,7 +3,7 @@
 set -eu
 packages="build-essential cmake pkg-config git ca-certificates
 libsodium-dev libzmq3-dev cppzmq-dev libsqlite3-dev sqlite3 libcereal-dev
-doctest-dev libcpp-httplib-dev nlohmann-json3-dev libcli11-dev
+doctest-dev libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libssl-dev libyaml-cpp-dev openssl
 clang libclang-rt-14-dev curl"
 missing=""
 for p in $packages; do

@@ -35,6 +35,7 @@ struct Orgs {
     d.kind = "hulpvraag";
     d.domain = "wonen";
     d.hlc = MakeHlc(1'700'000'000'000ull, 3);
+    d.item = HashParts("test", {BytesOf("item")});
     d.predecessors = {HashParts("test", {BytesOf("p1")}), HashParts("test", {BytesOf("p2")})};
     d.body = BytesOf("{\"doel\":\"stabiele woonsituatie\"}");
     d.recipients = {b.pub, c.pub};
@@ -437,6 +438,36 @@ TEST_CASE("SealFragment refuses more than kMaxPredecessors predecessors") {
   CHECK(SealFragment(d, o.a).status().code() == Status::Code::kInvalidArgument);
   d.predecessors.pop_back();
   CHECK(SealFragment(d, o.a).ok());
+}
+
+TEST_CASE("a first version names no item and an edit names its item and predecessors") {
+  Orgs o;
+  FragmentDraft d = o.Draft();
+  SUBCASE("an edit without an item") {
+    d.item = FragmentId{};
+    CHECK(SealFragment(d, o.a).status().code() == Status::Code::kInvalidArgument);
+  }
+  SUBCASE("an item without predecessors") {
+    d.predecessors.clear();
+    CHECK(SealFragment(d, o.a).status().code() == Status::Code::kInvalidArgument);
+  }
+  SUBCASE("a first version's item id is its own id, an edit's is the item it names") {
+    FragmentDraft first = o.Draft();
+    first.item = FragmentId{};
+    first.predecessors.clear();
+    auto f = SealFragment(first, o.a);
+    REQUIRE(f.ok());
+    CHECK(f->ItemId() == f->Id());
+    auto e = SealFragment(d, o.a);
+    REQUIRE(e.ok());
+    CHECK(e->ItemId() == d.item);
+  }
+  SUBCASE("a received header that breaks the rule is corrupt") {
+    auto f = SealFragment(d, o.a);
+    REQUIRE(f.ok());
+    f->header.predecessors.v.clear();
+    CHECK(ValidateFragmentHeader(f->header).code() == Status::Code::kCorruption);
+  }
 }
 
 TEST_CASE("SealFragment refuses duplicate predecessors") {

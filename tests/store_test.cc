@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <sys/stat.h>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
 
@@ -207,4 +208,75 @@ TEST_CASE("init creates an owner-only key file and refuses to overwrite an exist
   auto node = Node::Open(data);
   REQUIRE(node.ok());
   CHECK((*node)->identity().sign_pk == pub->sign_pk);
+}
+
+namespace {
+AccessEntry Entry(const std::string& actor, const CaseId& c) {
+  AccessEntry e;
+  RandomBytes(e.event_id);
+  e.time_ms = 1700000000000;
+  e.action = "read";
+  e.outcome = "success";
+  e.actor_id = actor;
+  e.actor_name = "Name " + actor;
+  e.actor_role = "casemanager";
+  e.organisation = "org-a";
+  e.client_system = "zaaksysteem";
+  e.case_id = c;
+  e.items = {"abc"};
+  return e;
+}
+}  // namespace
+
+TEST_CASE("the access log chains every entry to the one before it") {
+  TempDir dir;
+  auto store = Store::Open(dir.path + "/kring.db");
+  REQUIRE(store.ok());
+  CaseId c = NewCaseId();
+  for (int i = 0; i < 5; ++i) {
+    AccessEntry e = Entry("p" + std::to_string(i), c);
+    REQUIRE((*store)->AppendAccess(&e).ok());
+    CHECK(e.seq == i + 1);
+  }
+  auto report = (*store)->VerifyAccessLog();
+  REQUIRE(report.ok());
+  CHECK(report->entries == 5);
+  CHECK(report->first_broken_seq == 0);
+  auto entries = (*store)->AccessOfCase(c, 0, std::numeric_limits<int64_t>::max());
+  REQUIRE(entries.ok());
+  REQUIRE(entries->size() == 5);
+  CHECK((*entries)[1].prev_hash == (*entries)[0].hash);
+  CHECK((*store)->AccessOfCase(NewCaseId(), 0, std::numeric_limits<int64_t>::max())->empty());
+  CHECK((*store)->AccessOfCase(c, 1700000000001, std::numeric_limits<int64_t>::max())->empty());
+}
+
+TEST_CASE("the access log refuses updates and deletes, and names the first altered entry") {
+  TempDir dir;
+  auto store = Store::Open(dir.path + "/kring.db");
+  REQUIRE(store.ok());
+  CaseId c = NewCaseId();
+  for (int i = 0; i < 4; ++i) {
+    AccessEntry e = Entry("p" + std::to_string(i), c);
+    REQUIRE((*store)->AppendAccess(&e).ok());
+  }
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open((dir.path + "/kring.db").c_str(), &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db, "UPDATE access_log SET actor_name='x' WHERE seq=2", nullptr, nullptr, nullptr) != SQLITE_OK);
+  CHECK(sqlite3_exec(db, "DELETE FROM access_log WHERE seq=2", nullptr, nullptr, nullptr) != SQLITE_OK);
+  SUBCASE("an altered field") {
+    REQUIRE(sqlite3_exec(db, "DROP TRIGGER access_log_no_update; UPDATE access_log SET actor_name='Someone else' WHERE seq=3",
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
+    auto report = (*store)->VerifyAccessLog();
+    REQUIRE(report.ok());
+    CHECK(report->first_broken_seq == 3);
+    CHECK(report->reason.find("altered") != std::string::npos);
+  }
+  SUBCASE("a removed entry") {
+    REQUIRE(sqlite3_exec(db, "DROP TRIGGER access_log_no_delete; DELETE FROM access_log WHERE seq=2", nullptr, nullptr,
+                         nullptr) == SQLITE_OK);
+    auto report = (*store)->VerifyAccessLog();
+    REQUIRE(report.ok());
+    CHECK(report->first_broken_seq == 2);
+  }
+  sqlite3_close(db);
 }

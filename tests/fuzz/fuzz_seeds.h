@@ -64,6 +64,7 @@ inline std::vector<Bytes> SampleFragmentRecords(const NodeIdentity& author, cons
     d.domain = i == 1 ? "" : "wonen";
     d.hlc = MakeHlc(1'700'000'000'000ull + i, static_cast<uint16_t>(i));
     for (int p = 0; p < i; ++p) d.predecessors.push_back(HashParts("seed", {Bytes{static_cast<uint8_t>(p)}}));
+    if (i > 0) d.item = HashParts("seed-item", {Bytes{static_cast<uint8_t>(i)}});
     d.body = Bytes(static_cast<size_t>(10 * i), static_cast<uint8_t>('a' + i));
     if (i != 0) d.recipients.push_back(other);
     Result<Fragment> f = SealFragment(d, author);

@@ -1,4 +1,4 @@
-// libFuzzer target for set reconciliation: hostile bodies to both sides, and whole sessions that must find the exact differences.
+// libFuzzer target for set reconciliation: hostile bodies to both sides, and whole sessions that must find the differences.
 //
 // The first input byte picks what the rest is:
 //   0: a body from an initiator, answered by Respond against a fixed set;

@@ -1,0 +1,163 @@
+// Signing, verifying and encoding control records.
+#include "protocol/records.h"
+
+#include <algorithm>
+#include <set>
+
+#include "crypto/primitives.h"
+
+namespace kring {
+
+namespace {
+
+constexpr std::string_view kControlContext = "kring/control/v1";
+
+template <class T>
+constexpr RecordType TypeOf();
+template <> constexpr RecordType TypeOf<CaseGenesis>() { return RecordType::kCaseGenesis; }
+template <> constexpr RecordType TypeOf<ConsentGrant>() { return RecordType::kConsentGrant; }
+template <> constexpr RecordType TypeOf<ConsentWithdrawal>() { return RecordType::kConsentWithdrawal; }
+template <> constexpr RecordType TypeOf<RegieChange>() { return RecordType::kRegieChange; }
+template <> constexpr RecordType TypeOf<KeyGrant>() { return RecordType::kKeyGrant; }
+
+Bytes EncodeBody(const ControlBody& body) {
+  return std::visit([](const auto& b) { return Encode(b); }, body);
+}
+
+Status CheckHeader(const ControlHeader& h) {
+  if (h.format != 1) return Status::Corruption("unknown control record format");
+  if (!IsValidOrgSlug(h.author.v)) return Status::Corruption("author is not a valid organisation slug");
+  std::set<RecordId> parents(h.parents.v.begin(), h.parents.v.end());
+  if (parents.size() != h.parents.v.size()) return Status::Corruption("duplicate parent");
+  return Status::Ok();
+}
+
+Status CheckBody(const CaseGenesis& g) {
+  if (CaseIdFor(g.h.author.v, g.nonce) != g.h.case_id) return Status::Corruption("case id is not bound to its creator");
+  if (!g.h.parents.v.empty()) return Status::Corruption("a case genesis has no parents");
+  return Status::Ok();
+}
+
+Status CheckBody(const ConsentGrant& c) {
+  if (!IsValidOrgSlug(c.grantee.v)) return Status::Corruption("grantee is not a valid organisation slug");
+  if (c.domains.v.empty()) return Status::Corruption("consent covers no domain");
+  for (size_t i = 0; i < c.domains.v.size(); ++i) {
+    const std::string& d = c.domains.v[i].v;
+    if (d != "*" && !IsLifeDomain(d)) return Status::Corruption("unknown life domain '" + d + "'");
+    if (i > 0 && !(c.domains.v[i - 1].v < d)) return Status::Corruption("domains not sorted and unique");
+  }
+  if (c.domains.v.size() > 1 && c.domains.v.front().v == "*") return Status::Corruption("'*' stands alone");
+  if (c.purpose.v.empty() || c.basis.v.empty()) return Status::Corruption("purpose and legal basis are required");
+  if (c.valid_until_ms != 0 && c.valid_until_ms <= c.valid_from_ms)
+    return Status::Corruption("valid_until is not after valid_from");
+  if (c.given_by.v.empty()) return Status::Corruption("given_by is required");
+  if (c.evidence_kind != 1) return Status::Corruption("unknown evidence kind");
+  if (c.evidence_reference.v.empty()) return Status::Corruption("attested consent needs a reference to the signed form");
+  return Status::Ok();
+}
+
+Status CheckBody(const ConsentWithdrawal&) { return Status::Ok(); }
+
+Status CheckBody(const RegieChange& r) {
+  if (!IsValidOrgSlug(r.regie.v)) return Status::Corruption("regie is not a valid organisation slug");
+  if (!IsValidDisplayName(r.person.v)) return Status::Corruption("person name is empty or has control characters");
+  return Status::Ok();
+}
+
+Status CheckBody(const KeyGrant& k) {
+  if (!IsValidOrgSlug(k.grantee.v)) return Status::Corruption("grantee is not a valid organisation slug");
+  return Status::Ok();
+}
+
+}  // namespace
+
+bool IsLifeDomain(std::string_view s) {
+  return std::any_of(std::begin(kLifeDomains), std::end(kLifeDomains), [&](const char* d) { return s == d; });
+}
+
+CaseId CaseIdFor(std::string_view creator, const std::array<uint8_t, 16>& nonce) {
+  Hash h = HashParts("kring/case/v1", {ByteSpan(reinterpret_cast<const uint8_t*>(creator.data()), creator.size()), nonce});
+  CaseId id;
+  std::copy_n(h.begin(), id.size(), id.begin());
+  return id;
+}
+
+RecordType ControlRecord::type() const {
+  return std::visit([](const auto& b) { return TypeOf<std::decay_t<decltype(b)>>(); }, body);
+}
+
+const ControlHeader& ControlRecord::header() const {
+  return std::visit([](const auto& b) -> const ControlHeader& { return b.h; }, body);
+}
+
+RecordId ControlRecord::Id() const {
+  uint8_t t = static_cast<uint8_t>(type());
+  Bytes b = EncodeBody(body);
+  return HashParts(kControlContext, {ByteSpan(&t, 1), b});
+}
+
+Result<ControlRecord> SignControl(ControlBody body, const NodeIdentity& author) {
+  ControlRecord r{std::move(body), {}};
+  if (r.header().author.v != author.pub.org) return Status::InvalidArgument("record author is not the signer");
+  Status st = std::visit([](const auto& b) {
+    Status s = CheckHeader(b.h);
+    return s.ok() ? CheckBody(b) : s;
+  }, r.body);
+  if (!st.ok()) return Status::InvalidArgument(st.message());
+  r.signature = Sign(kControlContext, r.Id(), author.sign_sk);
+  return r;
+}
+
+Status VerifyControl(const ControlRecord& r, const SignPublicKey& author_pk) {
+  KRING_RETURN_IF_ERROR(std::visit([](const auto& b) {
+    Status s = CheckHeader(b.h);
+    return s.ok() ? CheckBody(b) : s;
+  }, r.body));
+  if (!Verify(kControlContext, r.Id(), r.signature, author_pk))
+    return Status::Corruption("signature does not verify with the author's key");
+  return Status::Ok();
+}
+
+namespace {
+// The signed body and its signature, as Cereal sees them.
+template <class T>
+struct Signed {
+  T body;
+  Signature signature{};
+  template <class A>
+  void serialize(A& ar) { ar(body, signature); }
+};
+
+template <class T>
+Result<ControlRecord> DecodeAs(ByteSpan in) {
+  Signed<T> s;
+  KRING_RETURN_IF_ERROR(Decode(in, &s));
+  return ControlRecord{ControlBody(std::move(s.body)), s.signature};
+}
+}  // namespace
+
+Bytes EncodeControlRecord(const ControlRecord& r) {
+  Bytes out{static_cast<uint8_t>(r.type())};
+  Bytes enc = std::visit([&](const auto& b) {
+    using T = std::decay_t<decltype(b)>;
+    return Encode(Signed<T>{b, r.signature});
+  }, r.body);
+  out.insert(out.end(), enc.begin(), enc.end());
+  return out;
+}
+
+Result<ControlRecord> DecodeControlRecord(ByteSpan record) {
+  if (record.empty()) return Status::Corruption("empty record");
+  ByteSpan rest = record.subspan(1);
+  switch (static_cast<RecordType>(record[0])) {
+    case RecordType::kCaseGenesis: return DecodeAs<CaseGenesis>(rest);
+    case RecordType::kConsentGrant: return DecodeAs<ConsentGrant>(rest);
+    case RecordType::kConsentWithdrawal: return DecodeAs<ConsentWithdrawal>(rest);
+    case RecordType::kRegieChange: return DecodeAs<RegieChange>(rest);
+    case RecordType::kKeyGrant: return DecodeAs<KeyGrant>(rest);
+    case RecordType::kFragment: break;
+  }
+  return Status::Corruption("not a control record type: " + std::to_string(record[0]));
+}
+
+}  // namespace kring

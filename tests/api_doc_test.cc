@@ -1,0 +1,583 @@
+// Holds docs/api.yaml to what a real node does: every documented operation is called and answers as documented.
+//
+// The walk is driven by the document, not by a list of routes here: an
+// operation added to the document without an example request below fails
+// the suite, so no documented operation goes untested.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <optional>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include <httplib.h>
+#include <yaml-cpp/yaml.h>
+
+#include "examples/cluster.h"
+
+using kring::LocalCluster;
+using nlohmann::json;
+
+namespace {
+
+const std::string kDocPath = std::string(KRING_SOURCE_DIR) + "/docs/api.yaml";
+const std::string kOrg = "gemeente-deventer";
+const std::string kPartner = "wijkteam-deventer";
+const std::set<std::string> kMethods = {"get", "put", "post", "delete", "patch", "head", "options", "trace"};
+// The headers whose absence the API answers with 400 missing_actor.
+const std::set<std::string> kActorHeaders = {"X-Kring-Actor", "X-Kring-Actor-Name", "X-Kring-Role"};
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// "Text/Plain; Version=0.0.4" and "text/plain;version=0.0.4" name the same media type.
+std::string NormalMediaType(const std::string& s) {
+  std::string out;
+  for (char c : Lower(s))
+    if (c != ' ') out += c;
+  return out;
+}
+
+// ---------------------------------------------------------------- the document
+
+// yaml-cpp's Node::operator= rebinds the node it refers to inside the tree, so
+// walking with `n = n[key]` would rewrite the document. Only const access and
+// reset() below.
+YAML::Node Child(const YAML::Node& n, const std::string& key) {
+  const YAML::Node& c = n;
+  return c[key];
+}
+
+// The node a local reference ("#/components/schemas/Case") points at; undefined if none.
+YAML::Node Lookup(const YAML::Node& doc, const std::string& ref) {
+  YAML::Node cur;
+  if (ref.rfind("#/", 0) != 0) return cur;
+  cur.reset(doc);
+  std::stringstream parts(ref.substr(2));
+  std::string part;
+  while (std::getline(parts, part, '/')) {
+    for (size_t i; (i = part.find("~1")) != std::string::npos;) part.replace(i, 2, "/");
+    for (size_t i; (i = part.find("~0")) != std::string::npos;) part.replace(i, 2, "~");
+    if (!cur.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+    YAML::Node next = Child(cur, part);
+    if (!next.IsDefined()) return next;
+    cur.reset(next);
+  }
+  return cur;
+}
+
+// Follows $ref chains; fails the check (and returns an undefined node) on a dangling one.
+YAML::Node Resolve(const YAML::Node& doc, const YAML::Node& n) {
+  YAML::Node cur;
+  cur.reset(n);
+  for (int hops = 0; cur.IsMap() && Child(cur, "$ref").IsDefined(); ++hops) {
+    std::string ref = Child(cur, "$ref").as<std::string>();
+    YAML::Node target = Lookup(doc, ref);
+    if (!target.IsDefined() || hops > 16) {
+      FAIL_CHECK("$ref " << ref << " does not resolve");
+      return YAML::Node(YAML::NodeType::Undefined);
+    }
+    cur.reset(target);
+  }
+  return cur;
+}
+
+std::string Str(const YAML::Node& n, const std::string& key) {
+  YAML::Node v = Child(n, key);
+  return v.IsScalar() ? v.as<std::string>() : "";
+}
+
+bool Flag(const YAML::Node& n, const std::string& key) {
+  YAML::Node v = Child(n, key);
+  return v.IsScalar() && v.as<std::string>() == "true";
+}
+
+// A YAML value (an example in the document) as JSON. Quoted scalars stay strings.
+json YamlToJson(const YAML::Node& n) {
+  if (n.IsMap()) {
+    json o = json::object();
+    for (const auto& kv : n) o[kv.first.as<std::string>()] = YamlToJson(kv.second);
+    return o;
+  }
+  if (n.IsSequence()) {
+    json a = json::array();
+    for (const auto& e : n) a.push_back(YamlToJson(e));
+    return a;
+  }
+  if (!n.IsScalar()) return nullptr;
+  std::string s = n.as<std::string>();
+  if (n.Tag() == "!") return s;
+  if (s == "null" || s == "~") return nullptr;
+  if (s == "true" || s == "false") return s == "true";
+  if (std::regex_match(s, std::regex("-?[0-9]+"))) return json::parse(s);
+  if (std::regex_match(s, std::regex("-?[0-9]+\\.[0-9]+([eE][-+]?[0-9]+)?"))) return json::parse(s);
+  return s;
+}
+
+// What the JSON value `v` lacks against an OpenAPI 3.0 schema: type,
+// nullable, required, properties, additionalProperties: false, items, enum,
+// pattern, format date-time, allOf. Arrays of objects that come back empty
+// are noted in `empty`, since their items' schema went unchecked.
+struct SchemaCheck {
+  const YAML::Node& doc;
+  std::vector<std::string> problems;
+  std::vector<std::string> empty;
+
+  void Validate(const YAML::Node& schema_in, const json& v, const std::string& at) {
+    YAML::Node schema = Resolve(doc, schema_in);
+    if (!schema.IsMap()) return;
+    if (YAML::Node all = Child(schema, "allOf"); all.IsSequence())
+      for (const auto& sub : all) Validate(sub, v, at);
+    std::string type = Str(schema, "type");
+    if (v.is_null()) {
+      if (!type.empty() && !Flag(schema, "nullable")) problems.push_back(at + " is null, documented as " + type);
+      return;
+    }
+    bool type_ok = type.empty() || (type == "object" && v.is_object()) || (type == "array" && v.is_array()) ||
+                   (type == "string" && v.is_string()) || (type == "integer" && v.is_number_integer()) ||
+                   (type == "number" && v.is_number()) || (type == "boolean" && v.is_boolean());
+    if (!type_ok) {
+      problems.push_back(at + " is " + v.type_name() + ", documented as " + type);
+      return;
+    }
+    if (YAML::Node e = Child(schema, "enum"); e.IsSequence()) {
+      bool found = false;
+      for (const auto& x : e) found = found || YamlToJson(x) == v;
+      if (!found) problems.push_back(at + " = " + v.dump() + " is not one of the documented values");
+    }
+    if (v.is_string()) {
+      const std::string s = v.get<std::string>();
+      if (std::string p = Str(schema, "pattern"); !p.empty() && !std::regex_search(s, std::regex(p)))
+        problems.push_back(at + " = \"" + s + "\" does not match " + p);
+      static const std::regex kDateTime(R"(^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$)");
+      if (Str(schema, "format") == "date-time" && !std::regex_match(s, kDateTime))
+        problems.push_back(at + " = \"" + s + "\" is not an ISO-8601 date-time");
+    }
+    if (v.is_object()) {
+      if (YAML::Node req = Child(schema, "required"); req.IsSequence())
+        for (const auto& r : req)
+          if (!v.contains(r.as<std::string>())) problems.push_back(at + " lacks required property '" + r.as<std::string>() + "'");
+      YAML::Node props = Child(schema, "properties");
+      for (auto& [k, sub] : v.items()) {
+        YAML::Node ps = props.IsMap() ? Child(props, k) : YAML::Node(YAML::NodeType::Undefined);
+        if (ps.IsDefined()) Validate(ps, sub, at + "." + k);
+        else if (Str(schema, "additionalProperties") == "false") problems.push_back(at + " has undocumented property '" + k + "'");
+      }
+    }
+    if (v.is_array()) {
+      YAML::Node items = Child(schema, "items");
+      if (!items.IsDefined()) return;
+      if (v.empty() && Str(Resolve(doc, items), "type") == "object") empty.push_back(at);
+      for (size_t i = 0; i < v.size(); ++i) Validate(items, v[i], at + "[" + std::to_string(i) + "]");
+    }
+  }
+};
+
+// One operation of the document, with its path-level and own parameters resolved.
+struct Operation {
+  std::string path;    // as documented, e.g. /v1/cases/{case}/fragments
+  std::string method;  // lower case, as in the document
+  std::string id;      // operationId
+  YAML::Node op;
+  std::vector<YAML::Node> parameters;
+  bool needs_token = false;
+
+  YAML::Node Response(const YAML::Node& doc, const std::string& status) const {
+    return Resolve(doc, Child(Child(op, "responses"), status));
+  }
+  // The documented 2xx statuses.
+  std::vector<std::string> SuccessStatuses() const {
+    std::vector<std::string> out;
+    for (const auto& kv : Child(op, "responses"))
+      if (kv.first.as<std::string>().rfind('2', 0) == 0) out.push_back(kv.first.as<std::string>());
+    return out;
+  }
+  std::vector<std::string> RequiredHeaders() const {
+    std::vector<std::string> out;
+    for (const YAML::Node& p : parameters)
+      if (Str(p, "in") == "header" && Flag(p, "required")) out.push_back(Str(p, "name"));
+    return out;
+  }
+  std::string Name() const { return Lower(method) + " " + path + " (" + id + ")"; }
+};
+
+std::vector<Operation> Operations(const YAML::Node& doc) {
+  std::vector<Operation> out;
+  YAML::Node root_security = Child(doc, "security");
+  for (const auto& p : Child(doc, "paths")) {
+    const YAML::Node& item = p.second;
+    for (const auto& m : item) {
+      std::string method = m.first.as<std::string>();
+      if (!kMethods.count(method)) continue;
+      Operation o;
+      o.path = p.first.as<std::string>();
+      o.method = method;
+      o.op.reset(m.second);
+      o.id = Str(o.op, "operationId");
+      for (const YAML::Node& level : {Child(item, "parameters"), Child(o.op, "parameters")})
+        if (level.IsSequence())
+          for (const auto& param : level) o.parameters.push_back(Resolve(doc, param));
+      YAML::Node security = Child(o.op, "security").IsDefined() ? Child(o.op, "security") : root_security;
+      o.needs_token = security.IsSequence() && security.size() > 0;
+      out.push_back(std::move(o));
+    }
+  }
+  return out;
+}
+
+// The error codes a documented response shows in its example(s).
+std::set<std::string> DocumentedCodes(const YAML::Node& doc, const YAML::Node& response) {
+  std::set<std::string> codes;
+  YAML::Node media = Child(Child(response, "content"), "application/json");
+  if (!media.IsMap()) return codes;
+  auto add = [&](const YAML::Node& value) {
+    json v = YamlToJson(value);
+    if (v.is_object() && v.contains("error") && v["error"].is_string()) codes.insert(v["error"]);
+  };
+  if (Child(media, "example").IsDefined()) add(Child(media, "example"));
+  if (YAML::Node examples = Child(media, "examples"); examples.IsMap())
+    for (const auto& kv : examples) add(Child(Resolve(doc, kv.second), "value"));
+  return codes;
+}
+
+// ---------------------------------------------------------------- the node
+
+struct Reply {
+  int status = 0;  // 0: no connection
+  std::string content_type;
+  std::string body;
+};
+
+// LocalCluster::Raw does not keep the Content-Type, and the document promises one per operation.
+Reply Send(int port, const std::string& method, const std::string& target, const std::string& body,
+           const std::map<std::string, std::string>& headers) {
+  httplib::Client cli("127.0.0.1", port);
+  cli.set_connection_timeout(2, 0);
+  cli.set_read_timeout(10, 0);
+  httplib::Headers h(headers.begin(), headers.end());
+  auto send = [&]() -> httplib::Result {
+    if (method == "post") return cli.Post(target, h, body, "application/json");
+    if (method == "put") return cli.Put(target, h, body, "application/json");
+    if (method == "patch") return cli.Patch(target, h, body, "application/json");
+    if (method == "delete") return cli.Delete(target, h, body, "application/json");
+    return cli.Get(target, h);
+  };
+  httplib::Result res = send();
+  Reply r;
+  if (!res) return r;
+  r.status = res->status;
+  r.content_type = res->get_header_value("Content-Type");
+  r.body = res->body;
+  return r;
+}
+
+// A node with one partner (so health lists a peer), a case and a fragment in it.
+struct DocumentedNode {
+  LocalCluster cluster{KRING_NODE_BINARY};
+  std::string case_id;
+  std::string fragment_id;
+
+  DocumentedNode() {
+    cluster.AddNode(kOrg, "Gemeente Deventer");
+    cluster.AddNode(kPartner, "Wijkteam Deventer");
+    REQUIRE(cluster.Connect(kOrg, kPartner));
+    REQUIRE(cluster.Start(kOrg));
+    auto c = cluster.Call(kOrg, "POST", "/v1/cases", json{{"label", "dossier 2025-0173"}});
+    REQUIRE(c.status == 201);
+    case_id = c.body["case"];
+    auto f = cluster.Call(kOrg, "POST", "/v1/cases/" + case_id + "/fragments",
+                          json{{"kind", "signal"}, {"domain", "finances"}, {"recipients", {kPartner}},
+                               {"body", {{"text", "Huurachterstand van drie maanden gemeld door de corporatie"}}}});
+    REQUIRE(f.status == 201);
+    fragment_id = f.body["fragment"];
+  }
+
+  int port() { return cluster.node(kOrg).api_port; }
+
+  std::map<std::string, std::string> Headers() {
+    return {{"Authorization", "Bearer " + cluster.node(kOrg).token},
+            {"X-Kring-Actor", "m.devries"},
+            {"X-Kring-Actor-Name", "Marieke de Vries"},
+            {"X-Kring-Role", "regisseur"},
+            {"X-Kring-On-Behalf-Of", "Jeroen Bakker (wijkcoach)"}};
+  }
+};
+
+// ---------------------------------------------------------------- example requests
+
+// A valid request for one operation; path parameters come from `path_params`.
+struct Example {
+  std::string query;
+  std::optional<json> body;
+};
+
+// One example request per operationId. A new operation in docs/api.yaml needs its line here.
+std::map<std::string, Example> ExampleRequests(const std::string& fragment_id) {
+  return {
+      {"getHealth", {}},
+      {"getOpenApi", {}},
+      {"getMetrics", {}},
+      {"createCase", {.body = json{{"label", "dossier 2025-0174"}}}},
+      {"listCases", {}},
+      {"writeFragment",
+       {.body = json{{"kind", "goal"},
+                     {"domain", "finances"},
+                     {"recipients", {kPartner}},
+                     {"predecessors", {fragment_id}},
+                     {"body",
+                      {{"title", "Overzicht van alle schulden"},
+                       {"description", "Samen met mevrouw alle schulden en betalingsachterstanden op een rij zetten"},
+                       {"owner", kPartner},
+                       {"due", "2025-03-01"}}}}}},
+      {"readFragments", {}},
+      {"getAccessLog", {.query = "from=2020-01-01T00:00:00Z&to=2100-01-01"}},
+  };
+}
+
+// The documented path with its {parameters} filled in; nullopt if one has no value.
+std::optional<std::string> FillPath(std::string path, const std::map<std::string, std::string>& values) {
+  for (auto& [name, value] : values)
+    for (size_t at; (at = path.find("{" + name + "}")) != std::string::npos;) path.replace(at, name.size() + 2, value);
+  if (path.find('{') != std::string::npos) return std::nullopt;
+  return path;
+}
+
+struct Walk {
+  YAML::Node doc = YAML::LoadFile(kDocPath);
+  DocumentedNode node;
+  std::map<std::string, Example> examples = ExampleRequests(node.fragment_id);
+
+  // Calls `fn(op, target, body)` for every documented operation that has an example; fails for those that do not.
+  template <typename Fn>
+  void ForEach(Fn fn) {
+    for (const Operation& op : Operations(doc)) {
+      INFO(op.Name());
+      auto ex = examples.find(op.id);
+      if (ex == examples.end()) {
+        FAIL_CHECK("no example request for documented operation '" << op.id << "': add one to ExampleRequests");
+        continue;
+      }
+      auto path = FillPath(op.path, {{"case", node.case_id}, {"fragment", node.fragment_id}});
+      if (!path) {
+        FAIL_CHECK("no value for a path parameter of " << op.path);
+        continue;
+      }
+      std::string target = ex->second.query.empty() ? *path : *path + "?" + ex->second.query;
+      fn(op, target, ex->second.body ? ex->second.body->dump() : std::string());
+    }
+  }
+
+  // Checks an error reply against the operation's documented response for its status.
+  void CheckError(const Operation& op, const Reply& r, const std::string& expected_code) {
+    YAML::Node response = op.Response(doc, std::to_string(r.status));
+    if (!response.IsDefined()) {
+      FAIL_CHECK("status " << r.status << " is not documented; body: " << r.body);
+      return;
+    }
+    CHECK(NormalMediaType(r.content_type) == "application/json");
+    json body = json::parse(r.body, nullptr, false);
+    REQUIRE_MESSAGE(!body.is_discarded(), "error body is not JSON: " << r.body);
+    SchemaCheck check{doc};
+    check.Validate(Child(Child(Child(response, "content"), "application/json"), "schema"), body, "body");
+    for (const std::string& p : check.problems) FAIL_CHECK(p);
+    CHECK(body.value("error", "") == expected_code);
+    std::set<std::string> codes = DocumentedCodes(doc, response);
+    if (!codes.empty()) CHECK_MESSAGE(codes.count(body.value("error", "")), "error code not among the documented examples");
+  }
+};
+
+}  // namespace
+
+TEST_CASE("every reference in docs/api.yaml resolves and every operation has a unique id, a summary and responses") {
+  YAML::Node doc = YAML::LoadFile(kDocPath);
+  CHECK(Str(doc, "openapi") == "3.0.3");
+  CHECK(Str(Child(doc, "info"), "version") == "0.1.0");
+  std::function<void(const YAML::Node&, const std::string&)> refs = [&](const YAML::Node& n, const std::string& at) {
+    if (n.IsMap()) {
+      for (const auto& kv : n) {
+        std::string key = kv.first.as<std::string>();
+        if (key == "$ref") CHECK_MESSAGE(Lookup(doc, kv.second.as<std::string>()).IsDefined(), at << ": " << kv.second.as<std::string>());
+        else refs(kv.second, at + "/" + key);
+      }
+    } else if (n.IsSequence()) {
+      for (size_t i = 0; i < n.size(); ++i) refs(n[i], at + "/" + std::to_string(i));
+    }
+  };
+  refs(doc, "#");
+  std::set<std::string> ids;
+  std::vector<Operation> ops = Operations(doc);
+  CHECK(ops.size() >= 8);
+  for (const Operation& op : ops) {
+    INFO(op.Name());
+    CHECK(!op.id.empty());
+    CHECK(ids.insert(op.id).second);
+    CHECK(!Str(op.op, "summary").empty());
+    CHECK(op.SuccessStatuses().size() == 1);
+    if (op.needs_token) CHECK(op.Response(doc, "401").IsDefined());
+    for (const auto& kv : Child(op.op, "responses")) {
+      INFO("response " << kv.first.as<std::string>());
+      YAML::Node content = Child(Resolve(doc, kv.second), "content");
+      CHECK(content.IsMap());
+      for (const auto& media : content) CHECK(Child(media.second, "schema").IsDefined());
+    }
+  }
+}
+
+TEST_CASE("every example in docs/api.yaml matches its own schema") {
+  YAML::Node doc = YAML::LoadFile(kDocPath);
+  SchemaCheck check{doc};
+  int checked = 0;
+  // Media type objects are where an example sits next to its schema.
+  std::function<void(const YAML::Node&, const std::string&)> walk = [&](const YAML::Node& n, const std::string& at) {
+    if (n.IsMap()) {
+      YAML::Node schema = Child(n, "schema");
+      if (schema.IsDefined() && Child(n, "example").IsDefined()) {
+        check.Validate(schema, YamlToJson(Child(n, "example")), at + "/example");
+        ++checked;
+      }
+      if (schema.IsDefined() && Child(n, "examples").IsMap()) {
+        for (const auto& kv : Child(n, "examples")) {
+          check.Validate(schema, YamlToJson(Child(Resolve(doc, kv.second), "value")), at + "/examples/" + kv.first.as<std::string>());
+          ++checked;
+        }
+      }
+      for (const auto& kv : n) walk(kv.second, at + "/" + kv.first.as<std::string>());
+    } else if (n.IsSequence()) {
+      for (size_t i = 0; i < n.size(); ++i) walk(n[i], at + "/" + std::to_string(i));
+    }
+  };
+  walk(Child(doc, "paths"), "#/paths");
+  walk(Child(doc, "components"), "#/components");
+  CHECK(checked > 10);
+  for (const std::string& p : check.problems) FAIL_CHECK(p);
+}
+
+TEST_CASE("every documented operation has an example request in this test, and every example a documented operation") {
+  YAML::Node doc = YAML::LoadFile(kDocPath);
+  auto examples = ExampleRequests(std::string(64, '0'));
+  std::set<std::string> documented;
+  for (const Operation& op : Operations(doc)) {
+    documented.insert(op.id);
+    CHECK_MESSAGE(examples.count(op.id), "no example request for '" << op.id << "': add one to ExampleRequests");
+  }
+  for (auto& [id, ex] : examples) CHECK_MESSAGE(documented.count(id), "example for '" << id << "', which docs/api.yaml does not document");
+}
+
+TEST_CASE("every documented operation answers a valid request with its documented status, media type and required fields") {
+  Walk w;
+  w.ForEach([&](const Operation& op, const std::string& target, const std::string& body) {
+    // The request itself must be what the document describes.
+    YAML::Node request = Resolve(w.doc, Child(op.op, "requestBody"));
+    if (request.IsDefined()) {
+      if (Flag(request, "required")) CHECK_MESSAGE(!body.empty(), "the document requires a body; the example has none");
+      if (!body.empty()) {
+        SchemaCheck check{w.doc};
+        check.Validate(Child(Child(Child(request, "content"), "application/json"), "schema"), json::parse(body), "request");
+        for (const std::string& p : check.problems) FAIL_CHECK("example " << p);
+      }
+    } else {
+      CHECK_MESSAGE(body.empty(), "the example sends a body the document does not describe");
+    }
+
+    auto headers = op.needs_token ? w.node.Headers() : std::map<std::string, std::string>{};
+    Reply r = Send(w.node.port(), op.method, target, body, headers);
+    std::vector<std::string> success = op.SuccessStatuses();
+    REQUIRE(success.size() == 1);
+    CHECK_MESSAGE(std::to_string(r.status) == success[0], "got " << r.status << ": " << r.body.substr(0, 300));
+    if (std::to_string(r.status) != success[0]) return;
+
+    YAML::Node content = Child(op.Response(w.doc, success[0]), "content");
+    YAML::Node media;
+    for (const auto& kv : content)
+      if (NormalMediaType(kv.first.as<std::string>()) == NormalMediaType(r.content_type)) media.reset(kv.second);
+    CHECK_MESSAGE(media.IsDefined(), "Content-Type '" << r.content_type << "' is not documented");
+    if (!media.IsDefined() || NormalMediaType(r.content_type) != "application/json") return;
+
+    json reply = json::parse(r.body, nullptr, false);
+    REQUIRE_MESSAGE(!reply.is_discarded(), "body is not JSON: " << r.body.substr(0, 300));
+    SchemaCheck check{w.doc};
+    check.Validate(Child(media, "schema"), reply, "body");
+    for (const std::string& p : check.problems) FAIL_CHECK(p);
+    // An empty list would leave its items unchecked: the setup must give every list something.
+    for (const std::string& e : check.empty) FAIL_CHECK(e << " is empty, so its items went unchecked");
+  });
+}
+
+TEST_CASE("every operation that needs a token refuses a call without one with a documented 401") {
+  Walk w;
+  int refused = 0;
+  w.ForEach([&](const Operation& op, const std::string& target, const std::string& body) {
+    if (!op.needs_token) return;
+    CHECK(op.Response(w.doc, "401").IsDefined());
+    auto headers = w.node.Headers();
+    headers.erase("Authorization");
+    Reply r = Send(w.node.port(), op.method, target, body, headers);
+    CHECK(r.status == 401);
+    w.CheckError(op, r, "unauthenticated");
+    ++refused;
+  });
+  CHECK(refused >= 5);
+}
+
+TEST_CASE("every operation that needs an actor refuses a call without each actor header with a documented 400 missing_actor") {
+  Walk w;
+  int refused = 0;
+  w.ForEach([&](const Operation& op, const std::string& target, const std::string& body) {
+    std::vector<std::string> required = op.RequiredHeaders();
+    bool needs_actor = std::find(required.begin(), required.end(), "X-Kring-Actor") != required.end();
+    bool documents_missing_actor = DocumentedCodes(w.doc, op.Response(w.doc, "400")).count("missing_actor") > 0;
+    CHECK_MESSAGE(needs_actor == documents_missing_actor,
+                  "an operation requires X-Kring-Actor exactly when its 400 response documents missing_actor");
+    CHECK_MESSAGE(needs_actor == op.needs_token, "every operation with a token also names its actor");
+    for (const std::string& header : required) {
+      INFO("without " << header);
+      auto headers = w.node.Headers();
+      headers.erase(header);
+      Reply r = Send(w.node.port(), op.method, target, body, headers);
+      CHECK(r.status == 400);
+      std::string code = kActorHeaders.count(header) ? "missing_actor" : "";
+      if (!code.empty()) w.CheckError(op, r, code);
+      ++refused;
+    }
+  });
+  CHECK(refused >= 15);
+}
+
+TEST_CASE("the node serves docs/api.yaml byte for byte at /v1/openapi.yaml without a token") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode(kOrg, "Gemeente Deventer");
+  REQUIRE(c.Start(kOrg));
+  Reply r = Send(c.node(kOrg).api_port, "get", "/v1/openapi.yaml", "", {});
+  CHECK(r.status == 200);
+  CHECK(NormalMediaType(r.content_type) == "application/yaml");
+  std::string file = Slurp(kDocPath);
+  REQUIRE(!file.empty());
+  CHECK(r.body.size() == file.size());
+  CHECK(r.body == file);
+}
+
+TEST_CASE("every metric docs/api.yaml lists is exported at /metrics") {
+  YAML::Node doc = YAML::LoadFile(kDocPath);
+  std::string description = Str(Child(Child(Child(doc, "paths"), "/metrics"), "get"), "description");
+  std::set<std::string> metrics;
+  static const std::regex kMetric("`(kring_[a-z_]+)`");
+  for (std::sregex_iterator it(description.begin(), description.end(), kMetric), end; it != end; ++it)
+    metrics.insert((*it)[1]);
+  CHECK(metrics.size() >= 6);
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode(kOrg, "Gemeente Deventer");
+  REQUIRE(c.Start(kOrg));
+  Reply r = Send(c.node(kOrg).api_port, "get", "/metrics", "", {});
+  REQUIRE(r.status == 200);
+  for (const std::string& m : metrics) CHECK_MESSAGE(r.body.find("# TYPE " + m + " ") != std::string::npos, m);
+}
