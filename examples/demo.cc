@@ -37,10 +37,14 @@ bool OnDisk(const LocalCluster& c, const std::string& org, const std::string& ne
   return false;
 }
 
-json Fragments(const LocalCluster& c, const std::string& org, const std::string& case_id) {
-  auto r = c.Call(org, "GET", "/v1/cases/" + case_id + "/fragments");
-  if (r.status != 200) return json::array();
-  return r.body["fragments"];
+json PlanOf(const LocalCluster& c, const std::string& org, const std::string& case_id) {
+  auto r = c.Call(org, "GET", "/v1/cases/" + case_id + "/plan");
+  return r.status == 200 ? r.body : json::object();
+}
+
+size_t ItemCount(const LocalCluster& c, const std::string& org, const std::string& case_id) {
+  json p = PlanOf(c, org, case_id);
+  return p.contains("items") ? p["items"].size() : 0;
 }
 
 }  // namespace
@@ -84,61 +88,86 @@ int main(int argc, char** argv) {
   }, 10000);
   Check(all_connected, "every node reports both partners connected (CURVE, partner keys only)");
 
-  Step("The municipality opens a case for a household (a random id: no BSN, no name on the wire)");
+  Step("The municipality opens a case for a household (a random id: no BSN, no name on the wire) and holds regie");
   auto created = c.Call(gemeente, "POST", "/v1/cases", json{{"label", "Huishouden J. (dossier 2026-114)"}});
   Check(created.status == 201, "case created");
   std::string case_id = created.body.value("case", "");
   std::printf("    case id %s; the label stays on the municipality's node\n", case_id.c_str());
 
-  Step("The municipality writes a goal about finances, addressed to the district team only");
+  Step("The citizen consents: the district team may see the whole plan, the care provider only daily activities");
+  auto consent = [&](const std::string& grantee, const json& domains, const std::string& purpose) {
+    return c.Call(gemeente, "POST", "/v1/cases/" + case_id + "/consents",
+                  json{{"grantee", grantee}, {"domains", domains}, {"purpose", purpose},
+                       {"basis", "Wmo 2015 art. 5.1.1; toestemming burger"}, {"valid_from", "2026-01-01"},
+                       {"given_by", "burger"}, {"evidence", {{"kind", "attested"}, {"reference", "toestemmingsformulier 2026-114"}}}});
+  };
+  auto wijk_consent = consent(wijkteam, {"*"}, "integrale ondersteuning door het wijkteam");
+  auto zorg_consent = consent(zorg, {"daily-activities"}, "dagbesteding");
+  Check(wijk_consent.status == 201 && zorg_consent.status == 201, "two consents recorded by the regie organisation, signed");
+  std::string zorg_consent_id = zorg_consent.body.value("consent", "");
+
+  Step("The municipality writes a goal about finances");
   const std::string goal_text = "Schulden in beeld en een betaalregeling voor de huur";
-  auto goal = c.Call(gemeente, "POST", "/v1/cases/" + case_id + "/fragments",
-                     json{{"kind", "goal"}, {"domain", "finances"}, {"recipients", {wijkteam}},
-                          {"body", {{"description", goal_text}, {"status", "active"}}}});
-  Check(goal.status == 201, "goal fragment signed, encrypted and stored");
+  auto goal = c.Call(gemeente, "POST", "/v1/cases/" + case_id + "/items",
+                     json{{"kind", "goal"}, {"domain", "finances"},
+                          {"data", {{"description", goal_text}, {"status", "active"}, {"target_date", "2027-03-01"}}}});
+  Check(goal.status == 201, "goal signed, encrypted to the organisations consent allows, stored");
 
   Step("The district team receives it, verifies who wrote it, and decrypts it");
-  bool got_goal = LocalCluster::WaitFor([&] { return Fragments(c, wijkteam, case_id).size() == 1; }, 5000);
-  Check(got_goal, "district team reads 1 fragment");
+  bool got_goal = LocalCluster::WaitFor([&] { return ItemCount(c, wijkteam, case_id) == 1; }, 5000);
+  Check(got_goal, "the district team's plan shows 1 item");
   if (got_goal) {
-    json f = Fragments(c, wijkteam, case_id)[0];
-    std::printf("    author %s, kind %s, domain %s: \"%s\"\n", f["author"].get<std::string>().c_str(),
-                f["kind"].get<std::string>().c_str(), f["domain"].get<std::string>().c_str(),
-                f["body"]["description"].get<std::string>().c_str());
-    Check(f["author"] == gemeente && f["body"]["description"] == goal_text, "author verified, text decrypted intact");
+    json item = PlanOf(c, wijkteam, case_id)["items"][0];
+    std::printf("    author %s, kind %s, domain %s: \"%s\"\n", item["author"].get<std::string>().c_str(),
+                item["kind"].get<std::string>().c_str(), item["domain"].get<std::string>().c_str(),
+                item["data"]["description"].get<std::string>().c_str());
+    Check(item["author"] == gemeente && item["data"]["description"] == goal_text, "author verified, text decrypted intact");
   }
 
-  Step("The district team plans an action on daily activities, for the municipality and the care provider");
-  const std::string action_text = "Dagbesteding twee ochtenden per week, start 1 december";
-  auto action = c.Call(wijkteam, "POST", "/v1/cases/" + case_id + "/fragments",
-                       json{{"kind", "action"}, {"domain", "daily-activities"}, {"recipients", {gemeente, zorg}},
-                            {"body", {{"what", action_text}, {"who", zorg}}}});
-  Check(action.status == 201, "action fragment written");
+  Step("The district team plans an action on daily activities with the care provider");
+  const std::string action_text = "Dagbesteding twee ochtenden per week";
+  auto action = c.Call(wijkteam, "POST", "/v1/cases/" + case_id + "/items",
+                       json{{"kind", "action"}, {"domain", "daily-activities"},
+                            {"data", {{"what", action_text}, {"who", {{"type", "organisation"}, {"org", zorg}}}, {"due_date", "2026-12-01"}, {"status", "planned"}}}});
+  Check(action.status == 201, "action written");
   bool spread = LocalCluster::WaitFor([&] {
-    return Fragments(c, gemeente, case_id).size() == 2 && Fragments(c, zorg, case_id).size() == 1;
+    return ItemCount(c, gemeente, case_id) == 2 && ItemCount(c, zorg, case_id) == 1;
   }, 5000);
-  Check(spread, "the municipality now reads 2 fragments, the care provider 1");
+  Check(spread, "the municipality's plan now shows 2 items, the care provider's 1");
 
-  Step("What each node holds and can read");
+  Step("What each organisation's plan shows");
   for (const std::string& org : {gemeente, wijkteam, zorg}) {
-    json fs = Fragments(c, org, case_id);
-    std::printf("    %-20s reads %zu fragment(s):", org.c_str(), fs.size());
-    for (auto& f : fs) std::printf(" %s/%s", f["kind"].get<std::string>().c_str(), f["domain"].get<std::string>().c_str());
+    json plan = PlanOf(c, org, case_id);
+    std::printf("    %-20s regisseur %s; %zu item(s):", org.c_str(), plan["regisseur"]["org"].get<std::string>().c_str(),
+                plan["items"].size());
+    for (auto& f : plan["items"]) std::printf(" %s/%s", f["kind"].get<std::string>().c_str(), f["domain"].get<std::string>().c_str());
     std::printf("\n");
   }
 
-  Step("The care provider was not addressed by the goal: it holds nothing of it, readable or not");
-  json zorg_fs = Fragments(c, zorg, case_id);
-  bool only_action = zorg_fs.size() == 1 && zorg_fs[0]["kind"] == "action";
-  Check(only_action, "care provider's API shows only the action");
-  auto zorg_health = c.Call(zorg, "GET", "/v1/health");
-  Check(zorg_health.body.value("fragments", -1) == 1, "care provider's database holds exactly 1 fragment");
+  Step("The care provider's consent does not cover finances: it holds nothing of the goal, readable or not");
   Check(!OnDisk(c, zorg, goal_text), "the goal's text appears nowhere in the care provider's database files");
+  Check(c.Call(zorg, "GET", "/v1/health").body.value("fragments", -1) == 1, "the care provider's database holds exactly 1 fragment");
 
-  Step("No plaintext on disk anywhere: fragment bodies are stored encrypted");
-  for (const std::string& org : {gemeente, wijkteam, zorg}) {
-    Check(!OnDisk(c, org, goal_text) && !OnDisk(c, org, action_text), org + "'s database files hold no fragment text");
-  }
+  Step("No plaintext on disk anywhere: plan items are stored encrypted");
+  for (const std::string& org : {gemeente, wijkteam, zorg})
+    Check(!OnDisk(c, org, goal_text) && !OnDisk(c, org, action_text), org + "'s database files hold no item text");
+
+  Step("The citizen withdraws the care provider's consent; its node purges what it held");
+  auto withdrawn = c.Call(gemeente, "POST", "/v1/cases/" + case_id + "/consents/" + zorg_consent_id + "/withdraw");
+  Check(withdrawn.status == 200, "consent withdrawn at the regie organisation");
+  bool purged = LocalCluster::WaitFor([&] {
+    return c.Call(zorg, "GET", "/v1/health").body.value("fragments", -1) == 0;
+  }, 2000);
+  Check(purged, "within 2 seconds the care provider's node holds nothing of the plan");
+  Check(!OnDisk(c, zorg, action_text), "the action's ciphertext is gone from its database files");
+
+  Step("The citizen asks who looked at their plan: the access log (NEN 7513)");
+  auto log = c.Call(gemeente, "GET", "/v1/cases/" + case_id + "/access-log");
+  Check(log.status == 200 && !log.body["entries"].empty(), "the municipality's access log lists every call");
+  for (auto& e : log.body["entries"])
+    std::printf("    %s %-16s %-8s by %s (%s) at %s\n", e["time"].get<std::string>().c_str(), e["action"].get<std::string>().c_str(),
+                e["outcome"].get<std::string>().c_str(), e["actor"]["name"].get<std::string>().c_str(),
+                e["actor"]["role"].get<std::string>().c_str(), e["organisation"].get<std::string>().c_str());
 
   Step("Stopping the nodes");
   for (const std::string& org : {gemeente, wijkteam, zorg}) Check(c.Stop(org) == 0, org + " stopped cleanly on SIGTERM");

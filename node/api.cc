@@ -13,6 +13,7 @@
 #include "node/log.h"
 #include "node/node.h"
 #include "node/openapi.h"
+#include "plan/fhir.h"
 
 namespace kring {
 
@@ -32,14 +33,7 @@ Hash HashApiToken(std::string_view token) {
 
 namespace {
 
-// The person a client system acts for in one call (from the X-Kring-* headers).
-struct Caller {
-  std::string client;  // the client system's token name
-  std::string actor;
-  std::string actor_name;
-  std::string role;
-  std::string on_behalf_of;
-};
+using Caller = Actor;
 
 void SendError(httplib::Response& res, int status, const std::string& code, const std::string& message) {
   res.status = status;
@@ -80,8 +74,27 @@ json TimeOrNull(int64_t ms) { return ms > 0 ? json(IsoTime(ms)) : json(nullptr);
 
 
 // Header values go into logs and (later) the access log: bounded and printable.
+bool ValidUtf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    uint32_t cp = n == 1 ? c : c & (0x7f >> n);
+    for (size_t k = 1; k < n; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    static const uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;  // overlong, out of range, surrogate
+    i += n;
+  }
+  return true;
+}
+
 bool ValidHeaderValue(const std::string& v, size_t max) {
-  if (v.empty() || v.size() > max) return false;
+  if (v.empty() || v.size() > max || !ValidUtf8(v)) return false;
   for (unsigned char c : v)
     if (c < 0x20 || c == 0x7f) return false;
   return true;
@@ -112,7 +125,8 @@ std::optional<int64_t> ParseIsoTime(const std::string& s) {
   tm.tm_min = mi;
   tm.tm_sec = sec;
   std::time_t t = timegm(&tm);
-  if (t < 0) return std::nullopt;
+  // timegm rolls 2025-02-31 over to March; a date that moved did not exist.
+  if (t < 0 || tm.tm_mday != d || tm.tm_mon != mo - 1) return std::nullopt;
   return static_cast<int64_t>(t) * 1000 + ms;
 }
 
@@ -144,8 +158,8 @@ struct ApiServer::Impl {
     e.time_ms = static_cast<int64_t>(HybridClock::SystemMillis());
     e.action = action;
     e.outcome = OutcomeOf(res.status);
-    e.actor_id = c.actor;
-    e.actor_name = c.actor_name;
+    e.actor_id = c.id;
+    e.actor_name = c.name;
     e.actor_role = c.role;
     e.on_behalf_of = c.on_behalf_of;
     e.organisation = node->identity().org;
@@ -153,7 +167,7 @@ struct ApiServer::Impl {
     e.case_id = case_id;
     e.items = std::move(items);
     e.consent = consent;
-    Status st = node->store().AppendAccess(&e);
+    Status st = node->AppendAccess(&e);
     if (!st.ok()) {
       KRING_LOG(kError, "audit", "cannot write the access log: " << st.ToString());
       SendError(res, 500, "internal", "the access log cannot be written; the request was not served");
@@ -162,7 +176,7 @@ struct ApiServer::Impl {
 
   std::string Metrics() {
     std::ostringstream m;
-    auto count = node->store().CountRecords();
+    auto count = node->store().CountFragments();
     m << "# HELP kring_fragments_stored Fragments held by this node.\n"
       << "# TYPE kring_fragments_stored gauge\n"
       << "kring_fragments_stored " << (count.ok() ? *count : 0) << "\n";
@@ -185,6 +199,9 @@ struct ApiServer::Impl {
     m << "# HELP kring_fragments_received_total Fragments newly stored from peers.\n"
       << "# TYPE kring_fragments_received_total counter\n"
       << "kring_fragments_received_total " << stats.fragments_received << "\n";
+    m << "# HELP kring_consent_withdrawals_processed_total Consent withdrawals this node recorded or received.\n"
+      << "# TYPE kring_consent_withdrawals_processed_total counter\n"
+      << "kring_consent_withdrawals_processed_total " << node->withdrawals_processed() << "\n";
     m << "# HELP kring_api_requests_total API requests answered, by HTTP status.\n"
       << "# TYPE kring_api_requests_total counter\n";
     std::lock_guard lock(metrics_mu);
@@ -211,15 +228,15 @@ struct ApiServer::Impl {
     }
     Caller c;
     c.client = **client;
-    c.actor = req.get_header_value("X-Kring-Actor");
-    c.actor_name = req.get_header_value("X-Kring-Actor-Name");
+    c.id = req.get_header_value("X-Kring-Actor");
+    c.name = req.get_header_value("X-Kring-Actor-Name");
     c.role = req.get_header_value("X-Kring-Role");
     c.on_behalf_of = req.get_header_value("X-Kring-On-Behalf-Of");
-    if (!ValidHeaderValue(c.actor, 128)) {
+    if (!ValidHeaderValue(c.id, 128)) {
       SendError(res, 400, "missing_actor", "header X-Kring-Actor (the professional's id in your organisation) is required, 1-128 printable characters");
       return std::nullopt;
     }
-    if (!ValidHeaderValue(c.actor_name, 200) || !ValidHeaderValue(c.role, 100)) {
+    if (!ValidHeaderValue(c.name, 200) || !ValidHeaderValue(c.role, 100)) {
       SendError(res, 400, "missing_actor", "headers X-Kring-Actor-Name and X-Kring-Role are required, printable, at most 200 and 100 characters");
       return std::nullopt;
     }
@@ -232,6 +249,12 @@ struct ApiServer::Impl {
 
   // Parses a JSON object body; on failure answers and returns nullopt.
   std::optional<json> ParseBody(const httplib::Request& req, httplib::Response& res) {
+    std::string type = req.get_header_value("Content-Type");
+    if (!req.body.empty() && !type.empty() && type.rfind("application/json", 0) != 0) {
+      SendError(res, 415, "unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'");
+      return std::nullopt;
+    }
+    if (req.body.empty()) return json::object();  // no body: no fields
     if (req.body.size() > kMaxApiBodyBytes) {
       SendError(res, 413, "too_large", "request body is larger than " + std::to_string(kMaxApiBodyBytes) + " bytes");
       return std::nullopt;
@@ -268,6 +291,41 @@ struct ApiServer::Impl {
     };
   }
 
+  int64_t NowMs() const { return static_cast<int64_t>(HybridClock::SystemMillis()); }
+
+  static std::string Join(const std::vector<std::string>& v) {
+    std::string out;
+    for (const std::string& s : v) out += (out.empty() ? "" : ",") + s;
+    return out;
+  }
+
+  // Refuses a body with fields outside `allowed`.
+  static bool OnlyFields(const json& body, std::initializer_list<const char*> allowed, httplib::Response& res) {
+    for (auto& [k, v] : body.items()) {
+      if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return k == a; })) {
+        SendError(res, 400, "unknown_field", "unknown field '" + k + "'");
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Reads a string field; answers 400 when it is required and missing, or not a string.
+  static bool StringField(const json& body, const char* name, bool required, std::string* out, httplib::Response& res) {
+    auto it = body.find(name);
+    if (it == body.end() || it->is_null()) {
+      if (!required) return true;
+      SendError(res, 400, "invalid_argument", std::string("'") + name + "' is required");
+      return false;
+    }
+    if (!it->is_string()) {
+      SendError(res, 400, "invalid_argument", std::string("'") + name + "' must be a string");
+      return false;
+    }
+    *out = it->get<std::string>();
+    return true;
+  }
+
   bool RequireKnownCase(const CaseId& case_id, httplib::Response& res) {
     auto known = node->store().CaseKnown(case_id);
     if (!known.ok()) {
@@ -299,7 +357,7 @@ struct ApiServer::Impl {
                            {"last_sync", TimeOrNull(p.last_sync_ms)}});
         }
       }
-      auto count = node->store().CountRecords();
+      auto count = node->store().CountFragments();
       SendJson(res, 200, {{"status", "ok"}, {"org", node->identity().org}, {"name", node->identity().display_name},
                           {"version", kVersion}, {"fragments", count.ok() ? *count : -1}, {"peers", peers}});
     });
@@ -316,9 +374,8 @@ struct ApiServer::Impl {
                                                          const Caller& caller, AccessScope& scope) {
       auto body = ParseBody(req, res);
       if (!body) return;
+      if (!OnlyFields(*body, {"label"}, res)) return;
       std::string label;
-      for (auto& [k, v] : body->items())
-        if (k != "label") return SendError(res, 400, "unknown_field", "unknown field '" + k + "'");
       if (auto it = body->find("label"); it != body->end()) {
         if (!it->is_string()) return SendError(res, 400, "invalid_argument", "'label' must be a string");
         label = it->get<std::string>();
@@ -326,7 +383,7 @@ struct ApiServer::Impl {
       auto id = node->CreateCase(label);
       if (!id.ok()) return SendStatusError(res, id.status());
       scope.case_id = *id;
-      KRING_LOG(kInfo, "api", caller.client << "/" << caller.actor << " created case " << CaseIdToHex(*id));
+      KRING_LOG(kInfo, "api", caller.client << "/" << caller.id << " opened case " << CaseIdToHex(*id));
       SendJson(res, 201, {{"case", CaseIdToHex(*id)}});
     }));
 
@@ -335,8 +392,12 @@ struct ApiServer::Impl {
       auto cases = node->store().ListCases();
       if (!cases.ok()) return SendStatusError(res, cases.status());
       json list = json::array();
+      int64_t now = NowMs();
       for (const CaseSummary& c : *cases) {
-        json e = {{"case", CaseIdToHex(c.case_id)}, {"fragments", c.fragments}};
+        auto state = node->State(c.case_id);
+        if (!state.ok()) continue;
+        json e = {{"case", CaseIdToHex(c.case_id)}, {"regie", state->Regie().org},
+                  {"involved", state->Involved(now)}};
         if (!c.label.empty()) e["label"] = c.label;
         list.push_back(std::move(e));
         scope.items.push_back(CaseIdToHex(c.case_id));
@@ -344,76 +405,154 @@ struct ApiServer::Impl {
       SendJson(res, 200, {{"cases", list}});
     }));
 
-    server->Post(R"(/v1/cases/([^/]+)/fragments)", CaseRoute("create", [this](const httplib::Request& req,
-                                                                              httplib::Response& res,
-                                                                              const Caller& caller, AccessScope& scope) {
-      FragmentWrite w;
-      if (!ParseCase(req.matches[1], &w.case_id, res)) return;
-      scope.case_id = w.case_id;
-      auto body = ParseBody(req, res);
-      if (!body) return;
-      static const std::set<std::string> kFields = {"kind", "domain", "recipients", "predecessors", "body"};
-      for (auto& [k, v] : body->items())
-        if (!kFields.count(k)) return SendError(res, 400, "unknown_field", "unknown field '" + k + "'");
-      auto kind = body->find("kind");
-      if (kind == body->end() || !kind->is_string()) return SendError(res, 400, "invalid_argument", "'kind' (string) is required");
-      w.kind = kind->get<std::string>();
-      if (auto d = body->find("domain"); d != body->end()) {
-        if (!d->is_string()) return SendError(res, 400, "invalid_argument", "'domain' must be a string");
-        w.domain = d->get<std::string>();
-      }
-      if (auto r = body->find("recipients"); r != body->end()) {
-        if (!r->is_array()) return SendError(res, 400, "invalid_argument", "'recipients' must be an array of organisation ids");
-        for (const json& e : *r) {
-          if (!e.is_string()) return SendError(res, 400, "invalid_argument", "'recipients' must be an array of organisation ids");
-          w.recipients.push_back(e.get<std::string>());
-        }
-      }
-      if (auto p = body->find("predecessors"); p != body->end()) {
-        if (!p->is_array()) return SendError(res, 400, "invalid_argument", "'predecessors' must be an array of fragment ids");
-        for (const json& e : *p) {
-          FragmentId id;
-          if (!e.is_string() || !FromHex(e.get<std::string>(), id))
-            return SendError(res, 400, "invalid_argument", "each predecessor must be a 64-hex-character fragment id");
-          w.predecessors.push_back(id);
-        }
-      }
-      auto b = body->find("body");
-      if (b == body->end()) return SendError(res, 400, "invalid_argument", "'body' is required");
-      std::string text = b->dump();
-      w.body.assign(text.begin(), text.end());
-      sodium_memzero(text.data(), text.size());
-      auto id = node->WriteFragment(w);
-      sodium_memzero(w.body.data(), w.body.size());
-      if (!id.ok()) return SendStatusError(res, id.status());
-      scope.items.push_back(ToHex(*id));
-      KRING_LOG(kInfo, "api", caller.client << "/" << caller.actor << " wrote " << w.kind << " fragment "
-                                            << ToHex(*id).substr(0, 16) << " to case " << CaseIdToHex(w.case_id));
-      SendJson(res, 201, {{"fragment", ToHex(*id)}});
-    }));
-
-    server->Get(R"(/v1/cases/([^/]+)/fragments)", CaseRoute("read", [this](const httplib::Request& req,
-                                                                          httplib::Response& res, const Caller&,
-                                                                          AccessScope& scope) {
+    server->Post(R"(/v1/cases/([^/]+)/consents)", CaseRoute("consent-record", [this](const httplib::Request& req,
+                                                                                   httplib::Response& res,
+                                                                                   const Caller& caller,
+                                                                                   AccessScope& scope) {
       CaseId case_id;
       if (!ParseCase(req.matches[1], &case_id, res)) return;
       scope.case_id = case_id;
-      if (!RequireKnownCase(case_id, res)) return;
-      auto fragments = node->ReadFragments(case_id);
-      if (!fragments.ok()) return SendStatusError(res, fragments.status());
-      json list = json::array();
-      for (ReadableFragment& f : *fragments) {
-        json preds = json::array();
-        for (const FragmentId& p : f.predecessors) preds.push_back(ToHex(p));
-        json body = json::parse(f.body.begin(), f.body.end(), nullptr, false);
-        sodium_memzero(f.body.data(), f.body.size());
-        list.push_back({{"fragment", ToHex(f.id)}, {"author", f.author}, {"kind", f.kind}, {"domain", f.domain},
-                        {"hlc", f.hlc}, {"created", IsoTime(static_cast<int64_t>(HlcMillis(f.hlc)))},
-                        {"predecessors", preds}, {"recipients", f.recipients},
-                        {"body", body.is_discarded() ? json(nullptr) : body}});
-        scope.items.push_back(ToHex(f.id));
+      auto body = ParseBody(req, res);
+      if (!body) return;
+      if (!OnlyFields(*body, {"grantee", "domains", "purpose", "basis", "valid_from", "valid_until", "given_by", "evidence"}, res))
+        return;
+      ConsentInput in;
+      if (!StringField(*body, "grantee", true, &in.grantee, res) || !StringField(*body, "purpose", true, &in.purpose, res) ||
+          !StringField(*body, "basis", true, &in.basis, res) || !StringField(*body, "given_by", true, &in.given_by, res))
+        return;
+      auto domains = body->find("domains");
+      if (domains == body->end() || !domains->is_array() || domains->empty())
+        return SendError(res, 400, "invalid_argument", "'domains' must be a non-empty array of life domains or [\"*\"]");
+      for (const json& d : *domains) {
+        if (!d.is_string()) return SendError(res, 400, "invalid_argument", "'domains' must be an array of strings");
+        in.domains.push_back(d.get<std::string>());
       }
-      SendJson(res, 200, {{"case", CaseIdToHex(case_id)}, {"fragments", list}});
+      std::string from, until;
+      if (!StringField(*body, "valid_from", true, &from, res) || !StringField(*body, "valid_until", false, &until, res)) return;
+      auto from_ms = ParseIsoTime(from);
+      if (!from_ms) return SendError(res, 400, "invalid_argument", "'valid_from' must be YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[.sss]Z");
+      in.valid_from_ms = *from_ms;
+      if (!until.empty()) {
+        auto until_ms = ParseIsoTime(until);
+        if (!until_ms) return SendError(res, 400, "invalid_argument", "'valid_until' must be YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[.sss]Z");
+        in.valid_until_ms = *until_ms;
+      }
+      auto evidence = body->find("evidence");
+      if (evidence == body->end() || !evidence->is_object())
+        return SendError(res, 400, "invalid_argument", "'evidence' must be {\"kind\":\"attested\",\"reference\":...}");
+      for (auto& [k, v] : evidence->items())
+        if (k != "kind" && k != "reference") return SendError(res, 400, "unknown_field", "unknown field 'evidence." + k + "'");
+      if (evidence->value("kind", "") != "attested")
+        return SendError(res, 400, "invalid_argument", "'evidence.kind' must be \"attested\" (citizen-signed consent comes later)");
+      if (!StringField(*evidence, "reference", true, &in.evidence_reference, res)) return;
+      auto id = node->RecordConsent(case_id, in);
+      if (!id.ok()) return SendStatusError(res, id.status());
+      scope.consent = ToHex(*id);
+      scope.items.push_back(ToHex(*id));
+      KRING_LOG(kInfo, "api", caller.client << "/" << caller.id << " recorded consent for " << in.grantee);
+      SendJson(res, 201, {{"consent", ToHex(*id)}});
+    }));
+
+    server->Post(R"(/v1/cases/([^/]+)/consents/([^/]+)/withdraw)", CaseRoute("consent-withdraw", [this](
+        const httplib::Request& req, httplib::Response& res, const Caller& caller, AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      RecordId consent;
+      if (!FromHex(std::string(req.matches[2]), consent))
+        return SendError(res, 400, "invalid_argument", "consent id must be 64 hex characters");
+      scope.consent = ToHex(consent);
+      if (!req.body.empty()) {
+        auto body = ParseBody(req, res);
+        if (!body || !OnlyFields(*body, {}, res)) return;
+      }
+      auto id = node->WithdrawConsent(case_id, consent);
+      if (!id.ok()) return SendStatusError(res, id.status());
+      scope.items.push_back(ToHex(*id));
+      KRING_LOG(kInfo, "api", caller.client << "/" << caller.id << " withdrew consent " << ToHex(consent).substr(0, 16));
+      SendJson(res, 200, {{"consent", ToHex(consent)}, {"status", "withdrawn"}, {"withdrawal", ToHex(*id)}});
+    }));
+
+    server->Get(R"(/v1/cases/([^/]+)/consents)", CaseRoute("read", [this](const httplib::Request& req,
+                                                                         httplib::Response& res, const Caller&,
+                                                                         AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      auto state = node->State(case_id);
+      if (!state.ok()) return SendStatusError(res, state.status());
+      json list = json::array();
+      for (const ConsentView& v : state->Consents(NowMs())) {
+        if (!v.valid) continue;
+        const ConsentGrant& g = *v.grant;
+        json domains = json::array();
+        for (auto& d : g.domains.v) domains.push_back(d.v);
+        json e = {{"consent", ToHex(v.id)}, {"grantee", g.grantee.v}, {"domains", domains}, {"purpose", g.purpose.v},
+                  {"basis", g.basis.v}, {"valid_from", IsoTime(g.valid_from_ms)},
+                  {"valid_until", g.valid_until_ms ? json(IsoTime(g.valid_until_ms)) : json(nullptr)},
+                  {"given_by", g.given_by.v}, {"evidence", {{"kind", "attested"}, {"reference", g.evidence_reference.v}}},
+                  {"recorded_by", g.h.author.v}, {"recorded", IsoTime(static_cast<int64_t>(HlcMillis(g.h.hlc)))},
+                  {"status", ConsentStatusName(v.status)}};
+        if (v.withdrawn_by) e["withdrawn_by"] = ToHex(*v.withdrawn_by);
+        list.push_back(std::move(e));
+        scope.items.push_back(ToHex(v.id));
+      }
+      SendJson(res, 200, {{"case", CaseIdToHex(case_id)}, {"consents", list}});
+    }));
+
+    server->Post(R"(/v1/cases/([^/]+)/items)", CaseRoute("create", [this](const httplib::Request& req,
+                                                                         httplib::Response& res, const Caller& caller,
+                                                                         AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      auto body = ParseBody(req, res);
+      if (!body) return;
+      if (!OnlyFields(*body, {"kind", "domain", "data", "supersedes"}, res)) return;
+      ItemInput in;
+      if (!StringField(*body, "kind", true, &in.kind, res) || !StringField(*body, "domain", false, &in.domain, res)) return;
+      auto data = body->find("data");
+      if (data == body->end() || !data->is_object()) return SendError(res, 400, "invalid_argument", "'data' (object) is required");
+      in.data = *data;
+      if (auto p = body->find("supersedes"); p != body->end()) {
+        if (!p->is_array()) return SendError(res, 400, "invalid_argument", "'supersedes' must be an array of version ids");
+        for (const json& e : *p) {
+          FragmentId id;
+          if (!e.is_string() || !FromHex(e.get<std::string>(), id))
+            return SendError(res, 400, "invalid_argument", "each superseded version must be a 64-hex-character id");
+          in.supersedes.push_back(id);
+        }
+      }
+      auto written = node->WriteItem(case_id, in);
+      if (!written.ok()) return SendStatusError(res, written.status());
+      scope.items.push_back(ToHex(written->version));
+      KRING_LOG(kInfo, "api", caller.client << "/" << caller.id << " wrote a " << in.kind << " item in case " << CaseIdToHex(case_id));
+      SendJson(res, 201, {{"item", ToHex(written->item)}, {"version", ToHex(written->version)}});
+    }));
+
+    server->Get(R"(/v1/cases/([^/]+)/plan)", CaseRoute("read", [this](const httplib::Request& req, httplib::Response& res,
+                                                                     const Caller&, AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      auto plan = node->ReadPlan(case_id);
+      if (!plan.ok()) return SendStatusError(res, plan.status());
+      scope.items = plan->versions;
+      scope.consent = Join(plan->consents);
+      SendJson(res, 200, plan->plan);
+    }));
+
+    server->Get(R"(/fhir/CarePlan/([^/]+))", CaseRoute("read", [this](const httplib::Request& req, httplib::Response& res,
+                                                                     const Caller&, AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      auto plan = node->ReadPlan(case_id);
+      if (!plan.ok()) return SendStatusError(res, plan.status());
+      scope.items = plan->versions;
+      scope.consent = Join(plan->consents);
+      res.status = 200;
+      res.set_content(ToFhirCarePlan(case_id, plan->plan).dump(), "application/fhir+json");
     }));
 
     server->Get(R"(/v1/cases/([^/]+)/access-log)", CaseRoute("read", [this](const httplib::Request& req,
@@ -427,11 +566,10 @@ struct ApiServer::Impl {
       for (auto [name, out] : {std::pair{"from", &from}, std::pair{"to", &to}}) {
         if (!req.has_param(name)) continue;
         auto t = ParseIsoTime(req.get_param_value(name));
-        if (!t) return SendError(res, 400, "invalid_argument", std::string("'") + name + "' must be YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ");
+        if (!t) return SendError(res, 400, "invalid_argument", std::string("'") + name + "' must be YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[.sss]Z");
         *out = *t;
       }
-      if (!RequireKnownCase(case_id, res)) return;
-      auto entries = node->store().AccessOfCase(case_id, from, to);
+      auto entries = node->AccessLogOf(case_id, from, to);
       if (!entries.ok()) return SendStatusError(res, entries.status());
       json list = json::array();
       for (const AccessEntry& e : *entries) {

@@ -1,6 +1,6 @@
 // The node's local HTTP/JSON API for professionals' case-management systems (docs/api.md).
 //
-// Every call except /v1/health needs a bearer token issued with
+// Every call except /v1/health, /v1/openapi.yaml and /metrics needs a bearer token issued with
 // `kring-node token` and the X-Kring-Actor headers naming the person the
 // calling system acts for. Errors are {"error": code, "message": text}.
 #pragma once

@@ -74,7 +74,7 @@ int Run(const std::string& dir, const std::string& listen, const std::string& ap
     (*node)->Stop();
     return Fail(st);
   }
-  auto count = (*node)->store().CountRecords();
+  auto count = (*node)->store().CountFragments();
   KRING_LOG(kInfo, "node", "kring-node " << kVersion << " running as " << me.org << " (" << me.display_name
                                          << "); sync on " << listen << ", API on " << (server.tls() ? "https://" : "http://") << api
                                          << (server.tls() ? " (TLS)" : " (plain HTTP, loopback only)") << "; "

@@ -1,11 +1,16 @@
-// Node set-up and the case and fragment operations behind the local API.
+// Node set-up, ingesting partners' records, and recomputing a case after every change.
 #include "node/node.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <set>
 #include <sys/stat.h>
 
+#include "crypto/primitives.h"
 #include "node/log.h"
+#include "plan/items.h"
+#include "protocol/access_record.h"
 #include "protocol/messages.h"
 
 namespace kring {
@@ -29,109 +34,510 @@ Result<PublicIdentity> InitNode(const std::string& data_dir, const std::string& 
   return id.pub;
 }
 
-Node::Node(NodeIdentity identity, std::unique_ptr<Store> store)
-    : identity_(std::move(identity)), store_(std::move(store)), clock_(&HybridClock::SystemMillis) {}
+Node::Node(NodeIdentity identity, std::unique_ptr<Store> store, WallClock wall)
+    : identity_(std::move(identity)), store_(std::move(store)), wall_(wall), clock_(wall) {}
 
 Node::~Node() { Stop(); }
 
-Result<std::unique_ptr<Node>> Node::Open(const std::string& data_dir) {
+Result<std::unique_ptr<Node>> Node::Open(const std::string& data_dir, WallClock wall) {
   InitSodium();
   auto id = ReadKeyFile(KeyFilePath(data_dir));
   if (!id.ok()) return id.status();
   auto store = Store::Open(DatabasePath(data_dir));
   if (!store.ok()) return store.status();
-  std::unique_ptr<Node> node(new Node(std::move(*id), std::move(*store)));
+  std::unique_ptr<Node> node(new Node(std::move(*id), std::move(*store), std::move(wall)));
   // The clock must never go back past what we already wrote or received.
   auto max_hlc = node->store_->MaxHlc();
   if (!max_hlc.ok()) return max_hlc.status();
   node->clock_.Observe(*max_hlc);
+  // Consents may have expired while the node was down: decide every case afresh.
+  auto cases = node->store_->CasesWithRecords();
+  if (!cases.ok()) return cases.status();
+  std::lock_guard lock(node->mu_);
+  for (const CaseId& c : *cases) {
+    Status st = node->RecomputeLocked(c);
+    if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
+  }
   return node;
 }
 
 Status Node::StartSync(SyncOptions sync) {
-  sync_ = std::make_unique<SyncEngine>(identity_, store_.get(), &clock_, std::move(sync));
+  sync_ = std::make_unique<SyncEngine>(identity_, store_.get(), this, std::move(sync));
   Status st = sync_->Start();
-  if (!st.ok()) sync_.reset();
+  if (!st.ok()) {
+    sync_.reset();
+    return st;
+  }
+  timer_ = std::thread([this] { TimerLoop(); });
   return st;
 }
 
 void Node::Stop() {
+  {
+    std::lock_guard lock(timer_mu_);
+    stopping_ = true;
+  }
+  timer_cv_.notify_all();
+  if (timer_.joinable()) timer_.join();
   if (sync_) sync_->Stop();
 }
 
-Result<CaseId> Node::CreateCase(const std::string& label) {
-  if (label.size() > 200) return Status::InvalidArgument("label is longer than 200 bytes");
-  CaseId id = NewCaseId();
-  KRING_RETURN_IF_ERROR(store_->CreateCase(id, label, static_cast<int64_t>(HybridClock::SystemMillis())));
-  return id;
+// Wakes when a consent's window opens or closes somewhere, and recomputes
+// that case: expiry ends access without anyone acting.
+void Node::TimerLoop() {
+  std::unique_lock tl(timer_mu_);
+  while (!stopping_) {
+    timer_cv_.wait_for(tl, std::chrono::milliseconds(100));
+    if (stopping_) break;
+    tl.unlock();
+    {
+      std::lock_guard lock(mu_);
+      int64_t now = NowMs();
+      std::vector<CaseId> due;
+      for (auto& [c, t] : next_change_)
+        if (t <= now) due.push_back(c);
+      for (const CaseId& c : due) {
+        KRING_LOG(kInfo, "consent", "a consent window opened or closed in case " << CaseIdToHex(c) << "; recomputing access");
+        Status st = RecomputeLocked(c);
+        if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
+      }
+    }
+    tl.lock();
+  }
 }
 
-Result<FragmentId> Node::WriteFragment(const FragmentWrite& w) {
-  auto known = store_->CaseKnown(w.case_id);
-  if (!known.ok()) return known.status();
-  if (!*known) return Status::NotFound("no case " + CaseIdToHex(w.case_id) + " on this node");
+const SignPublicKey* Node::AuthorKey(const std::string& org, const std::vector<Partner>& partners) const {
+  if (org == identity_.pub.org) return &identity_.pub.sign_pk;
+  for (const Partner& p : partners)
+    if (p.identity.org == org) return &p.identity.sign_pk;
+  return nullptr;
+}
+
+Result<CaseState> Node::State(const CaseId& case_id) {
+  std::lock_guard lock(mu_);
+  return StateLocked(case_id);
+}
+
+Result<CaseState> Node::StateLocked(const CaseId& case_id) {
+  std::vector<ControlRecord> controls;
+  auto records = store_->RecordsOfCase(case_id);
+  if (!records.ok()) return records.status();
+  for (const StoredRecord& r : *records) {
+    if (!IsControlType(r.type)) continue;
+    auto c = DecodeControlRecord(r.record);
+    if (!c.ok()) return Status::Corruption("stored control record does not decode: " + c.status().message());
+    controls.push_back(std::move(*c));
+  }
+  CaseState state = CaseState::Build(case_id, std::move(controls));
+  if (!state.has_genesis()) return Status::NotFound("no case " + CaseIdToHex(case_id) + " on this node");
+  return state;
+}
+
+Status Node::ContentKeyFor(const Fragment& f, ContentKey* key) {
+  if (const SealedKey* sealed = SealedKeyFor(f, identity_.pub.org)) return OpenContentKey(*sealed, identity_, key);
+  auto grants = store_->RecordsOfCase(f.header.case_id, RecordType::kKeyGrant);
+  if (!grants.ok()) return grants.status();
+  FragmentId id = f.Id();
+  for (const StoredRecord& r : *grants) {
+    auto c = DecodeControlRecord(r.record);
+    if (!c.ok()) continue;
+    const auto& g = std::get<KeyGrant>(c->body);
+    if (g.fragment == id && g.grantee.v == identity_.pub.org && OpenContentKey(g.sealed_key, identity_, key).ok())
+      return Status::Ok();
+  }
+  return Status::PermissionDenied("no content key for this organisation");
+}
+
+Status Node::RecomputeLocked(const CaseId& case_id) {
+  auto state_or = StateLocked(case_id);
+  if (!state_or.ok()) {
+    next_change_.erase(case_id);
+    return state_or.status().code() == Status::Code::kNotFound ? Status::Ok() : state_or.status();
+  }
+  const CaseState& state = *state_or;
+  const std::string& me = identity_.pub.org;
+  const int64_t now = NowMs();
+  auto records = store_->RecordsOfCase(case_id);
+  if (!records.ok()) return records.status();
   auto partners = store_->ListPartners();
   if (!partners.ok()) return partners.status();
-  FragmentDraft d;
-  d.case_id = w.case_id;
-  d.kind = w.kind;
-  d.domain = w.domain;
-  d.predecessors = w.predecessors;
-  // An edit belongs to the item of the versions it supersedes, which must be
-  // one item of this case that this node holds.
-  for (const FragmentId& p : w.predecessors) {
-    auto rec = store_->GetRecord(p);
-    if (!rec.ok()) return rec.status();
-    if (!rec->has_value()) return Status::InvalidArgument("predecessor " + ToHex(p).substr(0, 16) + "... is not held by this node");
-    auto pf = DecodeFragmentRecord((*rec)->record);
-    if (!pf.ok()) return pf.status();
-    if (pf->header.case_id != w.case_id) return Status::InvalidArgument("a predecessor belongs to another case");
-    FragmentId item = pf->ItemId();
-    if (d.item != FragmentId{} && d.item != item) return Status::InvalidArgument("predecessors belong to different items");
-    d.item = item;
+
+  // Decode everything once.
+  std::map<FragmentId, Fragment> fragments;
+  std::vector<std::pair<RecordId, ControlRecord>> controls;
+  std::set<std::pair<FragmentId, std::string>> granted;  // (fragment, grantee) with a key grant held
+  for (const StoredRecord& r : *records) {
+    if (r.type == RecordType::kFragment) {
+      auto f = DecodeFragmentRecord(r.record);
+      if (f.ok()) fragments.emplace(r.id, std::move(*f));
+    } else if (IsControlType(r.type)) {
+      auto c = DecodeControlRecord(r.record);
+      if (!c.ok()) continue;
+      if (auto* g = std::get_if<KeyGrant>(&c->body)) granted.insert({g->fragment, g->grantee.v});
+      controls.emplace_back(r.id, std::move(*c));
+    }
   }
-  d.body = w.body;
-  for (const std::string& org : w.recipients) {
-    if (org == identity_.pub.org) continue;
-    auto it = std::find_if(partners->begin(), partners->end(), [&](const Partner& p) { return p.identity.org == org; });
-    if (it == partners->end()) return Status::InvalidArgument("recipient '" + org + "' is not a partner of this node");
-    d.recipients.push_back(it->identity);
+
+  std::vector<std::pair<RecordId, std::vector<std::string>>> audiences;
+  std::vector<RecordId> purge;
+  std::vector<std::string> purged_hex;
+  std::vector<ControlBody> new_grants;
+  const bool regie = state.Regie().org == me;
+  for (auto& [id, f] : fragments) {
+    FragmentFacts facts{id, f.header.author.v, f.header.domain.v};
+    std::vector<std::string> readers = state.Readers(facts, now);
+    bool mine = f.header.author.v == me;
+    if (!mine && !std::binary_search(readers.begin(), readers.end(), me)) {
+      purge.push_back(id);
+      purged_hex.push_back(ToHex(id));
+      continue;
+    }
+    audiences.emplace_back(id, readers);
+    // Late grant: the regie organisation or the author re-seals the content
+    // key to readers the author did not seal it to.
+    if (!regie && !mine) continue;
+    for (const std::string& reader : readers) {
+      if (reader == me || f.IsRecipient(reader) || granted.count({id, reader})) continue;
+      auto partner = std::find_if(partners->begin(), partners->end(), [&](const Partner& p) { return p.identity.org == reader; });
+      if (partner == partners->end()) continue;  // not our partner: someone else re-seals
+      ContentKey key;
+      if (!ContentKeyFor(f, &key).ok()) continue;
+      KeyGrant g;
+      g.h.case_id = case_id;
+      g.h.author.v = me;
+      g.h.hlc = clock_.Now();
+      auto heads = state.Heads();
+      g.h.parents.v.assign(heads.begin(), heads.begin() + std::min(heads.size(), kMaxCausalParents));
+      g.fragment = id;
+      g.grantee.v = reader;
+      g.sealed_key = SealKey(key, partner->identity.box_pk);
+      new_grants.push_back(std::move(g));
+      granted.insert({id, reader});
+    }
   }
-  d.hlc = clock_.Now();
-  auto f = SealFragment(d, identity_);
-  if (!f.ok()) return f.status();
-  FragmentId id = f->Id();
-  Bytes record = EncodeFragmentRecord(*f);
-  auto put = store_->PutFragment(*f, id, record, identity_.pub.org, static_cast<int64_t>(HybridClock::SystemMillis()));
-  if (!put.ok()) return put.status();
+  for (auto& [id, c] : controls) {
+    if (auto* g = std::get_if<KeyGrant>(&c.body)) {
+      bool fragment_gone = std::find(purge.begin(), purge.end(), g->fragment) != purge.end();
+      if (fragment_gone && g->grantee.v == me) {
+        purge.push_back(id);
+        continue;
+      }
+    }
+    audiences.emplace_back(id, state.ControlAudience(c, now));
+  }
+
+  // Which records gained an audience member: those must be pushed now.
+  std::vector<RecordId> grown;
+  for (auto& [id, orgs] : audiences) {
+    auto before = store_->AudienceOf(id);
+    if (!before.ok()) return before.status();
+    for (const std::string& o : orgs)
+      if (std::find(before->begin(), before->end(), o) == before->end()) {
+        grown.push_back(id);
+        break;
+      }
+  }
+  KRING_RETURN_IF_ERROR(store_->SetAudiences(audiences));
+
+  if (!purge.empty()) {
+    auto n = store_->DeleteRecords(purge);
+    if (!n.ok()) return n.status();
+    KRING_LOG(kInfo, "consent", "purged " << purged_hex.size() << " fragment(s) of case " << CaseIdToHex(case_id)
+                                          << " this organisation may no longer hold");
+    LogSystemAccess("purge", case_id, purged_hex);
+  }
+  for (ControlBody& body : new_grants) {
+    auto id = StoreOwnControl(std::move(body));
+    if (!id.ok()) return id.status();
+    KRING_LOG(kInfo, "consent", "re-sealed a content key for a late grant in case " << CaseIdToHex(case_id));
+  }
+  if (sync_)
+    for (const RecordId& id : grown) sync_->Announce(id);
+
+  auto next = state.NextChange(now);
+  if (next) next_change_[case_id] = *next;
+  else next_change_.erase(case_id);
+  return Status::Ok();
+}
+
+Result<RecordId> Node::StoreOwnControl(ControlBody body) {
+  auto rec = SignControl(std::move(body), identity_);
+  if (!rec.ok()) return rec.status();
+  RecordId id = rec->Id();
+  const ControlHeader& h = rec->header();
+  Bytes bytes = EncodeControlRecord(*rec);
+  std::vector<std::string> audience = {identity_.pub.org};
+  if (auto* g = std::get_if<KeyGrant>(&rec->body)) audience.push_back(g->grantee.v);
+  RecordRow row{id, rec->type(), h.case_id, h.author.v, "", "", h.hlc, bytes, audience};
+  auto added = store_->PutRecords({row}, identity_.pub.org, NowMs());
+  if (!added.ok()) return added.status();
   if (sync_) sync_->Announce(id);
   return id;
 }
 
-Result<std::vector<ReadableFragment>> Node::ReadFragments(const CaseId& case_id) {
-  auto records = store_->RecordsOfCase(case_id);
-  if (!records.ok()) return records.status();
-  std::vector<ReadableFragment> out;
-  for (const StoredRecord& r : *records) {
-    auto f = DecodeFragmentRecord(r.record);
-    if (!f.ok()) {
-      KRING_LOG(kError, "store", "stored record " << ToHex(r.id).substr(0, 16) << " does not decode: " << f.status().message());
+void Node::LogSystemAccess(const char* action, const CaseId& case_id, std::vector<std::string> items) {
+  AccessEntry e;
+  RandomBytes(e.event_id);
+  e.time_ms = NowMs();
+  e.action = action;
+  e.outcome = "success";
+  e.actor_id = "kring-node";
+  e.actor_name = "kring-node (automatic)";
+  e.actor_role = "system";
+  e.organisation = identity_.pub.org;
+  e.client_system = "kring-node";
+  e.case_id = case_id;
+  e.items = std::move(items);
+  Status st = AppendAccessLocked(&e);
+  if (!st.ok()) KRING_LOG(kError, "audit", "cannot write the access log: " << st.ToString());
+}
+
+Status Node::AppendAccess(AccessEntry* e) {
+  std::lock_guard lock(mu_);
+  return AppendAccessLocked(e);
+}
+
+Status Node::AppendAccessLocked(AccessEntry* e) {
+  KRING_RETURN_IF_ERROR(store_->AppendAccess(e));
+  if (!e->case_id) return Status::Ok();
+  // The citizen asks the regie organisation who looked: send it a signed copy.
+  auto state = StateLocked(*e->case_id);
+  if (!state.ok()) return Status::Ok();  // a case this node takes no part in (a failed call)
+  std::string regie = state->Regie().org;
+  if (regie.empty() || regie == identity_.pub.org) return Status::Ok();
+  AccessRecordBody b;
+  b.case_id = *e->case_id;
+  b.author.v = identity_.pub.org;
+  b.hlc = clock_.Now();
+  b.event_id = e->event_id;
+  b.time_ms = e->time_ms;
+  b.action.v = e->action;
+  b.outcome.v = e->outcome;
+  b.actor_id.v = e->actor_id;
+  b.actor_name.v = e->actor_name;
+  b.actor_role.v = e->actor_role;
+  b.on_behalf_of.v = e->on_behalf_of;
+  b.client.v = e->client_system;
+  for (const std::string& item : e->items)
+    if (b.items.v.size() < kMaxAccessItems) b.items.v.push_back({item.substr(0, 64)});
+  b.consent.v = e->consent.substr(0, 4096);
+  auto rec = SignAccessRecord(std::move(b), identity_);
+  if (!rec.ok()) return rec.status();
+  RecordId id = rec->Id();
+  Bytes bytes = EncodeAccessRecord(*rec);
+  RecordRow row{id, RecordType::kAccessRecord, *e->case_id, identity_.pub.org, "", "", rec->body.hlc, bytes,
+                {identity_.pub.org, regie}};
+  auto added = store_->PutRecords({row}, identity_.pub.org, NowMs());
+  if (!added.ok()) return added.status();
+  if (sync_) sync_->Announce(id);
+  return Status::Ok();
+}
+
+size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const RejectFn& reject) {
+  std::lock_guard lock(mu_);
+  auto partners = store_->ListPartners();
+  if (!partners.ok()) {
+    KRING_LOG(kError, "store", "cannot read partners: " << partners.status().ToString());
+    return 0;
+  }
+  const std::string& me = identity_.pub.org;
+  const int64_t now = NowMs();
+  size_t added = 0;
+  std::set<CaseId> touched;
+
+  // Control records first: a fragment's admission depends on them.
+  std::map<CaseId, std::vector<std::pair<ControlRecord, Bytes*>>> controls;
+  std::vector<std::pair<Fragment, Bytes*>> fragments;
+  std::vector<std::pair<AccessRecord, Bytes*>> access;
+  for (Bytes& bytes : records) {
+    if (bytes.empty()) {
+      reject("undecodable_record", "empty record");
       continue;
     }
-    auto body = OpenFragment(*f, identity_);
-    if (!body.ok()) continue;  // held for forwarding only, or not ours to read
-    ReadableFragment rf;
-    rf.id = r.id;
-    rf.author = f->header.author.v;
-    rf.kind = f->header.kind.v;
-    rf.domain = f->header.domain.v;
-    rf.hlc = f->header.hlc;
-    rf.predecessors = f->header.predecessors.v;
-    for (const Recipient& rc : f->header.recipients.v) rf.recipients.push_back(rc.org.v);
-    rf.body = std::move(*body);
-    out.push_back(std::move(rf));
+    if (bytes[0] == static_cast<uint8_t>(RecordType::kAccessRecord)) {
+      auto a = DecodeAccessRecord(bytes);
+      if (!a.ok()) {
+        reject("undecodable_record", "undecodable access record: " + a.status().message());
+        continue;
+      }
+      access.emplace_back(std::move(*a), &bytes);
+      continue;
+    }
+    if (bytes[0] == static_cast<uint8_t>(RecordType::kFragment)) {
+      auto f = DecodeFragmentRecord(bytes);
+      if (!f.ok()) {
+        reject("undecodable_record", "undecodable fragment: " + f.status().message());
+        continue;
+      }
+      fragments.emplace_back(std::move(*f), &bytes);
+      continue;
+    }
+    auto c = DecodeControlRecord(bytes);
+    if (!c.ok()) {
+      reject("undecodable_record", "undecodable record: " + c.status().message());
+      continue;
+    }
+    const ControlHeader& h = c->header();
+    const SignPublicKey* pk = AuthorKey(h.author.v, *partners);
+    if (pk == nullptr) {
+      reject("unknown_author", "record by '" + h.author.v + "', who is not a partner");
+      continue;
+    }
+    Status st = VerifyControl(*c, *pk);
+    if (!st.ok()) {
+      reject("bad_record", "record by " + h.author.v + ": " + st.message());
+      continue;
+    }
+    if (!clock_.Observe(h.hlc)) {
+      reject("clock_skew", "record timestamp lies more than an hour in the future");
+      continue;
+    }
+    controls[h.case_id].emplace_back(std::move(*c), &bytes);
   }
-  return out;
+
+  for (auto& [case_id, list] : controls) {
+    // Judge the new records against everything known of the case, them included.
+    std::vector<ControlRecord> all;
+    auto stored = store_->RecordsOfCase(case_id);
+    if (!stored.ok()) continue;
+    for (const StoredRecord& r : *stored)
+      if (IsControlType(r.type))
+        if (auto c = DecodeControlRecord(r.record); c.ok()) all.push_back(std::move(*c));
+    for (auto& [c, bytes] : list) all.push_back(c);
+    CaseState state = CaseState::Build(case_id, all);
+    auto invalid = state.Invalid();
+    std::vector<RecordRow> rows;
+    for (auto& [c, bytes] : list) {
+      RecordId id = c.Id();
+      if (auto* g = std::get_if<KeyGrant>(&c.body)) {
+        // A key grant may come from the fragment's author as well as from
+        // the regie organisation; judge it against the fragment when we have it.
+        std::string fragment_author;
+        if (auto f = store_->GetRecord(g->fragment); f.ok() && f->has_value())
+          if (auto fd = DecodeFragmentRecord((*f)->record); fd.ok()) fragment_author = fd->header.author.v;
+        Status ok = state.CheckKeyGrant(c, fragment_author);
+        if (!ok.ok() && !(fragment_author.empty() && ok.code() == Status::Code::kPermissionDenied)) {
+          if (ok.code() != Status::Code::kNotFound) {
+            reject("forged_record", "key grant by " + c.header().author.v + ": " + ok.message());
+            continue;
+          }
+        }
+      } else if (std::find(invalid.begin(), invalid.end(), id) != invalid.end()) {
+        reject("forged_record", "record by " + c.header().author.v + " that it may not write: " +
+                                    state.CheckNewRecord(c).message());
+        continue;
+      }
+      auto audience = state.ControlAudience(c, now);
+      if (!std::binary_search(audience.begin(), audience.end(), me)) {
+        reject("not_addressed", "control record " + ToHex(id).substr(0, 16) + " is not for " + me);
+        continue;
+      }
+      const ControlHeader& h = c.header();
+      rows.push_back(RecordRow{id, c.type(), case_id, h.author.v, "", "", h.hlc, *bytes, audience});
+    }
+    auto ids = store_->PutRecords(rows, from, now);
+    if (!ids.ok()) {
+      KRING_LOG(kError, "store", "cannot store records from " << from << ": " << ids.status().ToString());
+      continue;
+    }
+    added += ids->size();
+    if (!ids->empty()) touched.insert(case_id);
+    for (const RecordRow& r : rows)
+      if (r.type == RecordType::kConsentWithdrawal && std::find(ids->begin(), ids->end(), r.id) != ids->end())
+        withdrawals_processed_.fetch_add(1);
+  }
+
+  for (auto& [f, bytes] : fragments) {
+    const FragmentHeader& h = f.header;
+    const SignPublicKey* pk = AuthorKey(h.author.v, *partners);
+    if (pk == nullptr) {
+      reject("unknown_author", "fragment by '" + h.author.v + "', who is not a partner");
+      continue;
+    }
+    Status st = VerifyFragment(f, *pk);
+    if (!st.ok()) {
+      reject("bad_fragment", "fragment by " + h.author.v + ": " + st.message());
+      continue;
+    }
+    FragmentId id = f.Id();
+    auto state = StateLocked(h.case_id);
+    if (!state.ok()) {
+      reject("unknown_case", "fragment " + ToHex(id).substr(0, 16) + " of a case this node takes no part in");
+      continue;
+    }
+    FragmentFacts facts{id, h.author.v, h.domain.v};
+    if (h.author.v != me && !state->MayRead(me, facts, now)) {
+      reject("not_addressed", "fragment " + ToHex(id).substr(0, 16) + " is outside what " + me + " may read");
+      continue;
+    }
+    if (!clock_.Observe(h.hlc)) {
+      reject("clock_skew", "fragment timestamp lies more than an hour in the future");
+      continue;
+    }
+    // The header must name a plan kind and a domain that fits it; the body
+    // must be a valid item of that kind (judged once we can open it).
+    if (!IsFragmentKind(h.kind.v) || (!h.domain.v.empty() && !IsLifeDomain(h.domain.v)) ||
+        (DomainRuleOf(h.kind.v) == DomainRule::kRequired && h.domain.v.empty()) ||
+        (DomainRuleOf(h.kind.v) == DomainRule::kForbidden && !h.domain.v.empty())) {
+      reject("invalid_item", "fragment " + ToHex(id).substr(0, 16) + " has kind '" + h.kind.v + "' and domain '" +
+                                 h.domain.v + "', which do not make a plan item");
+      continue;
+    }
+    ContentKey key;
+    Status key_st = ContentKeyFor(f, &key);
+    if (key_st.ok()) {
+      auto body = DecryptFragment(f, key);
+      if (!body.ok()) {
+        reject("bad_fragment", "fragment " + ToHex(id).substr(0, 16) + " does not decrypt: " + body.status().message());
+        continue;
+      }
+      nlohmann::json data = nlohmann::json::parse(body->begin(), body->end(), nullptr, false);
+      sodium_memzero(body->data(), body->size());
+      Status valid = ValidateFragmentItem(h.kind.v, h.domain.v, data);
+      if (!valid.ok()) {
+        reject("invalid_item", "fragment " + ToHex(id).substr(0, 16) + ": " + valid.message());
+        continue;
+      }
+    }
+    RecordRow row{id, RecordType::kFragment, h.case_id, h.author.v, h.kind.v, h.domain.v, h.hlc, *bytes,
+                  state->Readers(facts, now)};
+    auto ids = store_->PutRecords({row}, from, now);
+    if (!ids.ok()) {
+      KRING_LOG(kError, "store", "cannot store fragment from " << from << ": " << ids.status().ToString());
+      continue;
+    }
+    added += ids->size();
+    if (!ids->empty()) touched.insert(h.case_id);
+  }
+
+  // Access-log entries of other organisations: only for the regie organisation.
+  for (auto& [a, bytes] : access) {
+    const AccessRecordBody& b = a.body;
+    const SignPublicKey* pk = AuthorKey(b.author.v, *partners);
+    if (pk == nullptr) {
+      reject("unknown_author", "access record by '" + b.author.v + "', who is not a partner");
+      continue;
+    }
+    Status st = VerifyAccessRecord(a, *pk);
+    if (!st.ok()) {
+      reject("bad_record", "access record by " + b.author.v + ": " + st.message());
+      continue;
+    }
+    auto state = StateLocked(b.case_id);
+    if (!state.ok() || state->Regie().org != me) {
+      reject("not_addressed", "access record for a case " + me + " does not hold regie of");
+      continue;
+    }
+    RecordRow row{a.Id(), RecordType::kAccessRecord, b.case_id, b.author.v, "", "", b.hlc, *bytes, {me, b.author.v}};
+    auto ids = store_->PutRecords({row}, from, now);
+    if (ids.ok()) added += ids->size();
+  }
+
+  for (const CaseId& c : touched) {
+    Status st = RecomputeLocked(c);
+    if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
+  }
+  return added;
 }
 
 }  // namespace kring

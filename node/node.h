@@ -1,20 +1,41 @@
-// A kring node: its identity, store, clock and sync engine, and the operations the local API offers.
+// A kring node: identity, store, clock and sync engine, and the case, consent and plan operations behind the API.
+//
+// Every change to a case (a record written here or received from a partner,
+// or a consent's validity window opening or closing) recomputes who may hold
+// each of the case's records (consent/case_state.h), purges what this
+// organisation may no longer hold, re-seals content keys to organisations
+// granted access late, and queues what partners newly may hold.
+//
+// Thread-safety: all public methods may be called from any thread; case
+// operations are serialised on one mutex.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "consent/case_state.h"
 #include "crypto/identity.h"
 #include "node/store.h"
 #include "node/sync.h"
 #include "protocol/fragment.h"
 #include "protocol/hlc.h"
+#include "protocol/records.h"
 
 namespace kring {
 
 inline constexpr const char* kVersion = "0.1.0";
+
+// The record types consent/case_state.h decides on.
+inline bool IsControlType(RecordType t) { return t != RecordType::kFragment && t != RecordType::kAccessRecord; }
 
 std::string KeyFilePath(const std::string& data_dir);
 std::string DatabasePath(const std::string& data_dir);
@@ -23,55 +44,121 @@ std::string DatabasePath(const std::string& data_dir);
 // AlreadyExists if DIR already holds a node: init never overwrites keys.
 Result<PublicIdentity> InitNode(const std::string& data_dir, const std::string& org, const std::string& display_name);
 
-// A fragment as this organisation can read it.
-struct ReadableFragment {
-  FragmentId id{};
-  std::string author;
-  std::string kind;
-  std::string domain;
-  HlcTimestamp hlc = 0;
-  std::vector<FragmentId> predecessors;
-  std::vector<std::string> recipients;
-  Bytes body;  // plaintext; lives only in memory
+// The person a client system acts for (from the API's X-Kring-* headers).
+struct Actor {
+  std::string client;  // the client system's token name
+  std::string id;
+  std::string name;
+  std::string role;
+  std::string on_behalf_of;
 };
 
-struct FragmentWrite {
-  CaseId case_id{};
-  std::string kind;
-  std::string domain;
-  std::vector<std::string> recipients;  // partner orgs; the author is always included
-  std::vector<FragmentId> predecessors;
-  Bytes body;
+struct ConsentInput {
+  std::string grantee;
+  std::vector<std::string> domains;
+  std::string purpose;
+  std::string basis;
+  int64_t valid_from_ms = 0;
+  int64_t valid_until_ms = 0;  // 0: open-ended
+  std::string given_by;
+  std::string evidence_reference;
 };
 
-class Node {
+struct ItemInput {
+  std::string kind;
+  std::string domain;
+  nlohmann::json data;
+  std::vector<FragmentId> supersedes;
+};
+
+struct ItemWritten {
+  FragmentId item{};
+  FragmentId version{};
+};
+
+// A plan as this organisation may see it, with what the access log needs.
+struct PlanRead {
+  nlohmann::json plan;
+  std::vector<std::string> versions;  // hex ids of the versions shown or in conflict
+  std::vector<std::string> consents;  // hex ids of the consents that allowed reading
+};
+
+class Node : public RecordSink {
  public:
-  // Loads DIR's key file and opens its database.
-  static Result<std::unique_ptr<Node>> Open(const std::string& data_dir);
-  ~Node();
+  using WallClock = HybridClock::WallClock;
 
-  // Starts syncing with partners (binds `sync.listen`).
+  // Loads DIR's key file and opens its database. `wall` is the clock consent
+  // windows are judged by (tests pass a fake one).
+  static Result<std::unique_ptr<Node>> Open(const std::string& data_dir, WallClock wall = &HybridClock::SystemMillis);
+  ~Node() override;
+
+  // Starts syncing with partners (binds `sync.listen`) and the timer that
+  // ends consents at valid_until.
   Status StartSync(SyncOptions sync);
   void Stop();
 
   const PublicIdentity& identity() const { return identity_.pub; }
   Store& store() { return *store_; }
   SyncEngine* sync() { return sync_.get(); }
+  uint64_t withdrawals_processed() const { return withdrawals_processed_.load(); }
 
+  // --- cases ---
   Result<CaseId> CreateCase(const std::string& label);
-  // Encrypts, signs and durably stores a fragment, then queues it for its
-  // recipients. NotFound for an unknown case; InvalidArgument for a
-  // recipient that is not a partner or a bad kind, domain or size.
-  Result<FragmentId> WriteFragment(const FragmentWrite& w);
-  // The fragments of a case this organisation can decrypt, oldest first.
-  Result<std::vector<ReadableFragment>> ReadFragments(const CaseId& case_id);
+  // The case's consent state as this node knows it. NotFound if this node
+  // takes no part in the case.
+  Result<CaseState> State(const CaseId& case_id);
+
+  // --- consent (only the regie organisation records; a grantee may decline) ---
+  Result<RecordId> RecordConsent(const CaseId& case_id, const ConsentInput& in);
+  Result<RecordId> WithdrawConsent(const CaseId& case_id, const RecordId& consent);
+
+  // --- plan ---
+  // Validates and writes a plan item (a new one, or an edit superseding
+  // versions). A `regisseur` item becomes a RegieChange. PermissionDenied when
+  // this organisation may not write in that domain or edit that item.
+  Result<ItemWritten> WriteItem(const CaseId& case_id, const ItemInput& in);
+  Result<PlanRead> ReadPlan(const CaseId& case_id);
+
+  // Appends an entry to this node's access log and, when another
+  // organisation holds regie of the case, sends it a signed copy.
+  Status AppendAccess(AccessEntry* e);
+  // Records a purge or other system event in the access log.
+  void LogSystemAccess(const char* action, const CaseId& case_id, std::vector<std::string> items);
+  // The access log of a case as this node may show it: its own entries, and
+  // when it holds regie, every partner's entries about the case too. Oldest first.
+  Result<std::vector<AccessEntry>> AccessLogOf(const CaseId& case_id, int64_t from_ms, int64_t to_ms);
+
+  // RecordSink: records from partner `from`.
+  size_t Ingest(const std::string& from, std::vector<Bytes>& records, const RejectFn& reject) override;
 
  private:
-  Node(NodeIdentity identity, std::unique_ptr<Store> store);
+  Node(NodeIdentity identity, std::unique_ptr<Store> store, WallClock wall);
+
+  int64_t NowMs() const { return static_cast<int64_t>(wall_()); }
+  Result<CaseState> StateLocked(const CaseId& case_id);
+  // Recomputes audiences, purges, late key grants for one case; queues pushes.
+  Status RecomputeLocked(const CaseId& case_id);
+  Result<RecordId> StoreOwnControl(ControlBody body);
+  Status AppendAccessLocked(AccessEntry* e);
+  const SignPublicKey* AuthorKey(const std::string& org, const std::vector<Partner>& partners) const;
+  // Opens a fragment's content key for this organisation: as a recipient or through a key grant.
+  Status ContentKeyFor(const Fragment& f, ContentKey* key);
+  void TimerLoop();
+
   NodeIdentity identity_;
   std::unique_ptr<Store> store_;
+  WallClock wall_;
   HybridClock clock_;
   std::unique_ptr<SyncEngine> sync_;
+
+  std::mutex mu_;  // serialises case operations
+  std::map<CaseId, int64_t> next_change_;  // when a case's decisions change by themselves
+  std::atomic<uint64_t> withdrawals_processed_{0};
+
+  std::thread timer_;
+  std::mutex timer_mu_;
+  std::condition_variable timer_cv_;
+  bool stopping_ = false;
 };
 
 }  // namespace kring

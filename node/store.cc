@@ -168,7 +168,8 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   sqlite3_busy_timeout(db, 10000);
   // WAL lets the CLI write while the node reads; FULL makes a commit
   // durable before it returns (NORMAL may lose the last commits on power loss).
-  KRING_RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"));
+  // secure_delete overwrites purged records' pages instead of leaving them free.
+  KRING_RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;"));
   KRING_RETURN_IF_ERROR(store->Migrate());
   store->ChangedByOthers();
   return store;
@@ -283,62 +284,124 @@ Result<std::vector<CaseSummary>> Store::ListCases() {
   return out;
 }
 
-Result<bool> Store::PutFragmentLocked(const Fragment& f, const FragmentId& id, ByteSpan record,
-                                      const std::string& received_from, int64_t now_ms) {
+Result<std::vector<RecordId>> Store::PutRecords(const std::vector<RecordRow>& rows, const std::string& received_from,
+                                                int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
   Stmt ins(db_, "INSERT OR IGNORE INTO records (id, type, case_id, author, kind, domain, hlc, record, received_from, stored_ms) VALUES (?,?,?,?,?,?,?,?,?,?)");
-  ins.Bind(1, ByteSpan(id)).Bind(2, int64_t{static_cast<int>(RecordType::kFragment)}).Bind(3, ByteSpan(f.header.case_id))
-      .Bind(4, f.header.author.v).Bind(5, f.header.kind.v).Bind(6, f.header.domain.v)
-      .Bind(7, static_cast<int64_t>(f.header.hlc)).Bind(8, record).Bind(9, received_from).Bind(10, now_ms);
-  if (ins.Step() != SQLITE_DONE) return ins.Error("cannot store record");
-  if (sqlite3_changes(db_) == 0) return false;
   Stmt aud(db_, "INSERT OR IGNORE INTO audience (org, hlc, id) VALUES (?,?,?)");
-  for (const Recipient& r : f.header.recipients.v) {
-    aud.Bind(1, r.org.v).Bind(2, static_cast<int64_t>(f.header.hlc)).Bind(3, ByteSpan(id));
-    if (aud.Step() != SQLITE_DONE) return aud.Error("cannot store audience");
-    aud.Reset();
+  std::vector<RecordId> added;
+  for (const RecordRow& r : rows) {
+    ins.Bind(1, ByteSpan(r.id)).Bind(2, int64_t{static_cast<uint8_t>(r.type)}).Bind(3, ByteSpan(r.case_id))
+        .Bind(4, r.author).Bind(5, r.kind).Bind(6, r.domain).Bind(7, static_cast<int64_t>(r.hlc)).Bind(8, r.record)
+        .Bind(9, received_from).Bind(10, now_ms);
+    if (ins.Step() != SQLITE_DONE) return ins.Error("cannot store record");
+    ins.Reset();
+    if (sqlite3_changes(db_) == 0) continue;
+    added.push_back(r.id);
+    for (const std::string& org : r.audience) {
+      aud.Bind(1, org).Bind(2, static_cast<int64_t>(r.hlc)).Bind(3, ByteSpan(r.id));
+      if (aud.Step() != SQLITE_DONE) return aud.Error("cannot store audience");
+      aud.Reset();
+    }
   }
-  return true;
+  KRING_RETURN_IF_ERROR(tx.Commit());
+  if (!added.empty()) generation_.fetch_add(1);
+  return added;
 }
 
 Result<bool> Store::PutFragment(const Fragment& f, const FragmentId& id, ByteSpan record,
                                 const std::string& received_from, int64_t now_ms) {
-  auto n = PutFragments({&f}, {id}, {record}, received_from, now_ms);
-  if (!n.ok()) return n.status();
-  return *n == 1;
+  RecordRow row{id, RecordType::kFragment, f.header.case_id, f.header.author.v, f.header.kind.v, f.header.domain.v,
+                f.header.hlc, record, {}};
+  for (const Recipient& r : f.header.recipients.v) row.audience.push_back(r.org.v);
+  auto added = PutRecords({row}, received_from, now_ms);
+  if (!added.ok()) return added.status();
+  return added->size() == 1;
 }
 
-Result<size_t> Store::PutFragments(const std::vector<const Fragment*>& fragments, const std::vector<FragmentId>& ids,
-                                   const std::vector<ByteSpan>& records, const std::string& received_from,
-                                   int64_t now_ms) {
+Status Store::SetAudiences(const std::vector<std::pair<RecordId, std::vector<std::string>>>& audiences) {
   std::lock_guard lock(mu_);
   Transaction tx(db_);
   if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
-  size_t added = 0;
-  for (size_t i = 0; i < fragments.size(); ++i) {
-    auto r = PutFragmentLocked(*fragments[i], ids[i], records[i], received_from, now_ms);
-    if (!r.ok()) return r.status();
-    if (*r) ++added;
+  Stmt del(db_, "DELETE FROM audience WHERE id = ?");
+  Stmt hlc(db_, "SELECT hlc FROM records WHERE id = ?");
+  Stmt ins(db_, "INSERT OR IGNORE INTO audience (org, hlc, id) VALUES (?,?,?)");
+  for (const auto& [id, orgs] : audiences) {
+    hlc.Bind(1, ByteSpan(id));
+    int rc = hlc.Step();
+    int64_t t = rc == SQLITE_ROW ? hlc.Int(0) : -1;
+    hlc.Reset();
+    if (rc != SQLITE_ROW) continue;  // purged meanwhile
+    del.Bind(1, ByteSpan(id));
+    if (del.Step() != SQLITE_DONE) return del.Error("cannot update audience");
+    del.Reset();
+    for (const std::string& org : orgs) {
+      ins.Bind(1, org).Bind(2, t).Bind(3, ByteSpan(id));
+      if (ins.Step() != SQLITE_DONE) return ins.Error("cannot update audience");
+      ins.Reset();
+    }
   }
   KRING_RETURN_IF_ERROR(tx.Commit());
-  if (added > 0) generation_.fetch_add(1);
-  return added;
+  generation_.fetch_add(1);
+  return Status::Ok();
+}
+
+Result<size_t> Store::DeleteRecords(const std::vector<RecordId>& ids) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
+  Stmt del_aud(db_, "DELETE FROM audience WHERE id = ?");
+  Stmt del(db_, "DELETE FROM records WHERE id = ?");
+  size_t n = 0;
+  for (const RecordId& id : ids) {
+    del_aud.Bind(1, ByteSpan(id));
+    if (del_aud.Step() != SQLITE_DONE) return del_aud.Error("cannot purge audience");
+    del_aud.Reset();
+    del.Bind(1, ByteSpan(id));
+    if (del.Step() != SQLITE_DONE) return del.Error("cannot purge record");
+    del.Reset();
+    n += static_cast<size_t>(sqlite3_changes(db_));
+  }
+  KRING_RETURN_IF_ERROR(tx.Commit());
+  if (n > 0) {
+    // Move the zeroed pages into the main file and empty the WAL, so the old
+    // ciphertext does not linger in the log either.
+    Exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    generation_.fetch_add(1);
+  }
+  return n;
+}
+
+Result<std::vector<CaseId>> Store::CasesWithRecords() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT DISTINCT case_id FROM records");
+  std::vector<CaseId> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    CaseId c;
+    if (s.Array(0, &c)) out.push_back(c);
+  }
+  if (rc != SQLITE_DONE) return s.Error("cannot list cases");
+  return out;
 }
 
 Result<std::optional<StoredRecord>> Store::GetRecord(const FragmentId& id) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT hlc, record FROM records WHERE id = ?");
+  Stmt s(db_, "SELECT hlc, record, type FROM records WHERE id = ?");
   s.Bind(1, ByteSpan(id));
   int rc = s.Step();
   if (rc == SQLITE_DONE) return std::optional<StoredRecord>();
   if (rc != SQLITE_ROW) return s.Error("cannot read record");
-  StoredRecord r{id, static_cast<HlcTimestamp>(s.Int(0)), s.Blob(1)};
+  StoredRecord r{id, static_cast<RecordType>(s.Int(2)), static_cast<HlcTimestamp>(s.Int(0)), s.Blob(1)};
   return std::optional<StoredRecord>(std::move(r));
 }
 
-Result<std::vector<StoredRecord>> Store::RecordsOfCase(const CaseId& id) {
+Result<std::vector<StoredRecord>> Store::RecordsOfCase(const CaseId& id, std::optional<RecordType> type) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT id, hlc, record FROM records WHERE case_id = ? ORDER BY hlc, id");
-  s.Bind(1, ByteSpan(id));
+  Stmt s(db_, "SELECT id, hlc, record, type FROM records WHERE case_id = ?1 AND (?2 < 0 OR type = ?2) ORDER BY hlc, id");
+  s.Bind(1, ByteSpan(id)).Bind(2, type ? int64_t{static_cast<uint8_t>(*type)} : int64_t{-1});
   std::vector<StoredRecord> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
@@ -346,6 +409,7 @@ Result<std::vector<StoredRecord>> Store::RecordsOfCase(const CaseId& id) {
     if (!s.Array(0, &r.id)) return Status::Corruption("record with malformed id in the database");
     r.hlc = static_cast<HlcTimestamp>(s.Int(1));
     r.record = s.Blob(2);
+    r.type = static_cast<RecordType>(s.Int(3));
     out.push_back(std::move(r));
   }
   if (rc != SQLITE_DONE) return s.Error("cannot read records");
@@ -378,6 +442,17 @@ Result<bool> Store::InAudience(const FragmentId& id, const std::string& org) {
   return s.Error("cannot check audience");
 }
 
+Result<std::vector<std::string>> Store::AudienceOf(const RecordId& id) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT org FROM audience WHERE id = ? ORDER BY org");
+  s.Bind(1, ByteSpan(id));
+  std::vector<std::string> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(s.Text(0));
+  if (rc != SQLITE_DONE) return s.Error("cannot read audience");
+  return out;
+}
+
 Result<HlcTimestamp> Store::MaxHlc() {
   std::lock_guard lock(mu_);
   Stmt s(db_, "SELECT COALESCE(MAX(hlc), 0) FROM records");
@@ -385,10 +460,10 @@ Result<HlcTimestamp> Store::MaxHlc() {
   return static_cast<HlcTimestamp>(s.Int(0));
 }
 
-Result<int64_t> Store::CountRecords() {
+Result<int64_t> Store::CountFragments() {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT COUNT(*) FROM records");
-  if (s.Step() != SQLITE_ROW) return s.Error("cannot count records");
+  Stmt s(db_, "SELECT COUNT(*) FROM records WHERE type = 1");
+  if (s.Step() != SQLITE_ROW) return s.Error("cannot count fragments");
   return s.Int(0);
 }
 

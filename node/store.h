@@ -22,6 +22,7 @@
 #include "node/access_log.h"
 #include "protocol/fragment.h"
 #include "protocol/reconcile.h"
+#include "protocol/records.h"
 
 struct sqlite3;
 
@@ -43,8 +44,22 @@ struct CaseSummary {
 
 struct StoredRecord {
   FragmentId id{};
+  RecordType type = RecordType::kFragment;
   HlcTimestamp hlc = 0;
   Bytes record;  // [RecordType][encoding], exactly as received or written
+};
+
+// A verified record to store, with the organisations that may hold it.
+struct RecordRow {
+  RecordId id{};
+  RecordType type = RecordType::kFragment;
+  CaseId case_id{};
+  std::string author;
+  std::string kind;    // fragments only
+  std::string domain;  // fragments only
+  HlcTimestamp hlc = 0;
+  ByteSpan record;
+  std::vector<std::string> audience;
 };
 
 class Store {
@@ -71,21 +86,28 @@ class Store {
   Result<std::vector<CaseSummary>> ListCases();
 
   // --- records ---
-  // Stores a verified fragment and its audience unless it is already there.
-  // Returns true when newly stored. Durable when it returns.
+  // Stores verified records and their audiences in one transaction, skipping
+  // ids already stored. Returns the ids newly stored. Durable when it returns.
+  Result<std::vector<RecordId>> PutRecords(const std::vector<RecordRow>& rows, const std::string& received_from,
+                                           int64_t now_ms);
+  // A fragment whose audience is its recipients. Returns true when newly stored.
   Result<bool> PutFragment(const Fragment& f, const FragmentId& id, ByteSpan record,
                            const std::string& received_from, int64_t now_ms);
-  // Stores many in one transaction; returns how many were new.
-  Result<size_t> PutFragments(const std::vector<const Fragment*>& fragments, const std::vector<FragmentId>& ids,
-                              const std::vector<ByteSpan>& records, const std::string& received_from,
-                              int64_t now_ms);
+  // Replaces the audience of records of a case (ids not in the map keep theirs).
+  Status SetAudiences(const std::vector<std::pair<RecordId, std::vector<std::string>>>& audiences);
+  // Removes records and their audiences (a purge after withdrawal). Returns how many went.
+  Result<size_t> DeleteRecords(const std::vector<RecordId>& ids);
   Result<std::optional<StoredRecord>> GetRecord(const FragmentId& id);
-  Result<std::vector<StoredRecord>> RecordsOfCase(const CaseId& id);
+  // All records of a case, oldest first; optionally only one type.
+  Result<std::vector<StoredRecord>> RecordsOfCase(const CaseId& id, std::optional<RecordType> type = std::nullopt);
+  // The cases this node holds any record of.
+  Result<std::vector<CaseId>> CasesWithRecords();
   // The records `org` may hold, as reconciliation keys sorted by (hlc, id).
   Result<std::vector<ItemKey>> ItemsFor(const std::string& org);
   Result<bool> InAudience(const FragmentId& id, const std::string& org);
+  Result<std::vector<std::string>> AudienceOf(const RecordId& id);
   Result<HlcTimestamp> MaxHlc();
-  Result<int64_t> CountRecords();
+  Result<int64_t> CountFragments();
   // Bumped on every record this process stores; lets callers cache per-peer sets.
   uint64_t generation() const;
 
@@ -106,8 +128,6 @@ class Store {
   explicit Store(sqlite3* db);
   Status Migrate();
   Status Exec(const char* sql);
-  Result<bool> PutFragmentLocked(const Fragment& f, const FragmentId& id, ByteSpan record,
-                                 const std::string& received_from, int64_t now_ms);
 
   std::mutex mu_;
   sqlite3* db_;

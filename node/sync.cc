@@ -14,7 +14,6 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
-#include "consent/audience.h"
 #include "node/log.h"
 #include "protocol/messages.h"
 #include "protocol/reconcile.h"
@@ -34,8 +33,6 @@ constexpr int kHeartbeatTimeoutMs = 3000;
 constexpr int kMaxReconcileRounds = 1024;
 
 int64_t NowMs() { return static_cast<int64_t>(HybridClock::SystemMillis()); }
-
-std::string ShortHex(ByteSpan b) { return ToHex(b.first(std::min<size_t>(b.size(), 8))); }
 
 // Fills the outgoing sockets' CURVE and safety options shared by ROUTER and DEALER.
 void SetCommonOptions(zmq::socket_t& s) {
@@ -84,12 +81,12 @@ struct SyncEngine::Impl {
     std::shared_ptr<const ReconcileSet> set;
   };
 
-  Impl(const NodeIdentity& me, Store* store, HybridClock* clock, SyncOptions options)
-      : me(me), store(store), clock(clock), options(std::move(options)) {}
+  Impl(const NodeIdentity& me, Store* store, RecordSink* sink, SyncOptions options)
+      : me(me), store(store), sink(sink), options(std::move(options)) {}
 
   const NodeIdentity& me;
   Store* store;
-  HybridClock* clock;
+  RecordSink* sink;
   SyncOptions options;
 
   zmq::context_t ctx{1};
@@ -108,7 +105,7 @@ struct SyncEngine::Impl {
 
   // Shared with other threads.
   std::mutex queue_mu;
-  std::vector<FragmentId> announced;
+  std::vector<RecordId> announced;
   mutable std::mutex status_mu;
   std::vector<PeerStatus> status_snapshot;
   SyncStats stats;
@@ -300,22 +297,21 @@ struct SyncEngine::Impl {
   }
 
   void PushAnnounced() {
-    std::vector<FragmentId> ids;
+    std::vector<RecordId> ids;
     {
       std::lock_guard lock(queue_mu);
       ids.swap(announced);
     }
     if (ids.empty()) return;
     std::map<std::string, std::vector<Bytes>> per_peer;
-    for (const FragmentId& id : ids) {
+    for (const RecordId& id : ids) {
+      auto audience = store->AudienceOf(id);
+      if (!audience.ok() || audience->empty()) continue;
       auto rec = store->GetRecord(id);
       if (!rec.ok() || !rec->has_value()) continue;
-      auto f = DecodeFragmentRecord((*rec)->record);
-      if (!f.ok()) continue;
-      for (const Recipient& r : f->header.recipients.v) {
-        if (r.org.v == me.pub.org || peers.count(r.org.v) == 0) continue;
-        if (!MayHold(*f, r.org.v)) continue;
-        per_peer[r.org.v].push_back((*rec)->record);
+      for (const std::string& org : *audience) {
+        if (org == me.pub.org || peers.count(org) == 0) continue;
+        per_peer[org].push_back((*rec)->record);
       }
     }
     for (auto& [org, records] : per_peer) {
@@ -323,9 +319,9 @@ struct SyncEngine::Impl {
       size_t n = records.size();
       size_t sent = SendRecords(records, [&](const Message& m) { return SendDealer(link, m); });
       if (sent < n)
-        KRING_LOG(kInfo, "sync", org << " not reachable now: " << (n - sent) << " fragment(s) will follow by reconciliation");
+        KRING_LOG(kInfo, "sync", org << " not reachable now: " << (n - sent) << " record(s) will follow by reconciliation");
       else
-        KRING_LOG(kDebug, "sync", "pushed " << sent << " fragment(s) to " << org);
+        KRING_LOG(kDebug, "sync", "pushed " << sent << " record(s) to " << org);
     }
   }
 
@@ -352,57 +348,17 @@ struct SyncEngine::Impl {
     }
   }
 
-  const SignPublicKey* AuthorKey(const std::string& author) {
-    if (author == me.pub.org) return &me.pub.sign_pk;
-    auto it = peers.find(author);
-    return it == peers.end() ? nullptr : &it->second.partner.identity.sign_pk;
-  }
-
   void HandlePush(const std::string& from, PushMessage& push) {
-    std::vector<Fragment> fragments;
-    std::vector<FragmentId> ids;
-    std::vector<ByteSpan> records;
-    fragments.reserve(push.records.v.size());
-    for (auto& rec : push.records.v) {
-      auto f = DecodeFragmentRecord(rec.v);
-      if (!f.ok()) {
-        Reject(from, "undecodable_record", "undecodable record: " + f.status().message());
-        continue;
-      }
-      const SignPublicKey* pk = AuthorKey(f->header.author.v);
-      if (pk == nullptr) {
-        Reject(from, "unknown_author", "fragment by '" + f->header.author.v + "', who is not a partner");
-        continue;
-      }
-      Status st = VerifyFragment(*f, *pk);
-      if (!st.ok()) {
-        Reject(from, "bad_fragment", "fragment by " + f->header.author.v + ": " + st.message());
-        continue;
-      }
-      if (!MayHold(*f, me.pub.org)) {
-        Reject(from, "not_addressed", "fragment " + ShortHex(f->Id()) + " is not addressed to " + me.pub.org);
-        continue;
-      }
-      if (!clock->Observe(f->header.hlc)) {
-        Reject(from, "clock_skew", "fragment timestamp lies more than an hour in the future");
-        continue;
-      }
-      ids.push_back(f->Id());
-      fragments.push_back(std::move(*f));
-      records.push_back(rec.v);
-    }
-    if (fragments.empty()) return;
-    std::vector<const Fragment*> ptrs;
-    for (const Fragment& f : fragments) ptrs.push_back(&f);
-    auto added = store->PutFragments(ptrs, ids, records, from, NowMs());
-    if (!added.ok()) {
-      KRING_LOG(kError, "store", "cannot store fragments from " << from << ": " << added.status().ToString());
-      return;
-    }
-    if (*added > 0) {
-      KRING_LOG(kInfo, "sync", "stored " << *added << " new fragment(s) from " << from);
+    std::vector<Bytes> records;
+    records.reserve(push.records.v.size());
+    for (auto& r : push.records.v) records.push_back(std::move(r.v));
+    size_t added = sink->Ingest(from, records, [&](const std::string& reason, const std::string& detail) {
+      Reject(from, reason, detail);
+    });
+    if (added > 0) {
+      KRING_LOG(kInfo, "sync", "stored " << added << " new record(s) from " << from);
       std::lock_guard lock(status_mu);
-      stats.fragments_received += *added;
+      stats.fragments_received += added;
     }
   }
 
@@ -623,8 +579,8 @@ struct SyncEngine::Impl {
   }
 };
 
-SyncEngine::SyncEngine(const NodeIdentity& me, Store* store, HybridClock* clock, SyncOptions options)
-    : impl_(std::make_unique<Impl>(me, store, clock, std::move(options))) {}
+SyncEngine::SyncEngine(const NodeIdentity& me, Store* store, RecordSink* sink, SyncOptions options)
+    : impl_(std::make_unique<Impl>(me, store, sink, std::move(options))) {}
 
 SyncEngine::~SyncEngine() { Stop(); }
 
@@ -648,7 +604,7 @@ void SyncEngine::Stop() {
   impl_->wake_fd = -1;
 }
 
-void SyncEngine::Announce(const FragmentId& id) {
+void SyncEngine::Announce(const RecordId& id) {
   {
     std::lock_guard lock(impl_->queue_mu);
     impl_->announced.push_back(id);

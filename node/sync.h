@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -38,14 +39,24 @@ struct PeerStatus {
 };
 
 struct SyncStats {
-  uint64_t fragments_received = 0;  // newly stored from peers
+  uint64_t fragments_received = 0;  // records newly stored from peers
   uint64_t fragments_sent = 0;
   std::map<std::string, uint64_t> rejected;  // by reason
 };
 
+// Where records received from partners go: verified against the case's
+// consent state and stored, or rejected with a reason. Called on the sync thread.
+class RecordSink {
+ public:
+  using RejectFn = std::function<void(const std::string& reason, const std::string& detail)>;
+  virtual ~RecordSink() = default;
+  // Returns how many records were newly stored.
+  virtual size_t Ingest(const std::string& from, std::vector<Bytes>& records, const RejectFn& reject) = 0;
+};
+
 class SyncEngine {
  public:
-  SyncEngine(const NodeIdentity& me, Store* store, HybridClock* clock, SyncOptions options);
+  SyncEngine(const NodeIdentity& me, Store* store, RecordSink* sink, SyncOptions options);
   ~SyncEngine();
   SyncEngine(const SyncEngine&) = delete;
   SyncEngine& operator=(const SyncEngine&) = delete;
@@ -56,8 +67,9 @@ class SyncEngine {
   // Stops the thread and closes every socket. Idempotent.
   void Stop();
 
-  // Queues a fragment this node just stored to be pushed to its recipients.
-  void Announce(const FragmentId& id);
+  // Queues a record this node just stored (or whose audience grew) to be
+  // pushed to the partners in its audience.
+  void Announce(const RecordId& id);
 
   std::vector<PeerStatus> Peers() const;
   SyncStats Stats() const;

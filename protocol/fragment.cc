@@ -124,14 +124,26 @@ Status VerifyFragment(const Fragment& f, const SignPublicKey& author_pk) {
   return Status::Ok();
 }
 
+const SealedKey* SealedKeyFor(const Fragment& f, std::string_view org) {
+  for (const Recipient& r : f.header.recipients.v)
+    if (r.org.v == org) return &r.sealed_key;
+  return nullptr;
+}
+
+Status OpenContentKey(const SealedKey& sealed, const NodeIdentity& me, ContentKey* key) {
+  return OpenSealedKey(sealed, me.pub.box_pk, me.box_sk, key);
+}
+
+Result<Bytes> DecryptFragment(const Fragment& f, const ContentKey& key) {
+  return AeadDecrypt(key, f.header.nonce, Encode(f.header), f.ciphertext.v);
+}
+
 Result<Bytes> OpenFragment(const Fragment& f, const NodeIdentity& me) {
-  for (const Recipient& r : f.header.recipients.v) {
-    if (r.org.v != me.pub.org) continue;
-    ContentKey key;
-    KRING_RETURN_IF_ERROR(OpenSealedKey(r.sealed_key, me.pub.box_pk, me.box_sk, &key));
-    return AeadDecrypt(key, f.header.nonce, Encode(f.header), f.ciphertext.v);
-  }
-  return Status::PermissionDenied("this organisation is not a recipient of the fragment");
+  const SealedKey* sealed = SealedKeyFor(f, me.pub.org);
+  if (sealed == nullptr) return Status::PermissionDenied("this organisation is not a recipient of the fragment");
+  ContentKey key;
+  KRING_RETURN_IF_ERROR(OpenContentKey(*sealed, me, &key));
+  return DecryptFragment(f, key);
 }
 
 }  // namespace kring

@@ -100,6 +100,14 @@ Status VerifyFragment(const Fragment& f, const SignPublicKey& author_pk);
 // Corruption if the sealed key or the ciphertext does not authenticate.
 Result<Bytes> OpenFragment(const Fragment& f, const NodeIdentity& me);
 
+// Recovers the content key from `sealed` (a recipient entry or a later key
+// grant to `me`). Corruption if it does not open.
+Status OpenContentKey(const SealedKey& sealed, const NodeIdentity& me, ContentKey* key);
+// The sealed key `me` finds among the recipients, if any.
+const SealedKey* SealedKeyFor(const Fragment& f, std::string_view org);
+// Decrypts the body with a known content key. Corruption if it does not authenticate.
+Result<Bytes> DecryptFragment(const Fragment& f, const ContentKey& key);
+
 // A lower-case slug [a-z0-9-]{1,max}: kinds and life domains.
 bool IsValidSlug(std::string_view s, size_t max);
 

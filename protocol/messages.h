@@ -32,6 +32,7 @@ enum class RecordType : uint8_t {
   kConsentWithdrawal = 4,
   kRegieChange = 5,
   kKeyGrant = 6,
+  kAccessRecord = 7,  // protocol/access_record.h
 };
 
 struct PushMessage {

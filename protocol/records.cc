@@ -155,7 +155,8 @@ Result<ControlRecord> DecodeControlRecord(ByteSpan record) {
     case RecordType::kConsentWithdrawal: return DecodeAs<ConsentWithdrawal>(rest);
     case RecordType::kRegieChange: return DecodeAs<RegieChange>(rest);
     case RecordType::kKeyGrant: return DecodeAs<KeyGrant>(rest);
-    case RecordType::kFragment: break;
+    case RecordType::kFragment:
+    case RecordType::kAccessRecord: break;
   }
   return Status::Corruption("not a control record type: " + std::to_string(record[0]));
 }

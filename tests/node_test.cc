@@ -3,84 +3,53 @@
 
 #include <chrono>
 #include <fstream>
+#include <set>
 #include <thread>
 #include <sstream>
 #include <sys/stat.h>
 
 #include "examples/cluster.h"
+#include "tests/cluster_steps.h"
 
 using kring::LocalCluster;
 using nlohmann::json;
+using namespace kring::steps;
 
 namespace {
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+// Opens a case at `regie` and gives each of `grantees` consent for every domain.
+std::string SharedCase(LocalCluster& c, const std::string& regie, const std::vector<std::string>& grantees) {
+  std::string case_id = CreateCase(c, regie);
+  REQUIRE(!case_id.empty());
+  for (const std::string& g : grantees) REQUIRE(!Grant(c, regie, case_id, g, {"*"}).empty());
+  return case_id;
 }
 
-bool DatabaseContains(LocalCluster& c, const std::string& org, const std::string& needle) {
-  std::string base = c.node(org).data_dir + "/kring.db";
-  for (const char* suffix : {"", "-wal", "-shm"})
-    if (Slurp(base + suffix).find(needle) != std::string::npos) return true;
-  return false;
-}
-
-std::string CreateCase(LocalCluster& c, const std::string& org) {
-  auto r = c.Call(org, "POST", "/v1/cases", json{{"label", "test household"}});
-  REQUIRE(r.status == 201);
-  return r.body["case"].get<std::string>();
-}
-
-kring::HttpReply Write(LocalCluster& c, const std::string& org, const std::string& case_id,
-                       const std::vector<std::string>& to, const std::string& text, const std::string& kind = "note") {
-  return c.Call(org, "POST", "/v1/cases/" + case_id + "/fragments",
-                json{{"kind", kind}, {"domain", "housing"}, {"recipients", to}, {"body", {{"text", text}}}});
-}
-
-size_t Readable(LocalCluster& c, const std::string& org, const std::string& case_id) {
-  auto r = c.Call(org, "GET", "/v1/cases/" + case_id + "/fragments");
-  return r.status == 200 ? r.body["fragments"].size() : 0;
-}
-
-int64_t Held(LocalCluster& c, const std::string& org) {
-  auto r = c.Call(org, "GET", "/v1/health");
-  return r.status == 200 ? r.body["fragments"].get<int64_t>() : -1;
-}
-
-bool Connected(LocalCluster& c, const std::string& org, const std::string& peer) {
-  auto r = c.Call(org, "GET", "/v1/health");
-  if (r.status != 200) return false;
-  for (auto& p : r.body["peers"])
-    if (p["org"] == peer) return p["connected"].get<bool>();
-  return false;
-}
+int64_t Held(LocalCluster& c, const std::string& org) { return static_cast<int64_t>(HeldFragments(c, org)); }
 
 }  // namespace
 
-TEST_CASE("a fragment written at one node is verified, stored and readable at its recipient") {
+TEST_CASE("a plan item written at one node is verified, stored and readable at an organisation with consent") {
   LocalCluster c(KRING_NODE_BINARY);
   c.AddNode("gemeente", "Gemeente");
   c.AddNode("wijkteam", "Wijkteam");
   REQUIRE(c.Connect("gemeente", "wijkteam"));
   REQUIRE(c.Start("gemeente"));
   REQUIRE(c.Start("wijkteam"));
-  std::string case_id = CreateCase(c, "gemeente");
-  auto w = Write(c, "gemeente", case_id, {"wijkteam"}, "eerste gesprek gepland");
+  std::string case_id = SharedCase(c, "gemeente", {"wijkteam"});
+  auto w = Note(c, "gemeente", case_id, "housing", "eerste gesprek gepland");
   REQUIRE(w.status == 201);
-  REQUIRE(LocalCluster::WaitFor([&] { return Readable(c, "wijkteam", case_id) == 1; }, 5000));
-  auto r = c.Call("wijkteam", "GET", "/v1/cases/" + case_id + "/fragments");
-  json f = r.body["fragments"][0];
-  CHECK(f["fragment"] == w.body["fragment"]);
-  CHECK(f["author"] == "gemeente");
-  CHECK(f["body"]["text"] == "eerste gesprek gepland");
-  CHECK(f["recipients"] == json({"gemeente", "wijkteam"}));
+  REQUIRE(LocalCluster::WaitFor([&] { return PlanItems(c, "wijkteam", case_id) == 1; }, 5000));
+  json item = Plan(c, "wijkteam", case_id)["items"][0];
+  CHECK(item["version"] == w.body["version"]);
+  CHECK(item["item"] == w.body["item"]);
+  CHECK(item["author"] == "gemeente");
+  CHECK(item["data"]["text"] == "eerste gesprek gepland");
   auto cases = c.Call("wijkteam", "GET", "/v1/cases");
   REQUIRE(cases.status == 200);
   REQUIRE(cases.body["cases"].size() == 1);
   CHECK(cases.body["cases"][0]["case"] == case_id);
+  CHECK(cases.body["cases"][0]["regie"] == "gemeente");
   CHECK_FALSE(cases.body["cases"][0].contains("label"));  // the label stays on the creating node
 }
 
@@ -97,32 +66,32 @@ TEST_CASE("a non-partner's CURVE key is refused and logged while partners keep s
   for (const char* org : {"gemeente", "wijkteam", "indringer"}) REQUIRE(c.Start(org));
   CHECK(LocalCluster::WaitFor([&] { return c.Log("gemeente").find("refused connection") != std::string::npos; }, 5000));
   CHECK(c.Log("gemeente").find("is not a partner") != std::string::npos);
-  std::string case_id = CreateCase(c, "gemeente");
-  REQUIRE(Write(c, "gemeente", case_id, {"wijkteam"}, "alleen voor het wijkteam").status == 201);
-  CHECK(LocalCluster::WaitFor([&] { return Readable(c, "wijkteam", case_id) == 1; }, 5000));
+  std::string case_id = SharedCase(c, "gemeente", {"wijkteam"});
+  REQUIRE(Note(c, "gemeente", case_id, "housing", "alleen voor het wijkteam").status == 201);
+  CHECK(LocalCluster::WaitFor([&] { return PlanItems(c, "wijkteam", case_id) == 1; }, 5000));
   CHECK(Connected(c, "gemeente", "wijkteam"));
   CHECK_FALSE(Connected(c, "indringer", "gemeente"));
   CHECK(Held(c, "indringer") == 0);
   CHECK(c.Running("gemeente"));
 }
 
-TEST_CASE("a fragment written while the receiver is down arrives after it restarts") {
+TEST_CASE("items written while the receiver is down arrive after it restarts") {
   LocalCluster c(KRING_NODE_BINARY);
   c.AddNode("gemeente", "Gemeente");
   c.AddNode("zorg", "Zorgaanbieder");
   REQUIRE(c.Connect("gemeente", "zorg"));
   REQUIRE(c.Start("gemeente"));
-  std::string case_id = CreateCase(c, "gemeente");
-  for (int i = 0; i < 50; ++i) REQUIRE(Write(c, "gemeente", case_id, {"zorg"}, "bericht " + std::to_string(i)).status == 201);
+  std::string case_id = SharedCase(c, "gemeente", {"zorg"});
+  for (int i = 0; i < 50; ++i) REQUIRE(Note(c, "gemeente", case_id, "housing", "bericht " + std::to_string(i)).status == 201);
   REQUIRE(c.Start("zorg"));
-  CHECK(LocalCluster::WaitFor([&] { return Readable(c, "zorg", case_id) == 50; }, 10000));
+  CHECK(LocalCluster::WaitFor([&] { return PlanItems(c, "zorg", case_id) == 50; }, 10000));
   // And the other way round: the writer down, the reader up, then the writer back.
   c.Stop("zorg");
-  for (int i = 0; i < 5; ++i) REQUIRE(Write(c, "gemeente", case_id, {"zorg"}, "later " + std::to_string(i)).status == 201);
+  for (int i = 0; i < 5; ++i) REQUIRE(Note(c, "gemeente", case_id, "housing", "later " + std::to_string(i)).status == 201);
   c.Stop("gemeente");
   REQUIRE(c.Start("zorg"));
   REQUIRE(c.Start("gemeente"));
-  CHECK(LocalCluster::WaitFor([&] { return Readable(c, "zorg", case_id) == 55; }, 10000));
+  CHECK(LocalCluster::WaitFor([&] { return PlanItems(c, "zorg", case_id) == 55; }, 10000));
   CHECK(c.Log("zorg").find("stored") != std::string::npos);
 }
 
@@ -132,35 +101,34 @@ TEST_CASE("a kill -9 of the writer right after an acknowledged write loses nothi
   c.AddNode("wijkteam", "Wijkteam");
   REQUIRE(c.Connect("gemeente", "wijkteam"));
   REQUIRE(c.Start("gemeente"));
-  std::string case_id = CreateCase(c, "gemeente");
-  std::vector<std::string> ids;
+  std::string case_id = SharedCase(c, "gemeente", {"wijkteam"});
+  std::set<std::string> versions;
   for (int i = 0; i < 20; ++i) {
-    auto w = Write(c, "gemeente", case_id, {"wijkteam"}, "afspraak " + std::to_string(i));
+    auto w = Note(c, "gemeente", case_id, "housing", "afspraak " + std::to_string(i));
     REQUIRE(w.status == 201);
-    ids.push_back(w.body["fragment"]);
+    versions.insert(w.body["version"].get<std::string>());
   }
   c.Kill("gemeente");
   REQUIRE(c.Start("gemeente"));
-  auto r = c.Call("gemeente", "GET", "/v1/cases/" + case_id + "/fragments");
-  REQUIRE(r.status == 200);
-  REQUIRE(r.body["fragments"].size() == ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) CHECK(r.body["fragments"][i]["fragment"] == ids[i]);
+  json plan = Plan(c, "gemeente", case_id);
+  REQUIRE(plan["items"].size() == versions.size());
+  for (auto& item : plan["items"]) CHECK(versions.count(item["version"].get<std::string>()) == 1);
   // The acknowledged writes also reach the recipient, which was down all along.
   REQUIRE(c.Start("wijkteam"));
-  CHECK(LocalCluster::WaitFor([&] { return Readable(c, "wijkteam", case_id) == ids.size(); }, 10000));
+  CHECK(LocalCluster::WaitFor([&] { return PlanItems(c, "wijkteam", case_id) == versions.size(); }, 10000));
 }
 
-TEST_CASE("neither node's database files hold plaintext of a fragment body") {
+TEST_CASE("neither node's database files hold plaintext of a plan item") {
   LocalCluster c(KRING_NODE_BINARY);
   c.AddNode("gemeente", "Gemeente");
   c.AddNode("wijkteam", "Wijkteam");
   REQUIRE(c.Connect("gemeente", "wijkteam"));
   REQUIRE(c.Start("gemeente"));
   REQUIRE(c.Start("wijkteam"));
-  std::string case_id = CreateCase(c, "gemeente");
+  std::string case_id = SharedCase(c, "gemeente", {"wijkteam"});
   const std::string secret = "Vertrouwelijk: zorgen over huiselijk geweld";
-  REQUIRE(Write(c, "gemeente", case_id, {"wijkteam"}, secret).status == 201);
-  REQUIRE(LocalCluster::WaitFor([&] { return Readable(c, "wijkteam", case_id) == 1; }, 5000));
+  REQUIRE(Note(c, "gemeente", case_id, "domestic-relations", secret).status == 201);
+  REQUIRE(LocalCluster::WaitFor([&] { return PlanItems(c, "wijkteam", case_id) == 1; }, 5000));
   CHECK_FALSE(DatabaseContains(c, "gemeente", secret));
   CHECK_FALSE(DatabaseContains(c, "wijkteam", secret));
   c.Stop("gemeente");
@@ -169,7 +137,7 @@ TEST_CASE("neither node's database files hold plaintext of a fragment body") {
   CHECK_FALSE(DatabaseContains(c, "wijkteam", secret));
 }
 
-TEST_CASE("a node not addressed receives nothing of a fragment, not even ciphertext") {
+TEST_CASE("an organisation whose consent does not cover a domain receives nothing of it, not even ciphertext") {
   LocalCluster c(KRING_NODE_BINARY);
   for (const char* org : {"gemeente", "wijkteam", "zorg"}) c.AddNode(org, org);
   REQUIRE(c.Connect("gemeente", "wijkteam"));
@@ -177,13 +145,16 @@ TEST_CASE("a node not addressed receives nothing of a fragment, not even ciphert
   REQUIRE(c.Connect("wijkteam", "zorg"));
   for (const char* org : {"gemeente", "wijkteam", "zorg"}) REQUIRE(c.Start(org));
   std::string case_id = CreateCase(c, "gemeente");
-  REQUIRE(Write(c, "gemeente", case_id, {"wijkteam"}, "niet voor de zorgaanbieder").status == 201);
-  REQUIRE(Write(c, "gemeente", case_id, {"wijkteam", "zorg"}, "voor allebei").status == 201);
-  REQUIRE(LocalCluster::WaitFor([&] { return Readable(c, "wijkteam", case_id) == 2 && Readable(c, "zorg", case_id) == 1; }, 5000));
+  REQUIRE(!Grant(c, "gemeente", case_id, "wijkteam", {"*"}).empty());
+  REQUIRE(!Grant(c, "gemeente", case_id, "zorg", {"daily-activities"}).empty());
+  REQUIRE(AwaitCase(c, "gemeente", {"wijkteam", "zorg"}, case_id));
+  REQUIRE(Note(c, "gemeente", case_id, "finances", "niet voor de zorgaanbieder").status == 201);
+  REQUIRE(Note(c, "wijkteam", case_id, "daily-activities", "voor allebei").status == 201);
+  REQUIRE(LocalCluster::WaitFor([&] { return PlanItems(c, "wijkteam", case_id) == 2 && PlanItems(c, "zorg", case_id) == 1; }, 5000));
   // Several reconciliation rounds later it still holds just the one.
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-  CHECK(Held(c, "zorg") == 1);
-  CHECK(Readable(c, "zorg", case_id) == 1);
+  CHECK(HeldFragmentDomains(c, "zorg") == std::vector<std::string>{"daily-activities"});
+  CHECK_FALSE(DatabaseContains(c, "zorg", "niet voor de zorgaanbieder"));
 }
 
 TEST_CASE("a removed partner is cut off at once, also on a live connection, without a restart") {
@@ -194,15 +165,15 @@ TEST_CASE("a removed partner is cut off at once, also on a live connection, with
   REQUIRE(c.Start("gemeente"));
   REQUIRE(c.Start("woningcorporatie"));
   REQUIRE(LocalCluster::WaitFor([&] { return Connected(c, "woningcorporatie", "gemeente"); }, 5000));
-  std::string case_id = CreateCase(c, "gemeente");
-  REQUIRE(Write(c, "gemeente", case_id, {"woningcorporatie"}, "voor de corporatie").status == 201);
+  std::string case_id = SharedCase(c, "gemeente", {"woningcorporatie"});
+  REQUIRE(Note(c, "gemeente", case_id, "housing", "voor de corporatie").status == 201);
   REQUIRE(LocalCluster::WaitFor([&] { return Held(c, "woningcorporatie") == 1; }, 5000));
 
   // The corporation's IT team removes the municipality while both run.
   auto rm = c.Cli({"peer", "remove", "--data", c.node("woningcorporatie").data_dir, "--org", "gemeente"});
   REQUIRE(rm.exit_code == 0);
   // The municipality still trusts the corporation and keeps sending.
-  REQUIRE(Write(c, "gemeente", case_id, {"woningcorporatie"}, "na verwijdering").status == 201);
+  REQUIRE(Note(c, "gemeente", case_id, "housing", "na verwijdering").status == 201);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   CHECK(Held(c, "woningcorporatie") == 1);
   auto peers = c.Call("woningcorporatie", "GET", "/v1/health").body["peers"];
@@ -258,21 +229,26 @@ TEST_CASE("malformed, oversized and invalid writes are refused with a JSON error
   c.AddNode("gemeente", "Gemeente");
   REQUIRE(c.Start("gemeente"));
   std::string case_id = CreateCase(c, "gemeente");
-  std::string path = "/v1/cases/" + case_id + "/fragments";
+  std::string path = "/v1/cases/" + case_id + "/items";
   std::map<std::string, std::string> h = {{"Authorization", "Bearer " + c.node("gemeente").token},
                                           {"X-Kring-Actor", "p1"}, {"X-Kring-Actor-Name", "P"}, {"X-Kring-Role", "r"}};
   CHECK(c.Raw("gemeente", "POST", path, "{not json", h).body["error"] == "malformed_json");
   CHECK(c.Raw("gemeente", "POST", path, "[1,2]", h).status == 400);
-  CHECK(c.Raw("gemeente", "POST", path, R"({"kind":7,"body":{}})", h).status == 400);
-  CHECK(c.Raw("gemeente", "POST", path, R"({"kind":"note","body":{},"colour":"red"})", h).body["error"] == "unknown_field");
-  CHECK(c.Raw("gemeente", "POST", path, R"({"kind":"Not A Slug","body":{}})", h).status == 400);
-  CHECK(c.Raw("gemeente", "POST", path, R"({"kind":"note","recipients":["stranger"],"body":{}})", h).status == 400);
-  std::string huge = R"({"kind":"note","body":")" + std::string(600 * 1024, 'x') + "\"}";
+  CHECK(c.Raw("gemeente", "POST", path, R"({"kind":7,"data":{}})", h).status == 400);
+  CHECK(c.Raw("gemeente", "POST", path, R"({"kind":"note","data":{"text":"x"},"colour":"red"})", h).body["error"] == "unknown_field");
+  CHECK(c.Raw("gemeente", "POST", path, R"({"kind":"recipe","data":{"text":"x"}})", h).status == 400);
+  CHECK(c.Raw("gemeente", "POST", path, R"({"kind":"note","domain":"astrology","data":{"text":"x"}})", h).status == 400);
+  CHECK(c.Raw("gemeente", "POST", path, R"({"kind":"note","data":{"text":7}})", h).status == 400);
+  std::string huge = R"({"kind":"note","data":{"text":")" + std::string(600 * 1024, 'x') + "\"}}";
   CHECK(c.Raw("gemeente", "POST", path, huge, h).status == 413);
-  CHECK(c.Raw("gemeente", "POST", "/v1/cases/00112233445566778899aabbccddeeff/fragments", R"({"kind":"note","body":{}})", h).status == 404);
-  CHECK(c.Raw("gemeente", "POST", "/v1/cases/xyz/fragments", R"({"kind":"note","body":{}})", h).status == 400);
+  CHECK(c.Raw("gemeente", "POST", "/v1/cases/00112233445566778899aabbccddeeff/items", R"({"kind":"note","data":{"text":"x"}})", h).status == 404);
+  CHECK(c.Raw("gemeente", "POST", "/v1/cases/xyz/items", R"({"kind":"note","data":{"text":"x"}})", h).status == 400);
   CHECK(c.Raw("gemeente", "GET", "/v1/no-such-thing", "", h).status == 404);
+  auto bad_actor = h;
+  bad_actor["X-Kring-Actor"] = "\xff\xfe";
+  CHECK(c.Raw("gemeente", "GET", "/v1/cases", "", bad_actor).status == 400);
   CHECK(Held(c, "gemeente") == 0);
+  CHECK(PlanItems(c, "gemeente", case_id) == 0);
   CHECK(c.Running("gemeente"));
 }
 
@@ -336,21 +312,21 @@ TEST_CASE("every call that touches case data is in the node's access log, and au
   c.AddNode("gemeente", "Gemeente");
   REQUIRE(c.Start("gemeente"));
   std::string case_id = CreateCase(c, "gemeente");
-  auto w = Write(c, "gemeente", case_id, {}, "gespreksverslag");
+  auto w = Note(c, "gemeente", case_id, "housing", "gespreksverslag");
   REQUIRE(w.status == 201);
-  auto read = c.Call("gemeente", "GET", "/v1/cases/" + case_id + "/fragments", std::nullopt,
+  auto read = c.Call("gemeente", "GET", "/v1/cases/" + case_id + "/plan", std::nullopt,
                      {{"X-Kring-Actor", "k.jansen"}, {"X-Kring-Actor-Name", "K. Jansen"}, {"X-Kring-Role", "wijkverpleegkundige"},
                       {"X-Kring-On-Behalf-Of", "team-noord"}});
   REQUIRE(read.status == 200);
   // A failed attempt is logged too.
-  REQUIRE(c.Call("gemeente", "POST", "/v1/cases/" + case_id + "/fragments", json{{"kind", "BAD"}, {"body", 1}}).status == 400);
+  REQUIRE(c.Call("gemeente", "POST", "/v1/cases/" + case_id + "/items", json{{"kind", "BAD"}, {"data", {}}}).status == 400);
   auto log = c.Call("gemeente", "GET", "/v1/cases/" + case_id + "/access-log");
   REQUIRE(log.status == 200);
   auto entries = log.body["entries"];
   REQUIRE(entries.size() == 4);  // create case, write, read, failed write (this read is logged after it answers)
   CHECK(entries[0]["action"] == "create");
   CHECK(entries[1]["action"] == "create");
-  CHECK(entries[1]["items"][0] == w.body["fragment"]);
+  CHECK(entries[1]["items"][0] == w.body["version"]);
   json r = entries[2];
   CHECK(r["action"] == "read");
   CHECK(r["outcome"] == "success");
@@ -360,7 +336,7 @@ TEST_CASE("every call that touches case data is in the node's access log, and au
   CHECK(r["actor"]["on_behalf_of"] == "team-noord");
   CHECK(r["organisation"] == "gemeente");
   CHECK(r["client"] == "demo");
-  CHECK(r["items"][0] == w.body["fragment"]);
+  CHECK(r["items"][0] == w.body["version"]);
   CHECK(r["time"].get<std::string>().size() == 24);
   CHECK(entries[3]["outcome"] == "failure");
   // Filtering by period.
@@ -385,13 +361,13 @@ TEST_CASE("metrics are served in Prometheus text format") {
   REQUIRE(c.Connect("gemeente", "wijkteam"));
   REQUIRE(c.Start("gemeente"));
   REQUIRE(c.Start("wijkteam"));
-  std::string case_id = CreateCase(c, "gemeente");
-  REQUIRE(Write(c, "gemeente", case_id, {"wijkteam"}, "x").status == 201);
-  REQUIRE(LocalCluster::WaitFor([&] { return Readable(c, "wijkteam", case_id) == 1; }, 5000));
+  std::string case_id = SharedCase(c, "gemeente", {"wijkteam"});
+  REQUIRE(Note(c, "gemeente", case_id, "housing", "x").status == 201);
+  REQUIRE(LocalCluster::WaitFor([&] { return PlanItems(c, "wijkteam", case_id) == 1; }, 5000));
   REQUIRE(c.Raw("wijkteam", "GET", "/v1/cases", "", {}).status == 401);
   auto m = c.Raw("wijkteam", "GET", "/metrics", "", {});
   REQUIRE(m.status == 200);
-  CHECK(m.raw.find("kring_fragments_stored 1\n") != std::string::npos);
+  CHECK(m.raw.find("kring_fragments_stored ") != std::string::npos);
   CHECK(m.raw.find("kring_peers_connected 1\n") != std::string::npos);
   CHECK(m.raw.find("kring_peer_sync_lag_seconds{peer=\"gemeente\"}") != std::string::npos);
   CHECK(m.raw.find("kring_api_requests_total{status=\"401\"} 1\n") != std::string::npos);

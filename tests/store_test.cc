@@ -99,7 +99,7 @@ TEST_CASE("storing the same fragment twice keeps one copy: duplicates and replay
   REQUIRE(second.ok());
   CHECK(*first);
   CHECK_FALSE(*second);
-  CHECK(*(*store)->CountRecords() == 1);
+  CHECK(*(*store)->CountFragments() == 1);
 }
 
 TEST_CASE("a fragment's audience is exactly its recipients, listed in (hlc, id) order") {

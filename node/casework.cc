@@ -1,0 +1,296 @@
+// The professional's operations on a case: open it, record and withdraw consent, write and read the plan.
+#include <algorithm>
+#include <set>
+
+#include "node/log.h"
+#include "node/node.h"
+#include "plan/items.h"
+#include "plan/merge.h"
+#include "protocol/access_record.h"
+#include "protocol/messages.h"
+
+namespace kring {
+
+namespace {
+
+// The causal parents of a record this node writes now: the heads of what it knows.
+std::vector<RecordId> Parents(const CaseState& state) {
+  std::vector<RecordId> heads = state.Heads();
+  // More than kMaxCausalParents concurrent heads would need a partition of
+  // 16 regie organisations; keep the first ones rather than fail.
+  if (heads.size() > kMaxCausalParents) heads.resize(kMaxCausalParents);
+  return heads;
+}
+
+}  // namespace
+
+Result<CaseId> Node::CreateCase(const std::string& label) {
+  if (label.size() > 200) return Status::InvalidArgument("label is longer than 200 bytes");
+  std::lock_guard lock(mu_);
+  CaseGenesis g;
+  RandomBytes(g.nonce);
+  g.h.case_id = CaseIdFor(identity_.pub.org, g.nonce);
+  g.h.author.v = identity_.pub.org;
+  g.h.hlc = clock_.Now();
+  KRING_RETURN_IF_ERROR(store_->CreateCase(g.h.case_id, label, NowMs()));
+  CaseId id = g.h.case_id;
+  auto rec = StoreOwnControl(std::move(g));
+  if (!rec.ok()) return rec.status();
+  KRING_RETURN_IF_ERROR(RecomputeLocked(id));
+  return id;
+}
+
+Result<RecordId> Node::RecordConsent(const CaseId& case_id, const ConsentInput& in) {
+  std::lock_guard lock(mu_);
+  auto state = StateLocked(case_id);
+  if (!state.ok()) return state.status();
+  const std::string& me = identity_.pub.org;
+  if (state->Regie().org != me)
+    return Status::PermissionDenied("only the regie organisation (" + state->Regie().org + ") records consent for this case");
+  if (in.grantee == me) return Status::PermissionDenied("an organisation cannot grant itself access");
+  auto partners = store_->ListPartners();
+  if (!partners.ok()) return partners.status();
+  if (std::none_of(partners->begin(), partners->end(), [&](const Partner& p) { return p.identity.org == in.grantee; }))
+    return Status::InvalidArgument("grantee '" + in.grantee + "' is not a partner of this node");
+  ConsentGrant c;
+  c.h.case_id = case_id;
+  c.h.author.v = me;
+  c.h.hlc = clock_.Now();
+  c.h.parents.v = Parents(*state);
+  c.grantee.v = in.grantee;
+  std::vector<std::string> domains = in.domains;
+  std::sort(domains.begin(), domains.end());
+  domains.erase(std::unique(domains.begin(), domains.end()), domains.end());
+  if (domains.empty()) return Status::InvalidArgument("'domains' must name at least one life domain or \"*\"");
+  if (domains.size() > 1 && std::find(domains.begin(), domains.end(), "*") != domains.end())
+    return Status::InvalidArgument("\"*\" (all domains) stands alone");
+  for (const std::string& d : domains) {
+    if (d != "*" && !IsLifeDomain(d)) return Status::InvalidArgument("unknown life domain '" + d + "'");
+    c.domains.v.push_back({d});
+  }
+  if (in.purpose.empty() || in.purpose.size() > kMaxPurposeBytes) return Status::InvalidArgument("'purpose' is required, at most 1000 bytes");
+  if (in.basis.empty() || in.basis.size() > kMaxBasisBytes) return Status::InvalidArgument("'basis' is required, at most 1000 bytes");
+  if (in.given_by.empty() || in.given_by.size() > kMaxReferenceBytes) return Status::InvalidArgument("'given_by' is required, at most 200 bytes");
+  if (in.evidence_reference.empty() || in.evidence_reference.size() > kMaxReferenceBytes)
+    return Status::InvalidArgument("'evidence.reference' is required, at most 200 bytes");
+  if (in.valid_until_ms != 0 && in.valid_until_ms <= in.valid_from_ms)
+    return Status::InvalidArgument("'valid_until' must be after 'valid_from'");
+  c.purpose.v = in.purpose;
+  c.basis.v = in.basis;
+  c.valid_from_ms = in.valid_from_ms;
+  c.valid_until_ms = in.valid_until_ms;
+  c.given_by.v = in.given_by;
+  c.evidence_kind = 1;
+  c.evidence_reference.v = in.evidence_reference;
+  auto signed_rec = SignControl(c, identity_);
+  if (!signed_rec.ok()) return signed_rec.status();
+  KRING_RETURN_IF_ERROR(state->CheckNewRecord(*signed_rec));
+  auto id = StoreOwnControl(std::move(c));
+  if (!id.ok()) return id.status();
+  KRING_RETURN_IF_ERROR(RecomputeLocked(case_id));
+  KRING_LOG(kInfo, "consent", "consent " << ToHex(*id).substr(0, 16) << " recorded for " << in.grantee << " in case "
+                                         << CaseIdToHex(case_id));
+  return id;
+}
+
+Result<RecordId> Node::WithdrawConsent(const CaseId& case_id, const RecordId& consent) {
+  std::lock_guard lock(mu_);
+  auto state = StateLocked(case_id);
+  if (!state.ok()) return state.status();
+  auto consents = state->Consents(NowMs());
+  auto it = std::find_if(consents.begin(), consents.end(), [&](const ConsentView& v) { return v.id == consent; });
+  if (it == consents.end() || !it->valid) return Status::NotFound("no consent " + ToHex(consent) + " in this case");
+  if (it->status == ConsentStatus::kWithdrawn) return Status::Conflict("consent is already withdrawn");
+  const std::string& me = identity_.pub.org;
+  if (state->Regie().org != me && it->grant->grantee.v != me)
+    return Status::PermissionDenied("only the regie organisation or the grantee itself can withdraw this consent");
+  ConsentWithdrawal w;
+  w.h.case_id = case_id;
+  w.h.author.v = me;
+  w.h.hlc = clock_.Now();
+  w.h.parents.v = Parents(*state);
+  w.consent = consent;
+  auto signed_rec = SignControl(w, identity_);
+  if (!signed_rec.ok()) return signed_rec.status();
+  KRING_RETURN_IF_ERROR(state->CheckNewRecord(*signed_rec));
+  auto id = StoreOwnControl(std::move(w));
+  if (!id.ok()) return id.status();
+  withdrawals_processed_.fetch_add(1);
+  KRING_RETURN_IF_ERROR(RecomputeLocked(case_id));
+  KRING_LOG(kInfo, "consent", "consent " << ToHex(consent).substr(0, 16) << " withdrawn in case " << CaseIdToHex(case_id)
+                                         << "; nothing more is shared in its scope");
+  return id;
+}
+
+Result<ItemWritten> Node::WriteItem(const CaseId& case_id, const ItemInput& in) {
+  std::lock_guard lock(mu_);
+  auto state = StateLocked(case_id);
+  if (!state.ok()) return state.status();
+  const std::string& me = identity_.pub.org;
+  const int64_t now = NowMs();
+
+  if (in.kind == "regisseur") {
+    if (!in.supersedes.empty()) return Status::InvalidArgument("a regisseur item names no versions to supersede");
+    KRING_RETURN_IF_ERROR(ValidateItem(in.kind, in.domain, in.data));
+    if (state->Regie().org != me)
+      return Status::PermissionDenied("only the regie organisation (" + state->Regie().org + ") can change the regisseur");
+    RegieChange r;
+    r.h.case_id = case_id;
+    r.h.author.v = me;
+    r.h.hlc = clock_.Now();
+    r.h.parents.v = Parents(*state);
+    r.regie.v = in.data.at("org").get<std::string>();
+    r.person.v = in.data.at("person").get<std::string>();
+    if (r.regie.v != me) {
+      auto partners = store_->ListPartners();
+      if (!partners.ok()) return partners.status();
+      if (std::none_of(partners->begin(), partners->end(), [&](const Partner& p) { return p.identity.org == r.regie.v; }))
+        return Status::InvalidArgument("regie can only be handed to a partner of this node");
+    }
+    auto signed_rec = SignControl(r, identity_);
+    if (!signed_rec.ok()) return signed_rec.status();
+    KRING_RETURN_IF_ERROR(state->CheckNewRecord(*signed_rec));
+    auto id = StoreOwnControl(std::move(r));
+    if (!id.ok()) return id.status();
+    KRING_RETURN_IF_ERROR(RecomputeLocked(case_id));
+    return ItemWritten{*id, *id};
+  }
+
+  KRING_RETURN_IF_ERROR(ValidateItem(in.kind, in.domain, in.data));
+  FragmentDraft d;
+  d.case_id = case_id;
+  d.kind = in.kind;
+  d.domain = in.domain;
+  d.predecessors = in.supersedes;
+  // An edit belongs to the item of the versions it supersedes; they must be
+  // versions of one item of this case that we may read, of the same kind and domain.
+  for (const FragmentId& p : in.supersedes) {
+    auto rec = store_->GetRecord(p);
+    if (!rec.ok()) return rec.status();
+    if (!rec->has_value() || (*rec)->type != RecordType::kFragment)
+      return Status::NotFound("version " + ToHex(p) + " is not held by this node");
+    auto pf = DecodeFragmentRecord((*rec)->record);
+    if (!pf.ok()) return pf.status();
+    if (pf->header.case_id != case_id) return Status::InvalidArgument("a superseded version belongs to another case");
+    if (pf->header.kind.v != in.kind || pf->header.domain.v != in.domain)
+      return Status::InvalidArgument("an edit keeps the item's kind and domain (" + pf->header.kind.v + ", " +
+                                     (pf->header.domain.v.empty() ? std::string("no domain") : pf->header.domain.v) + ")");
+    FragmentId item = pf->ItemId();
+    if (d.item != FragmentId{} && d.item != item) return Status::InvalidArgument("superseded versions belong to different items");
+    d.item = item;
+  }
+  FragmentFacts facts{FragmentId{}, me, in.domain};
+  bool may_write = state->Regie().org == me || state->ConsentFor(me, facts, now).has_value();
+  if (!may_write)
+    return Status::PermissionDenied("this organisation has no active consent for " +
+                                    (in.domain.empty() ? std::string("this case") : "domain '" + in.domain + "'"));
+  auto partners = store_->ListPartners();
+  if (!partners.ok()) return partners.status();
+  for (const std::string& reader : state->Readers(facts, now)) {
+    if (reader == me) continue;
+    auto it = std::find_if(partners->begin(), partners->end(), [&](const Partner& p) { return p.identity.org == reader; });
+    if (it == partners->end()) {
+      KRING_LOG(kWarn, "plan", reader << " may read this item but is not our partner; the regie organisation re-seals it");
+      continue;
+    }
+    d.recipients.push_back(it->identity);
+  }
+  std::string text = in.data.dump();
+  d.body.assign(text.begin(), text.end());
+  sodium_memzero(text.data(), text.size());
+  d.hlc = clock_.Now();
+  auto f = SealFragment(d, identity_);
+  sodium_memzero(d.body.data(), d.body.size());
+  if (!f.ok()) return f.status();
+  FragmentId id = f->Id();
+  Bytes record = EncodeFragmentRecord(*f);
+  facts.id = id;
+  RecordRow row{id, RecordType::kFragment, case_id, me, in.kind, in.domain, f->header.hlc, record, state->Readers(facts, now)};
+  auto added = store_->PutRecords({row}, me, now);
+  if (!added.ok()) return added.status();
+  if (sync_) sync_->Announce(id);
+  return ItemWritten{f->ItemId(), id};
+}
+
+Result<PlanRead> Node::ReadPlan(const CaseId& case_id) {
+  std::lock_guard lock(mu_);
+  auto state = StateLocked(case_id);
+  if (!state.ok()) return state.status();
+  const std::string& me = identity_.pub.org;
+  const int64_t now = NowMs();
+  auto records = store_->RecordsOfCase(case_id, RecordType::kFragment);
+  if (!records.ok()) return records.status();
+  PlanRead out;
+  std::set<std::string> consents;
+  std::vector<ItemVersion> versions;
+  for (const StoredRecord& r : *records) {
+    auto f = DecodeFragmentRecord(r.record);
+    if (!f.ok()) continue;
+    FragmentFacts facts{r.id, f->header.author.v, f->header.domain.v};
+    if (f->header.author.v != me && !state->MayRead(me, facts, now)) continue;
+    ContentKey key;
+    if (!ContentKeyFor(*f, &key).ok()) continue;  // a late grant's key has not arrived yet
+    auto body = DecryptFragment(*f, key);
+    if (!body.ok()) continue;
+    ItemVersion v;
+    v.version = r.id;
+    v.item = f->ItemId();
+    v.author = f->header.author.v;
+    v.kind = f->header.kind.v;
+    v.domain = f->header.domain.v;
+    v.hlc = f->header.hlc;
+    v.supersedes = f->header.predecessors.v;
+    v.data = nlohmann::json::parse(body->begin(), body->end(), nullptr, false);
+    sodium_memzero(body->data(), body->size());
+    if (v.data.is_discarded()) continue;
+    if (auto c = state->ConsentFor(me, facts, now)) consents.insert(ToHex(*c));
+    out.versions.push_back(ToHex(r.id));
+    versions.push_back(std::move(v));
+  }
+  RegieView regie = state->Regie();
+  out.plan = MergePlan(case_id, RegieInput{regie.org, regie.person, regie.conflict}, std::move(versions));
+  out.consents.assign(consents.begin(), consents.end());
+  return out;
+}
+
+}  // namespace kring
+
+namespace kring {
+
+Result<std::vector<AccessEntry>> Node::AccessLogOf(const CaseId& case_id, int64_t from_ms, int64_t to_ms) {
+  std::lock_guard lock(mu_);
+  auto state = StateLocked(case_id);
+  if (!state.ok()) return state.status();
+  auto own = store_->AccessOfCase(case_id, from_ms, to_ms);
+  if (!own.ok()) return own.status();
+  std::vector<AccessEntry> out = std::move(*own);
+  if (state->Regie().org == identity_.pub.org) {
+    auto records = store_->RecordsOfCase(case_id, RecordType::kAccessRecord);
+    if (!records.ok()) return records.status();
+    for (const StoredRecord& r : *records) {
+      auto a = DecodeAccessRecord(r.record);
+      if (!a.ok() || a->body.author.v == identity_.pub.org) continue;
+      const AccessRecordBody& b = a->body;
+      if (b.time_ms < from_ms || b.time_ms >= to_ms) continue;
+      AccessEntry e;
+      e.event_id = b.event_id;
+      e.time_ms = b.time_ms;
+      e.action = b.action.v;
+      e.outcome = b.outcome.v;
+      e.actor_id = b.actor_id.v;
+      e.actor_name = b.actor_name.v;
+      e.actor_role = b.actor_role.v;
+      e.on_behalf_of = b.on_behalf_of.v;
+      e.organisation = b.author.v;
+      e.client_system = b.client.v;
+      e.case_id = b.case_id;
+      for (auto& i : b.items.v) e.items.push_back(i.v);
+      e.consent = b.consent.v;
+      out.push_back(std::move(e));
+    }
+  }
+  std::stable_sort(out.begin(), out.end(), [](const AccessEntry& a, const AccessEntry& b) { return a.time_ms < b.time_ms; });
+  return out;
+}
+
+}  // namespace kring
