@@ -157,6 +157,8 @@ Result<ItemWritten> Node::WriteItem(const CaseId& case_id, const ItemInput& in) 
   }
 
   KRING_RETURN_IF_ERROR(ValidateItem(in.kind, in.domain, in.data));
+  if (in.supersedes.empty() && IsTombstone(in.data))
+    return Status::InvalidArgument("a new item cannot be a deletion; delete an item by superseding its versions");
   FragmentDraft d;
   d.case_id = case_id;
   d.kind = in.kind;
@@ -244,11 +246,15 @@ Result<PlanRead> Node::ReadPlan(const CaseId& case_id) {
     sodium_memzero(body->data(), body->size());
     if (v.data.is_discarded()) continue;
     if (auto c = state->ConsentFor(me, facts, now)) consents.insert(ToHex(*c));
-    out.versions.push_back(ToHex(r.id));
     versions.push_back(std::move(v));
   }
   RegieView regie = state->Regie();
   out.plan = MergePlan(case_id, RegieInput{regie.org, regie.person, regie.conflict}, std::move(versions));
+  // The access log names what was shown: each item's version and its conflicts.
+  for (const nlohmann::json& item : out.plan["items"]) {
+    out.versions.push_back(item["version"].get<std::string>());
+    for (const nlohmann::json& c : item["conflicts"]) out.versions.push_back(c["version"].get<std::string>());
+  }
   out.consents.assign(consents.begin(), consents.end());
   return out;
 }

@@ -62,6 +62,12 @@ Result<std::unique_ptr<Node>> Node::Open(const std::string& data_dir, WallClock 
 }
 
 Status Node::StartSync(SyncOptions sync) {
+  // A partner added (again) may be a reader the author could not seal to:
+  // recompute every case so authors and the regie organisation re-seal.
+  sync.on_partners_changed = [this] {
+    recompute_all_ = true;
+    timer_cv_.notify_all();
+  };
   sync_ = std::make_unique<SyncEngine>(identity_, store_.get(), this, std::move(sync));
   Status st = sync_->Start();
   if (!st.ok()) {
@@ -94,10 +100,14 @@ void Node::TimerLoop() {
       std::lock_guard lock(mu_);
       int64_t now = NowMs();
       std::vector<CaseId> due;
+      if (recompute_all_.exchange(false)) {
+        auto cases = store_->CasesWithRecords();
+        if (cases.ok()) due = *cases;
+        KRING_LOG(kInfo, "consent", "partners changed; rechecking who may read what in " << due.size() << " case(s)");
+      }
       for (auto& [c, t] : next_change_)
-        if (t <= now) due.push_back(c);
+        if (t <= now && std::find(due.begin(), due.end(), c) == due.end()) due.push_back(c);
       for (const CaseId& c : due) {
-        KRING_LOG(kInfo, "consent", "a consent window opened or closed in case " << CaseIdToHex(c) << "; recomputing access");
         Status st = RecomputeLocked(c);
         if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
       }
@@ -148,7 +158,7 @@ Status Node::ContentKeyFor(const Fragment& f, ContentKey* key) {
   return Status::PermissionDenied("no content key for this organisation");
 }
 
-Status Node::RecomputeLocked(const CaseId& case_id) {
+Status Node::RecomputeLocked(const CaseId& case_id, const std::set<RecordId>* only) {
   auto state_or = StateLocked(case_id);
   if (!state_or.ok()) {
     next_change_.erase(case_id);
@@ -168,6 +178,7 @@ Status Node::RecomputeLocked(const CaseId& case_id) {
   std::set<std::pair<FragmentId, std::string>> granted;  // (fragment, grantee) with a key grant held
   for (const StoredRecord& r : *records) {
     if (r.type == RecordType::kFragment) {
+      if (only && !only->count(r.id)) continue;
       auto f = DecodeFragmentRecord(r.record);
       if (f.ok()) fragments.emplace(r.id, std::move(*f));
     } else if (IsControlType(r.type)) {
@@ -216,6 +227,7 @@ Status Node::RecomputeLocked(const CaseId& case_id) {
     }
   }
   for (auto& [id, c] : controls) {
+    if (only) break;  // new fragments change no control record's audience
     if (auto* g = std::get_if<KeyGrant>(&c.body)) {
       bool fragment_gone = std::find(purge.begin(), purge.end(), g->fragment) != purge.end();
       if (fragment_gone && g->grantee.v == me) {
@@ -343,7 +355,8 @@ size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const 
   const std::string& me = identity_.pub.org;
   const int64_t now = NowMs();
   size_t added = 0;
-  std::set<CaseId> touched;
+  std::set<CaseId> touched;                        // control records changed: full recompute
+  std::map<CaseId, std::set<RecordId>> new_fragments;  // only fragments arrived
 
   // Control records first: a fragment's admission depends on them.
   std::map<CaseId, std::vector<std::pair<ControlRecord, Bytes*>>> controls;
@@ -447,6 +460,8 @@ size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const 
         withdrawals_processed_.fetch_add(1);
   }
 
+  std::map<CaseId, Result<CaseState>> states;  // one decision per case for the whole push
+  std::vector<RecordRow> fragment_rows;
   for (auto& [f, bytes] : fragments) {
     const FragmentHeader& h = f.header;
     const SignPublicKey* pk = AuthorKey(h.author.v, *partners);
@@ -460,7 +475,9 @@ size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const 
       continue;
     }
     FragmentId id = f.Id();
-    auto state = StateLocked(h.case_id);
+    auto cached = states.find(h.case_id);
+    if (cached == states.end()) cached = states.emplace(h.case_id, StateLocked(h.case_id)).first;
+    const Result<CaseState>& state = cached->second;
     if (!state.ok()) {
       reject("unknown_case", "fragment " + ToHex(id).substr(0, 16) + " of a case this node takes no part in");
       continue;
@@ -483,6 +500,21 @@ size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const 
                                  h.domain.v + "', which do not make a plan item");
       continue;
     }
+    // An edit keeps its item's kind and domain and stays within its case and item.
+    bool consistent = true;
+    for (const FragmentId& p : h.predecessors.v) {
+      auto prev = store_->GetRecord(p);
+      if (!prev.ok() || !prev->has_value() || (*prev)->type != RecordType::kFragment) continue;  // not here (yet)
+      auto pf = DecodeFragmentRecord((*prev)->record);
+      if (!pf.ok()) continue;
+      if (pf->header.case_id != h.case_id || pf->header.kind.v != h.kind.v || pf->header.domain.v != h.domain.v ||
+          pf->ItemId() != f.ItemId())
+        consistent = false;
+    }
+    if (!consistent) {
+      reject("invalid_item", "fragment " + ToHex(id).substr(0, 16) + " edits a version of another case, item, kind or domain");
+      continue;
+    }
     ContentKey key;
     Status key_st = ContentKeyFor(f, &key);
     if (key_st.ok()) {
@@ -494,20 +526,26 @@ size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const 
       nlohmann::json data = nlohmann::json::parse(body->begin(), body->end(), nullptr, false);
       sodium_memzero(body->data(), body->size());
       Status valid = ValidateFragmentItem(h.kind.v, h.domain.v, data);
+      if (valid.ok() && h.predecessors.v.empty() && IsTombstone(data))
+        valid = Status::InvalidArgument("a new item cannot be a deletion");
       if (!valid.ok()) {
         reject("invalid_item", "fragment " + ToHex(id).substr(0, 16) + ": " + valid.message());
         continue;
       }
     }
-    RecordRow row{id, RecordType::kFragment, h.case_id, h.author.v, h.kind.v, h.domain.v, h.hlc, *bytes,
-                  state->Readers(facts, now)};
-    auto ids = store_->PutRecords({row}, from, now);
+    fragment_rows.push_back(RecordRow{id, RecordType::kFragment, h.case_id, h.author.v, h.kind.v, h.domain.v, h.hlc,
+                                      *bytes, state->Readers(facts, now)});
+  }
+  // One transaction (one fsync) for all fragments of the push.
+  if (!fragment_rows.empty()) {
+    auto ids = store_->PutRecords(fragment_rows, from, now);
     if (!ids.ok()) {
-      KRING_LOG(kError, "store", "cannot store fragment from " << from << ": " << ids.status().ToString());
-      continue;
+      KRING_LOG(kError, "store", "cannot store fragments from " << from << ": " << ids.status().ToString());
+    } else {
+      added += ids->size();
+      for (const RecordRow& r : fragment_rows)
+        if (std::find(ids->begin(), ids->end(), r.id) != ids->end()) new_fragments[r.case_id].insert(r.id);
     }
-    added += ids->size();
-    if (!ids->empty()) touched.insert(h.case_id);
   }
 
   // Access-log entries of other organisations: only for the regie organisation.
@@ -535,6 +573,11 @@ size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const 
 
   for (const CaseId& c : touched) {
     Status st = RecomputeLocked(c);
+    if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
+  }
+  for (auto& [c, ids] : new_fragments) {
+    if (touched.count(c)) continue;
+    Status st = RecomputeLocked(c, &ids);  // late key grants for what just arrived
     if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
   }
   return added;

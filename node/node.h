@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -136,8 +137,9 @@ class Node : public RecordSink {
 
   int64_t NowMs() const { return static_cast<int64_t>(wall_()); }
   Result<CaseState> StateLocked(const CaseId& case_id);
-  // Recomputes audiences, purges, late key grants for one case; queues pushes.
-  Status RecomputeLocked(const CaseId& case_id);
+  // Recomputes audiences, purges, late key grants for one case; queues
+  // pushes. With `only`, just for those (newly arrived) fragments.
+  Status RecomputeLocked(const CaseId& case_id, const std::set<RecordId>* only = nullptr);
   Result<RecordId> StoreOwnControl(ControlBody body);
   Status AppendAccessLocked(AccessEntry* e);
   const SignPublicKey* AuthorKey(const std::string& org, const std::vector<Partner>& partners) const;
@@ -154,6 +156,7 @@ class Node : public RecordSink {
   std::mutex mu_;  // serialises case operations
   std::map<CaseId, int64_t> next_change_;  // when a case's decisions change by themselves
   std::atomic<uint64_t> withdrawals_processed_{0};
+  std::atomic<bool> recompute_all_{false};
 
   std::thread timer_;
   std::mutex timer_mu_;

@@ -194,7 +194,9 @@ struct SyncEngine::Impl {
   }
 
   void RefreshPartnersIfChanged() {
-    if (store->ChangedByOthers()) ReloadPartners();
+    if (!store->ChangedByOthers()) return;
+    ReloadPartners();
+    if (options.on_partners_changed) options.on_partners_changed();
   }
 
   // ---------------------------------------------------------------- ZAP

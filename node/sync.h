@@ -27,6 +27,9 @@ namespace kring {
 struct SyncOptions {
   std::string listen;                      // tcp://host:port
   int anti_entropy_interval_ms = 1000;     // how often each partner is reconciled
+  // Called on the sync thread after the partner list changed (another
+  // process added or removed a partner). Must not block.
+  std::function<void()> on_partners_changed;
 };
 
 struct PeerStatus {

@@ -814,6 +814,18 @@ TEST_CASE("the consent and plan rules answer with their documented 403, 404 and 
 
   expect("a case without a label, without a body", w.Find("createCase"), Send(n.api(), "post", "/v1/cases", "", n.Headers()),
          201, "");
+
+  // The regie organisation's access log shows the partner's calls above too, from the signed copies its node sent.
+  bool partner_entries = LocalCluster::WaitFor(
+      [&] {
+        Reply r = Send(n.api(), "get", n.CasePath("/access-log"), "", n.Headers());
+        json log = json::parse(r.body, nullptr, false);
+        if (r.status != 200 || !log.is_object() || !log["entries"].is_array()) return false;
+        return std::any_of(log["entries"].begin(), log["entries"].end(),
+                           [](const json& e) { return e.value("organisation", "") == kPartner; });
+      },
+      10000);
+  CHECK_MESSAGE(partner_entries, "the regie organisation's access log shows none of the partner's entries");
 }
 
 TEST_CASE("the node serves docs/api.yaml byte for byte at /v1/openapi.yaml without a token") {
