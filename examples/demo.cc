@@ -4,6 +4,8 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <map>
+#include <optional>
 #include <string>
 
 #include "examples/cluster.h"
@@ -37,8 +39,22 @@ bool OnDisk(const LocalCluster& c, const std::string& org, const std::string& ne
   return false;
 }
 
+// The professional at each organisation on whose behalf its case-management system calls the node.
+std::map<std::string, std::string> ActorAt(const std::string& org) {
+  if (org.rfind("gemeente", 0) == 0)
+    return {{"X-Kring-Actor", "jdewit"}, {"X-Kring-Actor-Name", "Joost de Wit"}, {"X-Kring-Role", "regisseur"}};
+  if (org.rfind("wijkteam", 0) == 0)
+    return {{"X-Kring-Actor", "felamrani"}, {"X-Kring-Actor-Name", "Fatima El Amrani"}, {"X-Kring-Role", "wijkcoach"}};
+  return {{"X-Kring-Actor", "mbakker"}, {"X-Kring-Actor-Name", "Marieke Bakker"}, {"X-Kring-Role", "begeleider"}};
+}
+
+kring::HttpReply Act(const LocalCluster& c, const std::string& org, const std::string& method, const std::string& path,
+                     const std::optional<json>& body = std::nullopt) {
+  return c.Call(org, method, path, body, ActorAt(org));
+}
+
 json PlanOf(const LocalCluster& c, const std::string& org, const std::string& case_id) {
-  auto r = c.Call(org, "GET", "/v1/cases/" + case_id + "/plan");
+  auto r = Act(c, org, "GET", "/v1/cases/" + case_id + "/plan");
   return r.status == 200 ? r.body : json::object();
 }
 
@@ -80,7 +96,7 @@ int main(int argc, char** argv) {
   for (const std::string& org : {gemeente, wijkteam, zorg}) Check(c.Start(org), org + " answers /v1/health");
   bool all_connected = LocalCluster::WaitFor([&] {
     for (const std::string& org : {gemeente, wijkteam, zorg}) {
-      auto h = c.Call(org, "GET", "/v1/health");
+      auto h = Act(c, org, "GET", "/v1/health");
       if (h.status != 200) return false;
       for (auto& p : h.body["peers"]) if (!p["connected"].get<bool>()) return false;
     }
@@ -89,14 +105,14 @@ int main(int argc, char** argv) {
   Check(all_connected, "every node reports both partners connected (CURVE, partner keys only)");
 
   Step("The municipality opens a case for a household (a random id: no BSN, no name on the wire) and holds regie");
-  auto created = c.Call(gemeente, "POST", "/v1/cases", json{{"label", "Huishouden J. (dossier 2026-114)"}});
+  auto created = Act(c, gemeente, "POST", "/v1/cases", json{{"label", "Huishouden J. (dossier 2026-114)"}});
   Check(created.status == 201, "case created");
   std::string case_id = created.body.value("case", "");
   std::printf("    case id %s; the label stays on the municipality's node\n", case_id.c_str());
 
   Step("The citizen consents: the district team may see the whole plan, the care provider only daily activities");
   auto consent = [&](const std::string& grantee, const json& domains, const std::string& purpose) {
-    return c.Call(gemeente, "POST", "/v1/cases/" + case_id + "/consents",
+    return Act(c, gemeente, "POST", "/v1/cases/" + case_id + "/consents",
                   json{{"grantee", grantee}, {"domains", domains}, {"purpose", purpose},
                        {"basis", "Wmo 2015 art. 5.1.1; toestemming burger"}, {"valid_from", "2026-01-01"},
                        {"given_by", "burger"}, {"evidence", {{"kind", "attested"}, {"reference", "toestemmingsformulier 2026-114"}}}});
@@ -108,7 +124,7 @@ int main(int argc, char** argv) {
 
   Step("The municipality writes a goal about finances");
   const std::string goal_text = "Schulden in beeld en een betaalregeling voor de huur";
-  auto goal = c.Call(gemeente, "POST", "/v1/cases/" + case_id + "/items",
+  auto goal = Act(c, gemeente, "POST", "/v1/cases/" + case_id + "/items",
                      json{{"kind", "goal"}, {"domain", "finances"},
                           {"data", {{"description", goal_text}, {"status", "active"}, {"target_date", "2027-03-01"}}}});
   Check(goal.status == 201, "goal signed, encrypted to the organisations consent allows, stored");
@@ -126,7 +142,7 @@ int main(int argc, char** argv) {
 
   Step("The district team plans an action on daily activities with the care provider");
   const std::string action_text = "Dagbesteding twee ochtenden per week";
-  auto action = c.Call(wijkteam, "POST", "/v1/cases/" + case_id + "/items",
+  auto action = Act(c, wijkteam, "POST", "/v1/cases/" + case_id + "/items",
                        json{{"kind", "action"}, {"domain", "daily-activities"},
                             {"data", {{"what", action_text}, {"who", {{"type", "organisation"}, {"org", zorg}}}, {"due_date", "2026-12-01"}, {"status", "planned"}}}});
   Check(action.status == 201, "action written");
@@ -146,24 +162,31 @@ int main(int argc, char** argv) {
 
   Step("The care provider's consent does not cover finances: it holds nothing of the goal, readable or not");
   Check(!OnDisk(c, zorg, goal_text), "the goal's text appears nowhere in the care provider's database files");
-  Check(c.Call(zorg, "GET", "/v1/health").body.value("fragments", -1) == 1, "the care provider's database holds exactly 1 fragment");
+  Check(Act(c, zorg, "GET", "/v1/health").body.value("fragments", -1) == 1, "the care provider's database holds exactly 1 fragment");
 
   Step("No plaintext on disk anywhere: plan items are stored encrypted");
   for (const std::string& org : {gemeente, wijkteam, zorg})
     Check(!OnDisk(c, org, goal_text) && !OnDisk(c, org, action_text), org + "'s database files hold no item text");
 
   Step("The citizen withdraws the care provider's consent; its node purges what it held");
-  auto withdrawn = c.Call(gemeente, "POST", "/v1/cases/" + case_id + "/consents/" + zorg_consent_id + "/withdraw");
+  auto withdrawn = Act(c, gemeente, "POST", "/v1/cases/" + case_id + "/consents/" + zorg_consent_id + "/withdraw");
   Check(withdrawn.status == 200, "consent withdrawn at the regie organisation");
   bool purged = LocalCluster::WaitFor([&] {
-    return c.Call(zorg, "GET", "/v1/health").body.value("fragments", -1) == 0;
+    return Act(c, zorg, "GET", "/v1/health").body.value("fragments", -1) == 0;
   }, 2000);
   Check(purged, "within 2 seconds the care provider's node holds nothing of the plan");
   Check(!OnDisk(c, zorg, action_text), "the action's ciphertext is gone from its database files");
 
   Step("The citizen asks who looked at their plan: the access log (NEN 7513)");
-  auto log = c.Call(gemeente, "GET", "/v1/cases/" + case_id + "/access-log");
-  Check(log.status == 200 && !log.body["entries"].empty(), "the municipality's access log lists every call");
+  kring::HttpReply log;
+  bool purge_logged = LocalCluster::WaitFor([&] {
+    log = Act(c, gemeente, "GET", "/v1/cases/" + case_id + "/access-log");
+    for (auto& e : log.body["entries"])
+      if (e["action"] == "purge" && e["organisation"] == zorg) return true;
+    return false;
+  }, 3000);
+  Check(log.status == 200 && !log.body["entries"].empty(), "the municipality's access log lists every call, at every organisation");
+  Check(purge_logged, "including the care provider's purge, reported to the regie organisation");
   for (auto& e : log.body["entries"])
     std::printf("    %s %-16s %-8s by %s (%s) at %s\n", e["time"].get<std::string>().c_str(), e["action"].get<std::string>().c_str(),
                 e["outcome"].get<std::string>().c_str(), e["actor"]["name"].get<std::string>().c_str(),

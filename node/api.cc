@@ -1,4 +1,4 @@
-// HTTP routes of the local API: authentication, actor headers, JSON errors, cases and fragments.
+// HTTP routes of the local API: authentication, actor headers, JSON errors, access logging; cases, consent, plan, FHIR.
 #include "node/api.h"
 
 #include <functional>
@@ -59,7 +59,7 @@ void SendJson(httplib::Response& res, int status, const json& body) {
 }
 
 std::string IsoTime(int64_t ms) {
-  if (ms <= 0) return "";
+  if (ms < 0) return "";
   std::time_t secs = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
   gmtime_r(&secs, &tm);
@@ -250,7 +250,10 @@ struct ApiServer::Impl {
   // Parses a JSON object body; on failure answers and returns nullopt.
   std::optional<json> ParseBody(const httplib::Request& req, httplib::Response& res) {
     std::string type = req.get_header_value("Content-Type");
-    if (!req.body.empty() && !type.empty() && type.rfind("application/json", 0) != 0) {
+    std::string media = type.substr(0, type.find(';'));
+    while (!media.empty() && media.back() == ' ') media.pop_back();
+    std::transform(media.begin(), media.end(), media.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (!req.body.empty() && !media.empty() && media != "application/json") {
       SendError(res, 415, "unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'");
       return std::nullopt;
     }
@@ -323,19 +326,6 @@ struct ApiServer::Impl {
       return false;
     }
     *out = it->get<std::string>();
-    return true;
-  }
-
-  bool RequireKnownCase(const CaseId& case_id, httplib::Response& res) {
-    auto known = node->store().CaseKnown(case_id);
-    if (!known.ok()) {
-      SendStatusError(res, known.status());
-      return false;
-    }
-    if (!*known) {
-      SendError(res, 404, "not_found", "no case " + CaseIdToHex(case_id) + " on this node");
-      return false;
-    }
     return true;
   }
 
@@ -632,7 +622,9 @@ Status ApiServer::Start(const ApiOptions& options) {
   server.set_read_timeout(10, 0);
   server.set_write_timeout(10, 0);
   server.new_task_queue = [] { return new httplib::ThreadPool(4); };
-  server.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+  // Counted before the answer is written, so a client that reads /metrics
+  // right after an answer sees it counted.
+  server.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     {
       std::lock_guard lock(impl_->metrics_mu);
       ++impl_->requests_by_status[res.status];

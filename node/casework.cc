@@ -100,10 +100,10 @@ Result<RecordId> Node::WithdrawConsent(const CaseId& case_id, const RecordId& co
   auto consents = state->Consents(NowMs());
   auto it = std::find_if(consents.begin(), consents.end(), [&](const ConsentView& v) { return v.id == consent; });
   if (it == consents.end() || !it->valid) return Status::NotFound("no consent " + ToHex(consent) + " in this case");
-  if (it->status == ConsentStatus::kWithdrawn) return Status::Conflict("consent is already withdrawn");
   const std::string& me = identity_.pub.org;
   if (state->Regie().org != me && it->grant->grantee.v != me)
     return Status::PermissionDenied("only the regie organisation or the grantee itself can withdraw this consent");
+  if (it->status == ConsentStatus::kWithdrawn) return Status::Conflict("consent is already withdrawn");
   ConsentWithdrawal w;
   w.h.case_id = case_id;
   w.h.author.v = me;
