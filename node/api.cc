@@ -520,30 +520,24 @@ struct ApiServer::Impl {
       SendJson(res, 201, {{"item", ToHex(written->item)}, {"version", ToHex(written->version)}});
     }));
 
-    server->Get(R"(/v1/cases/([^/]+)/plan)", CaseRoute("read", [this](const httplib::Request& req, httplib::Response& res,
-                                                                     const Caller&, AccessScope& scope) {
-      CaseId case_id;
-      if (!ParseCase(req.matches[1], &case_id, res)) return;
-      scope.case_id = case_id;
-      auto plan = node->ReadPlan(case_id);
-      if (!plan.ok()) return SendStatusError(res, plan.status());
-      scope.items = plan->versions;
-      scope.consent = Join(plan->consents);
-      SendJson(res, 200, plan->plan);
-    }));
-
-    server->Get(R"(/fhir/CarePlan/([^/]+))", CaseRoute("read", [this](const httplib::Request& req, httplib::Response& res,
-                                                                     const Caller&, AccessScope& scope) {
-      CaseId case_id;
-      if (!ParseCase(req.matches[1], &case_id, res)) return;
-      scope.case_id = case_id;
-      auto plan = node->ReadPlan(case_id);
-      if (!plan.ok()) return SendStatusError(res, plan.status());
-      scope.items = plan->versions;
-      scope.consent = Join(plan->consents);
-      res.status = 200;
-      res.set_content(ToFhirCarePlan(case_id, plan->plan).dump(), "application/fhir+json");
-    }));
+    // The plan, as JSON or as a FHIR CarePlan: the same read, the same access-log entry.
+    auto plan_route = [this](bool fhir) {
+      return CaseRoute("read", [this, fhir](const httplib::Request& req, httplib::Response& res, const Caller&,
+                                           AccessScope& scope) {
+        CaseId case_id;
+        if (!ParseCase(req.matches[1], &case_id, res)) return;
+        scope.case_id = case_id;
+        auto plan = node->ReadPlan(case_id);
+        if (!plan.ok()) return SendStatusError(res, plan.status());
+        scope.items = plan->versions;
+        scope.consent = Join(plan->consents);
+        if (!fhir) return SendJson(res, 200, plan->plan);
+        res.status = 200;
+        res.set_content(ToFhirCarePlan(case_id, plan->plan).dump(), "application/fhir+json");
+      });
+    };
+    server->Get(R"(/v1/cases/([^/]+)/plan)", plan_route(false));
+    server->Get(R"(/fhir/CarePlan/([^/]+))", plan_route(true));
 
     server->Get(R"(/v1/cases/([^/]+)/access-log)", CaseRoute("read", [this](const httplib::Request& req,
                                                                            httplib::Response& res, const Caller&,
