@@ -34,7 +34,11 @@ Result<AccessRecord> SignAccessRecord(AccessRecordBody body, const NodeIdentity&
   Status st = CheckBody(body);
   if (!st.ok()) return Status::InvalidArgument(st.message());
   AccessRecord r{std::move(body), {}};
-  r.signature = Sign(kAccessContext, r.Id(), author.sign_sk);
+  try {
+    r.signature = Sign(kAccessContext, r.Id(), author.sign_sk);  // Id() encodes, which throws past a field's limit
+  } catch (const WireError& e) {
+    return Status::ResourceExhausted(std::string("record does not fit the wire format: ") + e.what());
+  }
   return r;
 }
 

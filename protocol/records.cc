@@ -104,7 +104,11 @@ Result<ControlRecord> SignControl(ControlBody body, const NodeIdentity& author) 
     return s.ok() ? CheckBody(b) : s;
   }, r.body);
   if (!st.ok()) return Status::InvalidArgument(st.message());
-  r.signature = Sign(kControlContext, r.Id(), author.sign_sk);
+  try {
+    r.signature = Sign(kControlContext, r.Id(), author.sign_sk);  // Id() encodes, which throws past a field's limit
+  } catch (const WireError& e) {
+    return Status::ResourceExhausted(std::string("record does not fit the wire format: ") + e.what());
+  }
   return r;
 }
 

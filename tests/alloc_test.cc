@@ -6,8 +6,10 @@
 #include <cstdlib>
 #include <new>
 
+#include "protocol/access_record.h"
 #include "protocol/fragment.h"
 #include "protocol/messages.h"
+#include "protocol/records.h"
 
 namespace {
 
@@ -124,6 +126,66 @@ SealedRecord MakeRecord() {
   return out;
 }
 
+void SetU16(Bytes& b, size_t at, uint16_t v) {
+  for (int i = 0; i < 2; ++i) b[at + i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+// A valid, signed consent grant and the offsets of its counts.
+struct SignedConsent {
+  Bytes record;
+  size_t parents_count_at = 0;
+  size_t domains_count_at = 0;
+  size_t purpose_len_at = 0;
+};
+
+SignedConsent MakeConsent() {
+  NodeIdentity author = NodeIdentity::Generate("gemeente-a", "Gemeente A");
+  ConsentGrant c;
+  c.h.case_id = NewCaseId();
+  c.h.author.v = author.pub.org;
+  c.h.parents.v = {Hash{}};
+  c.grantee.v = "zorg-b";
+  c.domains.v = {{"housing"}};
+  c.purpose.v = "doel";
+  c.basis.v = "grondslag";
+  c.given_by.v = "burger";
+  c.evidence_reference.v = "formulier";
+  Result<ControlRecord> r = SignControl(c, author);
+  REQUIRE(r.ok());
+  SignedConsent out;
+  out.record = EncodeControlRecord(*r);
+  out.parents_count_at = 1 + Encode(c.h).size() - Encode(c.h.parents).size();
+  out.domains_count_at = 1 + Encode(c.h).size() + Encode(c.grantee).size();
+  out.purpose_len_at = out.domains_count_at + Encode(c.domains).size();
+  return out;
+}
+
+// A valid, signed access record and the offsets of its items count and consent length.
+struct SignedAccess {
+  Bytes record;
+  size_t items_count_at = 0;
+  size_t consent_len_at = 0;
+};
+
+SignedAccess MakeAccess() {
+  NodeIdentity author = NodeIdentity::Generate("gemeente-a", "Gemeente A");
+  AccessRecordBody b;
+  b.case_id = NewCaseId();
+  b.author.v = author.pub.org;
+  b.action.v = "read";
+  b.outcome.v = "success";
+  b.actor_id.v = "medewerker-1";
+  b.items.v = {{"item"}};
+  b.consent.v = "consent";
+  Result<AccessRecord> r = SignAccessRecord(b, author);
+  REQUIRE(r.ok());
+  SignedAccess out;
+  out.record = EncodeAccessRecord(*r);
+  out.consent_len_at = 1 + Encode(b).size() - Encode(b.consent).size();
+  out.items_count_at = out.consent_len_at - Encode(b.items).size();
+  return out;
+}
+
 }  // namespace
 
 // Without this the tests below could pass with a probe that sees nothing.
@@ -195,6 +257,75 @@ TEST_CASE("a fragment record length prefix far beyond the bytes present is rejec
   Result<Fragment> f = Status::Corruption("not run");
   size_t largest = LargestAllocationDuring([&] { f = DecodeFragmentRecord(record); });
   CHECK_FALSE(f.ok());
+  CHECK(largest <= kAllowedBytes);
+}
+
+// These records are a few hundred bytes. A decode that checks counts against
+// the bytes left allocates only its error message (about 60 bytes) before it
+// fails; one that trusted a count would reserve up to 32 KiB (1024 items),
+// which kAllowedBytes would let through.
+constexpr size_t kSmallRecordAllowedBytes = 256;
+
+TEST_CASE("a control record count or length prefix beyond its limit or the bytes present is rejected without a large allocation") {
+  const SignedConsent c = MakeConsent();
+  Bytes record = c.record;
+  SUBCASE("parents claiming 255") { record[c.parents_count_at] = 0xff; }
+  SUBCASE("parents claiming their maximum with none present") {
+    record[c.parents_count_at] = static_cast<uint8_t>(kMaxCausalParents);
+    record.resize(c.parents_count_at + 1);
+  }
+  SUBCASE("domains claiming 255") { record[c.domains_count_at] = 0xff; }
+  SUBCASE("domains claiming their maximum with none present") {
+    record[c.domains_count_at] = static_cast<uint8_t>(kMaxConsentDomains);
+    record.resize(c.domains_count_at + 1);
+  }
+  SUBCASE("purpose claiming 0xFFFF bytes") { SetU16(record, c.purpose_len_at, 0xFFFF); }
+  SUBCASE("purpose claiming its maximum with 16 bytes present") {
+    SetU16(record, c.purpose_len_at, static_cast<uint16_t>(kMaxPurposeBytes));
+    record.resize(c.purpose_len_at + 2 + 16);
+  }
+  Result<ControlRecord> r = Status::Corruption("not run");
+  size_t largest = LargestAllocationDuring([&] { r = DecodeControlRecord(record); });
+  CHECK_FALSE(r.ok());
+  CHECK(largest <= kSmallRecordAllowedBytes);
+}
+
+TEST_CASE("an access record count or length prefix beyond its limit or the bytes present is rejected without a large allocation") {
+  const SignedAccess a = MakeAccess();
+  Bytes record = a.record;
+  SUBCASE("items claiming 0xFFFF") { SetU16(record, a.items_count_at, 0xFFFF); }
+  SUBCASE("items claiming their maximum with 16 bytes present") {
+    SetU16(record, a.items_count_at, static_cast<uint16_t>(kMaxAccessItems));
+    record.resize(a.items_count_at + 2 + 16);
+  }
+  SUBCASE("consent claiming 0xFFFF bytes") { SetU16(record, a.consent_len_at, 0xFFFF); }
+  SUBCASE("consent claiming its maximum with 16 bytes present") {
+    SetU16(record, a.consent_len_at, 4096);
+    record.resize(a.consent_len_at + 2 + 16);
+  }
+  Result<AccessRecord> r = Status::Corruption("not run");
+  size_t largest = LargestAllocationDuring([&] { r = DecodeAccessRecord(record); });
+  CHECK_FALSE(r.ok());
+  CHECK(largest <= kSmallRecordAllowedBytes);
+}
+
+// A legitimate record may allocate more than a rejected one, but its largest
+// list stays well under the bound every decode is held to.
+TEST_CASE("decoding an access record with the most items allocates more than a rejected claim and less than the bound") {
+  NodeIdentity author = NodeIdentity::Generate("gemeente-a", "Gemeente A");
+  AccessRecordBody b;
+  b.author.v = author.pub.org;
+  b.action.v = "read";
+  b.outcome.v = "success";
+  b.actor_id.v = "medewerker-1";
+  b.items.v.assign(kMaxAccessItems, {std::string(1, 'x')});
+  Result<AccessRecord> signed_record = SignAccessRecord(b, author);
+  REQUIRE(signed_record.ok());
+  const Bytes record = EncodeAccessRecord(*signed_record);
+  Result<AccessRecord> r = Status::Corruption("not run");
+  size_t largest = LargestAllocationDuring([&] { r = DecodeAccessRecord(record); });
+  REQUIRE(r.ok());
+  CHECK(largest > kSmallRecordAllowedBytes);  // the probe sees the items list a decode reserves
   CHECK(largest <= kAllowedBytes);
 }
 
