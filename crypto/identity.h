@@ -31,6 +31,11 @@ struct NodeIdentity {
 };
 
 bool IsValidOrgSlug(std::string_view org);
+// Well-formed UTF-8: no overlong forms, surrogates or code points past U+10FFFF.
+bool IsValidUtf8(std::string_view s);
+// Valid UTF-8 without control characters other than newline and tab: text
+// from a peer that will reach JSON, logs or a screen.
+bool IsPrintableText(std::string_view s);
 bool IsValidDisplayName(std::string_view name);
 
 // Writes the identity to `path` with mode 0600, refusing to overwrite an

@@ -23,7 +23,7 @@ std::string AccessEntry::Canonical() const {
   j["case"] = case_id ? CaseIdToHex(*case_id) : std::string();
   j["items"] = items;
   j["consent"] = consent;
-  return j.dump();
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 Hash AccessEntry::ComputeHash() const {

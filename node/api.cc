@@ -4,6 +4,8 @@
 #include <functional>
 #include <limits>
 #include <thread>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <httplib.h>
@@ -55,7 +57,9 @@ void SendStatusError(httplib::Response& res, const Status& st) {
 
 void SendJson(httplib::Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  // Text that came from a peer is checked on receipt; replacing, not
+  // throwing, keeps one bad byte from turning a read into a 500.
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
 std::string IsoTime(int64_t ms) {
@@ -74,27 +78,8 @@ json TimeOrNull(int64_t ms) { return ms > 0 ? json(IsoTime(ms)) : json(nullptr);
 
 
 // Header values go into logs and (later) the access log: bounded and printable.
-bool ValidUtf8(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    uint32_t cp = n == 1 ? c : c & (0x7f >> n);
-    for (size_t k = 1; k < n; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    static const uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;  // overlong, out of range, surrogate
-    i += n;
-  }
-  return true;
-}
-
 bool ValidHeaderValue(const std::string& v, size_t max) {
-  if (v.empty() || v.size() > max || !ValidUtf8(v)) return false;
+  if (v.empty() || v.size() > max || !IsValidUtf8(v)) return false;
   for (unsigned char c : v)
     if (c < 0x20 || c == 0x7f) return false;
   return true;
@@ -592,7 +577,11 @@ ApiServer::ApiServer(Node* node) : impl_(std::make_unique<Impl>(node)) {}
 ApiServer::~ApiServer() { Stop(); }
 
 bool IsLoopbackHost(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  return inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
 }
 
 Status ApiServer::Start(const ApiOptions& options) {

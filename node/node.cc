@@ -49,7 +49,7 @@ Result<std::unique_ptr<Node>> Node::Open(const std::string& data_dir, WallClock 
   // The clock must never go back past what we already wrote or received.
   auto max_hlc = node->store_->MaxHlc();
   if (!max_hlc.ok()) return max_hlc.status();
-  node->clock_.Observe(*max_hlc);
+  node->clock_.SetFloor(*max_hlc);
   // Consents may have expired while the node was down: decide every case afresh.
   auto cases = node->store_->CasesWithRecords();
   if (!cases.ok()) return cases.status();
@@ -129,11 +129,12 @@ Result<CaseState> Node::State(const CaseId& case_id) {
 }
 
 Result<CaseState> Node::StateLocked(const CaseId& case_id) {
+  // Key grants decide nothing about consent; keeping them out keeps the
+  // state's cost independent of how many keys were re-sealed.
   std::vector<ControlRecord> controls;
-  auto records = store_->RecordsOfCase(case_id);
+  auto records = store_->DecisionRecordsOfCase(case_id);
   if (!records.ok()) return records.status();
   for (const StoredRecord& r : *records) {
-    if (!IsControlType(r.type)) continue;
     auto c = DecodeControlRecord(r.record);
     if (!c.ok()) return Status::Corruption("stored control record does not decode: " + c.status().message());
     controls.push_back(std::move(*c));
@@ -159,6 +160,9 @@ Status Node::ContentKeyFor(const Fragment& f, ContentKey* key) {
 }
 
 Status Node::RecomputeLocked(const CaseId& case_id, const std::set<RecordId>* only) {
+  // Until this pass completes, the case is due again: a failure (disk full,
+  // a busy database) is retried by the timer instead of leaving stale audiences.
+  next_change_[case_id] = 0;
   auto state_or = StateLocked(case_id);
   if (!state_or.ok()) {
     next_change_.erase(case_id);
@@ -229,11 +233,22 @@ Status Node::RecomputeLocked(const CaseId& case_id, const std::set<RecordId>* on
   for (auto& [id, c] : controls) {
     if (only) break;  // new fragments change no control record's audience
     if (auto* g = std::get_if<KeyGrant>(&c.body)) {
-      bool fragment_gone = std::find(purge.begin(), purge.end(), g->fragment) != purge.end();
-      if (fragment_gone && g->grantee.v == me) {
+      // A key grant goes to its grantee only while the grantee may read the
+      // fragment; a grantee drops grants to fragments it no longer holds.
+      auto f = fragments.find(g->fragment);
+      bool held = f != fragments.end() && std::find(purge.begin(), purge.end(), g->fragment) == purge.end();
+      if (!held && g->grantee.v == me) {
         purge.push_back(id);
         continue;
       }
+      std::vector<std::string> audience = {g->h.author.v};
+      if (held && state.MayRead(g->grantee.v, FragmentFacts{g->fragment, f->second.header.author.v,
+                                                             f->second.header.domain.v}, now))
+        audience.push_back(g->grantee.v);
+      std::sort(audience.begin(), audience.end());
+      audience.erase(std::unique(audience.begin(), audience.end()), audience.end());
+      audiences.emplace_back(id, audience);
+      continue;
     }
     audiences.emplace_back(id, state.ControlAudience(c, now));
   }
@@ -401,39 +416,46 @@ size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const 
       reject("bad_record", "record by " + h.author.v + ": " + st.message());
       continue;
     }
-    if (!clock_.Observe(h.hlc)) {
+    if (!clock_.Plausible(h.hlc)) {
       reject("clock_skew", "record timestamp lies more than an hour in the future");
       continue;
     }
     controls[h.case_id].emplace_back(std::move(*c), &bytes);
   }
 
+  std::map<FragmentId, std::string> pushed_authors;  // fragments in this push, for their key grants
+  for (auto& [f, bytes] : fragments) pushed_authors[f.Id()] = f.header.author.v;
   for (auto& [case_id, list] : controls) {
     // Judge the new records against everything known of the case, them included.
     std::vector<ControlRecord> all;
-    auto stored = store_->RecordsOfCase(case_id);
+    auto stored = store_->DecisionRecordsOfCase(case_id);
     if (!stored.ok()) continue;
     for (const StoredRecord& r : *stored)
-      if (IsControlType(r.type))
-        if (auto c = DecodeControlRecord(r.record); c.ok()) all.push_back(std::move(*c));
-    for (auto& [c, bytes] : list) all.push_back(c);
+      if (auto c = DecodeControlRecord(r.record); c.ok()) all.push_back(std::move(*c));
+    for (auto& [c, bytes] : list)
+      if (c.type() != RecordType::kKeyGrant) all.push_back(c);
     CaseState state = CaseState::Build(case_id, all);
     auto invalid = state.Invalid();
     std::vector<RecordRow> rows;
     for (auto& [c, bytes] : list) {
       RecordId id = c.Id();
       if (auto* g = std::get_if<KeyGrant>(&c.body)) {
-        // A key grant may come from the fragment's author as well as from
-        // the regie organisation; judge it against the fragment when we have it.
+        // Only keys for us, to fragments we hold or receive now, from the
+        // fragment's author or the regie organisation: nothing else is stored.
         std::string fragment_author;
-        if (auto f = store_->GetRecord(g->fragment); f.ok() && f->has_value())
+        if (auto f = store_->GetRecord(g->fragment); f.ok() && f->has_value()) {
           if (auto fd = DecodeFragmentRecord((*f)->record); fd.ok()) fragment_author = fd->header.author.v;
+        } else if (auto it = pushed_authors.find(g->fragment); it != pushed_authors.end()) {
+          fragment_author = it->second;
+        }
+        if (g->grantee.v != me || fragment_author.empty()) {
+          reject("not_addressed", "key grant for " + g->grantee.v + " to a fragment this node does not hold");
+          continue;
+        }
         Status ok = state.CheckKeyGrant(c, fragment_author);
-        if (!ok.ok() && !(fragment_author.empty() && ok.code() == Status::Code::kPermissionDenied)) {
-          if (ok.code() != Status::Code::kNotFound) {
-            reject("forged_record", "key grant by " + c.header().author.v + ": " + ok.message());
-            continue;
-          }
+        if (!ok.ok()) {
+          reject("forged_record", "key grant by " + c.header().author.v + ": " + ok.message());
+          continue;
         }
       } else if (std::find(invalid.begin(), invalid.end(), id) != invalid.end()) {
         reject("forged_record", "record by " + c.header().author.v + " that it may not write: " +
@@ -455,6 +477,7 @@ size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const 
     }
     added += ids->size();
     if (!ids->empty()) touched.insert(case_id);
+    for (const RecordRow& r : rows) clock_.Observe(r.hlc);  // only what we accepted moves our clock
     for (const RecordRow& r : rows)
       if (r.type == RecordType::kConsentWithdrawal && std::find(ids->begin(), ids->end(), r.id) != ids->end())
         withdrawals_processed_.fetch_add(1);
@@ -483,11 +506,21 @@ size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const 
       continue;
     }
     FragmentFacts facts{id, h.author.v, h.domain.v};
+    // The author must have been allowed to write it: the regie organisation,
+    // or an organisation whose consent covered the domain when it wrote.
+    // (The creator held regie first; a later former regie organisation's
+    // fragments pass only through its consent: see docs/consent.md.)
+    if (h.author.v != me && h.author.v != state->Regie().org && h.author.v != state->creator() &&
+        !state->ConsentFor(h.author.v, facts, static_cast<int64_t>(HlcMillis(h.hlc)))) {
+      reject("forged_record", "fragment " + ToHex(id).substr(0, 16) + " by " + h.author.v +
+                                  ", which has no consent to write in " + (h.domain.v.empty() ? "this case" : h.domain.v));
+      continue;
+    }
     if (h.author.v != me && !state->MayRead(me, facts, now)) {
       reject("not_addressed", "fragment " + ToHex(id).substr(0, 16) + " is outside what " + me + " may read");
       continue;
     }
-    if (!clock_.Observe(h.hlc)) {
+    if (!clock_.Plausible(h.hlc)) {
       reject("clock_skew", "fragment timestamp lies more than an hour in the future");
       continue;
     }
@@ -543,8 +576,10 @@ size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const 
       KRING_LOG(kError, "store", "cannot store fragments from " << from << ": " << ids.status().ToString());
     } else {
       added += ids->size();
-      for (const RecordRow& r : fragment_rows)
+      for (const RecordRow& r : fragment_rows) {
+        clock_.Observe(r.hlc);
         if (std::find(ids->begin(), ids->end(), r.id) != ids->end()) new_fragments[r.case_id].insert(r.id);
+      }
     }
   }
 
@@ -564,6 +599,16 @@ size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const 
     auto state = StateLocked(b.case_id);
     if (!state.ok() || state->Regie().org != me) {
       reject("not_addressed", "access record for a case " + me + " does not hold regie of");
+      continue;
+    }
+    // Only organisations that take or took part in the case log accesses to it.
+    auto consents = state->Consents(now);
+    bool took_part = b.author.v == state->creator() ||
+                     std::any_of(consents.begin(), consents.end(), [&](const ConsentView& v) {
+                       return v.valid && v.grant->grantee.v == b.author.v;
+                     });
+    if (!took_part) {
+      reject("not_addressed", "access record by " + b.author.v + ", which takes no part in the case");
       continue;
     }
     RecordRow row{a.Id(), RecordType::kAccessRecord, b.case_id, b.author.v, "", "", b.hlc, *bytes, {me, b.author.v}};

@@ -374,6 +374,24 @@ Result<size_t> Store::DeleteRecords(const std::vector<RecordId>& ids) {
   return n;
 }
 
+Result<std::vector<StoredRecord>> Store::DecisionRecordsOfCase(const CaseId& id) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT id, hlc, record, type FROM records WHERE case_id = ? AND type BETWEEN 2 AND 5 ORDER BY hlc, id");
+  s.Bind(1, ByteSpan(id));
+  std::vector<StoredRecord> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    StoredRecord r;
+    if (!s.Array(0, &r.id)) return Status::Corruption("record with malformed id in the database");
+    r.hlc = static_cast<HlcTimestamp>(s.Int(1));
+    r.record = s.Blob(2);
+    r.type = static_cast<RecordType>(s.Int(3));
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return s.Error("cannot read records");
+  return out;
+}
+
 Result<std::vector<CaseId>> Store::CasesWithRecords() {
   std::lock_guard lock(mu_);
   Stmt s(db_, "SELECT DISTINCT case_id FROM records");

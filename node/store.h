@@ -100,6 +100,9 @@ class Store {
   Result<std::optional<StoredRecord>> GetRecord(const FragmentId& id);
   // All records of a case, oldest first; optionally only one type.
   Result<std::vector<StoredRecord>> RecordsOfCase(const CaseId& id, std::optional<RecordType> type = std::nullopt);
+  // The control records of a case that decide its consent state (genesis,
+  // consent, withdrawal, regie change; not key grants), oldest first.
+  Result<std::vector<StoredRecord>> DecisionRecordsOfCase(const CaseId& id);
   // The cases this node holds any record of.
   Result<std::vector<CaseId>> CasesWithRecords();
   // The records `org` may hold, as reconciliation keys sorted by (hlc, id).

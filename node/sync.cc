@@ -25,6 +25,7 @@ namespace {
 constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
 constexpr const char* kZapDomain = "kring";
 constexpr size_t kPushBudgetBytes = 3 * 1024 * 1024;  // stay well under kMaxFrameBytes
+constexpr size_t kMaxServeBytes = 32 * 1024 * 1024;   // per want or reconciliation round
 constexpr int kHeartbeatIvlMs = 1000;
 constexpr int kHeartbeatTimeoutMs = 3000;
 // A session needs about log16(n) rounds, plus one per 256 KiB of ids when a
@@ -223,6 +224,7 @@ struct SyncEngine::Impl {
     if (it == org_by_key.end()) {
       CountRejected("not_a_partner");
       int64_t now = NowMs();
+      if (refused_logged.size() > 10000) refused_logged.clear();  // strangers must not grow our memory
       int64_t& last = refused_logged[key_hex];
       if (now - last > 60000) {  // one line a minute per key: a retrying stranger must not flood the log
         KRING_LOG(kWarn, "sync", "refused connection from " << address << ": CURVE key " << key_hex.substr(0, 16)
@@ -285,17 +287,32 @@ struct SyncEngine::Impl {
     return sent;
   }
 
-  // Loads the records with these ids that `org` may hold.
-  std::vector<Bytes> LoadRecordsFor(const std::vector<Hash>& ids, const std::string& org) {
-    std::vector<Bytes> out;
-    for (const Hash& id : ids) {
+  // Sends `org` the records with these ids that it may hold, each once, a
+  // push at a time, and at most kMaxServeBytes per request: what a peer
+  // asks for never decides how much we hold in memory or queue.
+  template <class SendFn>
+  size_t ServeRecords(const std::vector<Hash>& ids, const std::string& org, SendFn send) {
+    std::set<Hash> unique(ids.begin(), ids.end());
+    std::vector<Bytes> batch;
+    size_t batch_bytes = 0, served_bytes = 0, sent = 0;
+    for (const Hash& id : unique) {
       auto allowed = store->InAudience(id, org);
       if (!allowed.ok() || !*allowed) continue;
       auto rec = store->GetRecord(id);
       if (!rec.ok() || !rec->has_value()) continue;
-      out.push_back(std::move((*rec)->record));
+      size_t n = (*rec)->record.size();
+      if (served_bytes + n > kMaxServeBytes) break;  // the rest follows in a later round
+      served_bytes += n;
+      batch_bytes += n;
+      batch.push_back(std::move((*rec)->record));
+      if (batch_bytes >= kPushBudgetBytes || batch.size() == kMaxRecordsPerPush) {
+        sent += SendRecords(batch, send);
+        batch.clear();
+        batch_bytes = 0;
+      }
     }
-    return out;
+    if (!batch.empty()) sent += SendRecords(batch, send);
+    return sent;
   }
 
   void PushAnnounced() {
@@ -407,8 +424,7 @@ struct SyncEngine::Impl {
     if (auto* push = std::get_if<PushMessage>(&*msg)) {
       HandlePush(org, *push);
     } else if (auto* want = std::get_if<WantMessage>(&*msg)) {
-      std::vector<Bytes> records = LoadRecordsFor(want->ids.v, org);
-      SendRecords(records, [&](const Message& m) { return SendRouter(frames[0], m); });
+      ServeRecords(want->ids.v, org, [&](const Message& m) { return SendRouter(frames[0], m); });
     } else if (auto* rec = std::get_if<ReconcileMessage>(&*msg)) {
       if (rec->initiator != 1) {
         Reject(org, "unexpected_message", "reconcile reply on the request socket");
@@ -453,8 +469,7 @@ struct SyncEngine::Impl {
         return;
       }
       if (!have.empty()) {
-        std::vector<Bytes> records = LoadRecordsFor(have, org);
-        size_t sent = SendRecords(records, [&](const Message& m) { return SendDealer(link, m); });
+        size_t sent = ServeRecords(have, org, [&](const Message& m) { return SendDealer(link, m); });
         KRING_LOG(kInfo, "sync", "reconciliation with " << org << ": sent " << sent << " fragment(s) it missed");
       }
       for (size_t i = 0; i < need.size(); i += kMaxIdsPerWant) {

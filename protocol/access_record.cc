@@ -20,6 +20,10 @@ Status CheckBody(const AccessRecordBody& b) {
   if (std::none_of(std::begin(kOutcomes), std::end(kOutcomes), [&](const char* o) { return b.outcome.v == o; }))
     return Status::Corruption("unknown access outcome '" + b.outcome.v + "'");
   if (b.actor_id.v.empty()) return Status::Corruption("access record names no actor");
+  for (const std::string* t : {&b.actor_id.v, &b.actor_name.v, &b.actor_role.v, &b.on_behalf_of.v, &b.client.v, &b.consent.v})
+    if (!IsPrintableText(*t)) return Status::Corruption("access record text is not printable UTF-8");
+  for (const auto& item : b.items.v)
+    if (!IsPrintableText(item.v)) return Status::Corruption("access record item is not printable UTF-8");
   return Status::Ok();
 }
 }  // namespace

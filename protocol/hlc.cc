@@ -19,6 +19,13 @@ HlcTimestamp HybridClock::Now() {
   return last_;
 }
 
+bool HybridClock::Plausible(HlcTimestamp remote) const { return HlcMillis(remote) <= wall_() + kMaxClockSkewMillis; }
+
+void HybridClock::SetFloor(HlcTimestamp floor) {
+  std::lock_guard lock(mu_);
+  if (floor > last_) last_ = floor;
+}
+
 bool HybridClock::Observe(HlcTimestamp remote) {
   std::lock_guard lock(mu_);
   if (HlcMillis(remote) > wall_() + kMaxClockSkewMillis) return false;

@@ -27,6 +27,11 @@ class HybridClock {
   // Advances past `remote` when it is plausible (not beyond the skew bound).
   // Returns false, leaving the clock as it was, when it is not.
   bool Observe(HlcTimestamp remote);
+  // Whether `remote` is within the skew bound; adopts nothing.
+  bool Plausible(HlcTimestamp remote) const;
+  // Never return a timestamp at or below `floor` (what this node already
+  // stored), even when the wall clock stepped back further than the skew bound.
+  void SetFloor(HlcTimestamp floor);
 
   static uint64_t SystemMillis();
 

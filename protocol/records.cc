@@ -48,6 +48,8 @@ Status CheckBody(const ConsentGrant& c) {
   }
   if (c.domains.v.size() > 1 && c.domains.v.front().v == "*") return Status::Corruption("'*' stands alone");
   if (c.purpose.v.empty() || c.basis.v.empty()) return Status::Corruption("purpose and legal basis are required");
+  for (const std::string* t : {&c.purpose.v, &c.basis.v, &c.given_by.v, &c.evidence_reference.v})
+    if (!IsPrintableText(*t)) return Status::Corruption("consent text is not printable UTF-8");
   if (c.valid_until_ms != 0 && c.valid_until_ms <= c.valid_from_ms)
     return Status::Corruption("valid_until is not after valid_from");
   if (c.given_by.v.empty()) return Status::Corruption("given_by is required");

@@ -106,6 +106,22 @@ inline std::vector<std::string> HeldFragmentDomains(LocalCluster& c, const std::
 
 inline size_t HeldFragments(LocalCluster& c, const std::string& org) { return HeldFragmentDomains(c, org).size(); }
 
+// Records of one type (protocol/messages.h RecordType) in the node's database file.
+inline int HeldRecordsOfType(LocalCluster& c, const std::string& org, int type) {
+  sqlite3* db = nullptr;
+  int n = -1;
+  if (sqlite3_open_v2((c.node(org).data_dir + "/kring.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM records WHERE type = ?", -1, &st, nullptr);
+    sqlite3_bind_int(st, 1, type);
+    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return n;
+}
+
 // Waits until each of `orgs` knows the case and has as many consents as `regie` (all synced).
 inline bool AwaitCase(LocalCluster& c, const std::string& regie, const std::vector<std::string>& orgs,
                       const std::string& case_id, int timeout_ms = 5000) {

@@ -9,6 +9,7 @@
 #include "crypto/identity.h"
 #include "examples/cluster.h"
 #include "protocol/messages.h"
+#include "protocol/card.h"
 #include "protocol/records.h"
 #include "tests/cluster_steps.h"
 
@@ -39,7 +40,61 @@ std::string ConsentStatus(LocalCluster& c, const std::string& org, const std::st
   return "";
 }
 
+// Pushes `records` to `to`'s node as `as`, with `as`'s real keys, bypassing
+// its API: what a partner that modified its own node could send.
+void PushAs(LocalCluster& c, const std::string& as, const std::string& to, const std::vector<kring::Bytes>& records) {
+  auto me = kring::ReadKeyFile(c.node(as).data_dir + "/node.key");
+  REQUIRE(me.ok());
+  kring::BoxPublicKey server_key;
+  REQUIRE(kring::FromHex(json::parse(c.node(to).card)["transport_key"].get<std::string>(), server_key));
+  kring::PushMessage push;
+  for (const kring::Bytes& r : records) push.records.v.push_back({r});
+  kring::Bytes frame = kring::EncodeMessage(kring::Message(push));
+  zmq::context_t ctx;
+  zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::curve_serverkey, zmq::const_buffer(server_key.data(), server_key.size()));
+  dealer.set(zmq::sockopt::curve_publickey, zmq::const_buffer(me->pub.transport_pk.data(), 32));
+  dealer.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(me->transport_sk.data(), 32));
+  dealer.set(zmq::sockopt::linger, 2000);
+  dealer.connect(c.node(to).listen());
+  dealer.send(zmq::buffer(frame));
+}
+
 }  // namespace
+
+TEST_CASE("a partner cannot write plan items outside its consent, not even by signing them itself") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  c.AddNode("wijkteam", "Wijkteam");
+  REQUIRE(c.Connect("gemeente", "wijkteam"));
+  REQUIRE(c.Start("gemeente"));
+  REQUIRE(c.Start("wijkteam"));
+  std::string case_id = CreateCase(c, "gemeente");
+  REQUIRE(!Grant(c, "gemeente", case_id, "wijkteam", {"housing"}).empty());
+  REQUIRE(AwaitCase(c, "gemeente", {"wijkteam"}, case_id));
+  CHECK(Note(c, "wijkteam", case_id, "finances", "via de API").status == 403);
+  c.Stop("wijkteam");
+
+  auto me = kring::ReadKeyFile(c.node("wijkteam").data_dir + "/node.key");
+  REQUIRE(me.ok());
+  kring::PublicIdentity gemeente;
+  auto card = kring::CardFromJson(c.node("gemeente").card);
+  REQUIRE(card.ok());
+  kring::FragmentDraft d;
+  REQUIRE(kring::CaseIdFromHex(case_id, &d.case_id));
+  d.kind = "note";
+  d.domain = "finances";
+  d.hlc = kring::MakeHlc(kring::HybridClock::SystemMillis(), 0);
+  std::string text = R"({"text":"ingeschoven"})";
+  d.body.assign(text.begin(), text.end());
+  d.recipients = {*card};
+  auto f = kring::SealFragment(d, *me);
+  REQUIRE(f.ok());
+  PushAs(c, "wijkteam", "gemeente", {kring::EncodeFragmentRecord(*f)});
+  CHECK(LocalCluster::WaitFor([&] { return c.Log("gemeente").find("has no consent to write") != std::string::npos; }, 5000));
+  CHECK(PlanItems(c, "gemeente", case_id) == 0);
+  CHECK(HeldFragments(c, "gemeente") == 0);
+}
 
 TEST_CASE("the housing corporation with consent for housing only holds and reads housing items and nothing else") {
   LocalCluster c(KRING_NODE_BINARY);
@@ -62,7 +117,8 @@ TEST_CASE("the housing corporation with consent for housing only holds and reads
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // several reconciliation rounds
   CHECK(HeldFragmentDomains(c, "woningcorporatie") == std::vector<std::string>{"housing", "housing"});
   CHECK_FALSE(DatabaseContains(c, "woningcorporatie", "schuldhulptraject"));
-  for (auto& item : Plan(c, "woningcorporatie", case_id)["items"]) CHECK(item["domain"] == "housing");
+  json corporation_plan = Plan(c, "woningcorporatie", case_id);
+  for (auto& item : corporation_plan["items"]) CHECK(item["domain"] == "housing");
   // "That" information: it sees who is involved.
   auto cases = c.Call("woningcorporatie", "GET", "/v1/cases");
   REQUIRE(cases.body["cases"].size() == 1);
@@ -141,8 +197,21 @@ TEST_CASE("a late grant gives the new organisation the history in scope") {
   CHECK(HeldFragments(c, "zorg") == 0);
   REQUIRE(!Grant(c, "gemeente", case_id, "zorg", {"physical-health"}).empty());
   CHECK(LocalCluster::WaitFor([&] { return PlanItems(c, "zorg", case_id) == 2; }, 5000));
-  for (auto& item : Plan(c, "zorg", case_id)["items"]) CHECK(item["domain"] == "physical-health");
+  json zorg_plan = Plan(c, "zorg", case_id);
+  for (auto& item : zorg_plan["items"]) CHECK(item["domain"] == "physical-health");
   CHECK(HeldFragmentDomains(c, "zorg") == std::vector<std::string>{"physical-health", "physical-health"});
+  CHECK(HeldRecordsOfType(c, "zorg", 6) >= 2);  // the re-sealed keys (author and regie may both re-seal)
+
+  // Withdrawn again: the history and its keys go, and do not come back.
+  std::string zorg_consent;
+  json consents = c.Call("gemeente", "GET", "/v1/cases/" + case_id + "/consents").body["consents"];
+  for (auto& e : consents)
+    if (e["grantee"] == "zorg") zorg_consent = e["consent"];
+  REQUIRE(Withdraw(c, "gemeente", case_id, zorg_consent).status == 200);
+  CHECK(LocalCluster::WaitFor([&] { return HeldFragments(c, "zorg") == 0 && HeldRecordsOfType(c, "zorg", 6) == 0; }, 3000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  CHECK(HeldFragments(c, "zorg") == 0);
+  CHECK(HeldRecordsOfType(c, "zorg", 6) == 0);
 }
 
 TEST_CASE("an expired consent ends access without anyone acting") {
@@ -194,9 +263,6 @@ TEST_CASE("peers reject a consent record forged by a partner that does not hold 
   // consent for everything, signed properly, pushed straight to the municipality.
   auto me = kring::ReadKeyFile(c.node("wijkteam").data_dir + "/node.key");
   REQUIRE(me.ok());
-  auto gemeente_card = json::parse(c.node("gemeente").card);
-  kring::BoxPublicKey server_key;
-  REQUIRE(kring::FromHex(gemeente_card["transport_key"].get<std::string>(), server_key));
   kring::CaseId cid;
   REQUIRE(kring::CaseIdFromHex(case_id, &cid));
   kring::RecordId parent;
@@ -215,18 +281,7 @@ TEST_CASE("peers reject a consent record forged by a partner that does not hold 
   forged.evidence_reference.v = "vervalst";
   auto rec = kring::SignControl(forged, *me);
   REQUIRE(rec.ok());
-  kring::PushMessage push;
-  push.records.v.push_back({kring::EncodeControlRecord(*rec)});
-  kring::Bytes frame = kring::EncodeMessage(kring::Message(push));
-
-  zmq::context_t ctx;
-  zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
-  dealer.set(zmq::sockopt::curve_serverkey, zmq::const_buffer(server_key.data(), server_key.size()));
-  dealer.set(zmq::sockopt::curve_publickey, zmq::const_buffer(me->pub.transport_pk.data(), 32));
-  dealer.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(me->transport_sk.data(), 32));
-  dealer.set(zmq::sockopt::linger, 1000);
-  dealer.connect(c.node("gemeente").listen());
-  dealer.send(zmq::buffer(frame));
+  PushAs(c, "wijkteam", "gemeente", {kring::EncodeControlRecord(*rec)});
 
   CHECK(LocalCluster::WaitFor([&] { return c.Log("gemeente").find("forged_record") != std::string::npos ||
                                            c.Log("gemeente").find("may not write") != std::string::npos; }, 5000));
