@@ -199,6 +199,7 @@ HttpReply LocalCluster::Raw(const std::string& org, const std::string& method, c
   const ClusterNode& n = nodes_.at(org);
   httplib::Client cli((n.tls ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(n.api_port));
   cli.enable_server_certificate_verification(false);
+  cli.set_tcp_nodelay(true);
   cli.set_connection_timeout(2, 0);
   cli.set_read_timeout(10, 0);
   httplib::Headers h;

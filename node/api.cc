@@ -602,6 +602,9 @@ Status ApiServer::Start(const ApiOptions& options) {
   }
   httplib::Server& server = *impl_->server;
   server.set_payload_max_length(kMaxApiBodyBytes);
+  // httplib writes headers and body separately; without TCP_NODELAY a
+  // keep-alive client waits ~40 ms on Nagle and delayed ACKs for every answer.
+  server.set_tcp_nodelay(true);
   server.set_read_timeout(10, 0);
   server.set_write_timeout(10, 0);
   server.new_task_queue = [] { return new httplib::ThreadPool(4); };
