@@ -141,6 +141,22 @@ class Transaction {
   bool done_ = false;
 };
 
+// Reads the rows of a statement selecting (id, hlc, record, type).
+Result<std::vector<StoredRecord>> ReadRecordRows(Stmt& s) {
+  std::vector<StoredRecord> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    StoredRecord r;
+    if (!s.Array(0, &r.id)) return Status::Corruption("record with malformed id in the database");
+    r.hlc = static_cast<HlcTimestamp>(s.Int(1));
+    r.record = s.Blob(2);
+    r.type = static_cast<RecordType>(s.Int(3));
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return s.Error("cannot read records");
+  return out;
+}
+
 }  // namespace
 
 Store::Store(sqlite3* db) : db_(db) {}
@@ -378,18 +394,7 @@ Result<std::vector<StoredRecord>> Store::DecisionRecordsOfCase(const CaseId& id)
   std::lock_guard lock(mu_);
   Stmt s(db_, "SELECT id, hlc, record, type FROM records WHERE case_id = ? AND type BETWEEN 2 AND 5 ORDER BY hlc, id");
   s.Bind(1, ByteSpan(id));
-  std::vector<StoredRecord> out;
-  int rc;
-  while ((rc = s.Step()) == SQLITE_ROW) {
-    StoredRecord r;
-    if (!s.Array(0, &r.id)) return Status::Corruption("record with malformed id in the database");
-    r.hlc = static_cast<HlcTimestamp>(s.Int(1));
-    r.record = s.Blob(2);
-    r.type = static_cast<RecordType>(s.Int(3));
-    out.push_back(std::move(r));
-  }
-  if (rc != SQLITE_DONE) return s.Error("cannot read records");
-  return out;
+  return ReadRecordRows(s);
 }
 
 Result<std::vector<CaseId>> Store::CasesWithRecords() {
@@ -420,18 +425,7 @@ Result<std::vector<StoredRecord>> Store::RecordsOfCase(const CaseId& id, std::op
   std::lock_guard lock(mu_);
   Stmt s(db_, "SELECT id, hlc, record, type FROM records WHERE case_id = ?1 AND (?2 < 0 OR type = ?2) ORDER BY hlc, id");
   s.Bind(1, ByteSpan(id)).Bind(2, type ? int64_t{static_cast<uint8_t>(*type)} : int64_t{-1});
-  std::vector<StoredRecord> out;
-  int rc;
-  while ((rc = s.Step()) == SQLITE_ROW) {
-    StoredRecord r;
-    if (!s.Array(0, &r.id)) return Status::Corruption("record with malformed id in the database");
-    r.hlc = static_cast<HlcTimestamp>(s.Int(1));
-    r.record = s.Blob(2);
-    r.type = static_cast<RecordType>(s.Int(3));
-    out.push_back(std::move(r));
-  }
-  if (rc != SQLITE_DONE) return s.Error("cannot read records");
-  return out;
+  return ReadRecordRows(s);
 }
 
 Result<std::vector<ItemKey>> Store::ItemsFor(const std::string& org) {
