@@ -125,7 +125,8 @@ void RunCatchupAndAntiEntropy(const Sizes& s, Report& r) {
   auto t_last_progress = Clock::now();
   double waited = WaitSeconds([&] {
     int64_t rows = wb.MaxRowid();
-    if (rows > static_cast<int64_t>(2 * cases) && t_first < 0) t_first = Since(t0);
+    if (t_first < 0 && rows > 0 && wb.Scalar("SELECT EXISTS (SELECT 1 FROM records WHERE type = 1)") == 1)
+      t_first = Since(t0);
     if (rows >= expected_rows / 2 && t_half < 0) t_half = Since(t0);
     if (rows != last_rows && Since(t_last_progress) > 10) {
       Progress("   B holds " + std::to_string(rows) + " of " + std::to_string(expected_rows) + " records");
@@ -187,9 +188,29 @@ void RunCatchupAndAntiEntropy(const Sizes& s, Report& r) {
   r.Set("catchup_vs_limit", std::round(vs * 1000) / 1000);
   r.Set("catchup_s", std::round(elapsed * 100) / 100);
 
+  // Copies of records already stored may still be on their way (queued by
+  // earlier rounds): in sync means the wire has gone quiet, not only that B
+  // holds everything.
+  Progress("4. waiting for the wire to go quiet");
+  auto t_quiet = Clock::now();
+  double quiet = WaitSeconds([&] {
+    WireSample q0 = SampleWire({a.sync_port, b.sync_port});
+    Sleep(1.0);
+    WireSample q1 = SampleWire({a.sync_port, b.sync_port});
+    return !q0.ok || WireDelta(q0, q1) < 4096;
+  }, 300, 0);
+  double drain = Since(t_quiet);
+  r.Row(sc2, "records still arriving after all were stored", quiet < 0 ? NAN : drain, "s", "", std::nullopt,
+        quiet < 0 ? "the wire did not go quiet within 5 minutes" : "until under 4 KB/s on the wire");
+  r.Set("catchup_drain_s", quiet < 0 ? json(nullptr) : json(std::round(drain * 10) / 10));
+  WireSample wire_all = SampleWire({a.sync_port, b.sync_port});
+  if (wire_all.ok && record_bytes > 0)
+    r.Row(sc2, "  bytes on the wire / bytes of the records, until quiet",
+          static_cast<double>(wire_all.Total()) / (record_bytes * n), "x");
+
   // ---------------------------------------------------------------- 4: in sync
   Progress("4. A and B in sync with " + std::to_string(n) + " fragments: measuring rounds");
-  Sleep(3.0 * s.sync_interval_ms / 1000.0);
+  Sleep(2.0 * s.sync_interval_ms / 1000.0);
   WireSample w0 = SampleWire({a.sync_port, b.sync_port});
   double cpu0 = SampleProc(a.pid).cpu_s + SampleProc(b.pid).cpu_s;
   auto tw = Clock::now();

@@ -10,19 +10,16 @@
 #include <sstream>
 #include <sys/utsname.h>
 #include <thread>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <sodium.h>
 #include <sqlite3.h>
 
 #include "bench/bench.h"
+#include "build_commit.h"  // KRING_BUILD_COMMIT: the source tree kring-bench and kring-node were built from
 #include "crypto/sodium.h"
 #include "node/log.h"
 
-#ifndef KRING_SOURCE_DIR
-#define KRING_SOURCE_DIR "."
-#endif
 #ifndef KRING_NODE_BINARY
 #define KRING_NODE_BINARY "kring-node"
 #endif
@@ -44,18 +41,8 @@ kring::bench::json Machine() {
   std::getline(load, loadavg);
   utsname u{};
   uname(&u);
-  // Which source the figures belong to (the tree at run time; rebuild before running).
-  std::string commit = "unknown";
-  for (const char* git : {"/usr/bin/git", "/bin/git"}) {
-    if (::access(git, X_OK) != 0) continue;
-    CommandResult head = RunCommand({git, "-C", KRING_SOURCE_DIR, "rev-parse", "--short", "HEAD"});
-    CommandResult dirty = RunCommand({git, "-C", KRING_SOURCE_DIR, "status", "--porcelain", "--", "crypto", "protocol",
-                                      "consent", "plan", "node"});
-    if (head.exit_code == 0) commit = head.out.substr(0, head.out.find('\n')) + (dirty.out.empty() ? "" : "+changes");
-    break;
-  }
   return {{"cpu", cpu},
-          {"source_commit", commit},
+          {"source_commit", KRING_BUILD_COMMIT},
           {"cores", std::thread::hardware_concurrency()},
           {"kernel", std::string(u.release)},
           {"loadavg_at_start", loadavg},
