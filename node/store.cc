@@ -1,7 +1,9 @@
 // SQLite implementation of the node's store.
 #include "node/store.h"
 
+#include <algorithm>
 #include <cstring>
+#include <tuple>
 
 #include <sqlite3.h>
 
@@ -79,6 +81,33 @@ const char* const kMigrations[] = {
     CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log
       BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;
     )sql",
+    // 2 -> 3: start-up in O(cases whose consent changed), not O(records).
+    // case_schedule: when each case's decisions next change by themselves
+    // (0: now, e.g. a control record stored and not yet acted on);
+    // counters: the fragment count health checks report and the newest hlc
+    // (the clock's floor), kept by triggers; a case's records by type.
+    R"sql(
+    DROP INDEX records_by_case;
+    CREATE INDEX records_by_case_type ON records (case_id, type, hlc);
+    CREATE TABLE case_schedule (
+      case_id BLOB PRIMARY KEY,
+      next_change_ms INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO case_schedule SELECT DISTINCT case_id, 0 FROM records;
+    CREATE TABLE node_state (
+      key TEXT PRIMARY KEY,
+      value BLOB NOT NULL) WITHOUT ROWID;
+    CREATE TABLE counters (
+      name TEXT PRIMARY KEY,
+      n INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO counters SELECT 'fragments', COUNT(*) FROM records WHERE type = 1;
+    INSERT INTO counters SELECT 'max_hlc', COALESCE(MAX(hlc), 0) FROM records;
+    CREATE TRIGGER records_count_insert AFTER INSERT ON records WHEN NEW.type = 1
+      BEGIN UPDATE counters SET n = n + 1 WHERE name = 'fragments'; END;
+    CREATE TRIGGER records_max_hlc AFTER INSERT ON records WHEN NEW.hlc > (SELECT n FROM counters WHERE name = 'max_hlc')
+      BEGIN UPDATE counters SET n = NEW.hlc WHERE name = 'max_hlc'; END;
+    CREATE TRIGGER records_count_delete AFTER DELETE ON records WHEN OLD.type = 1
+      BEGIN UPDATE counters SET n = n - 1 WHERE name = 'fragments'; END;
+    )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
@@ -111,6 +140,7 @@ class Stmt {
     std::memcpy(out->data(), sqlite3_column_blob(st_, c), N);
     return true;
   }
+  sqlite3_stmt* raw() { return st_; }
   Status Error(const char* what) const { return Status::IOError(std::string(what) + ": " + sqlite3_errmsg(db_)); }
 
  private:
@@ -196,9 +226,12 @@ Status Store::Migrate() {
   for (;;) {
     Transaction tx(db_);
     if (!tx.ok()) return Status::IOError(std::string("cannot begin migration: ") + sqlite3_errmsg(db_));
-    Stmt v(db_, "PRAGMA user_version");
-    if (v.Step() != SQLITE_ROW) return v.Error("cannot read schema version");
-    int version = static_cast<int>(v.Int(0));
+    int version = 0;
+    {  // finalized before migrating: DROP fails while a statement is open
+      Stmt v(db_, "PRAGMA user_version");
+      if (v.Step() != SQLITE_ROW) return v.Error("cannot read schema version");
+      version = static_cast<int>(v.Int(0));
+    }
     if (version == kSchemaVersion) return tx.Commit();
     if (version > kSchemaVersion)
       return Status::Conflict("database schema version " + std::to_string(version) +
@@ -307,6 +340,9 @@ Result<std::vector<RecordId>> Store::PutRecords(const std::vector<RecordRow>& ro
   if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
   Stmt ins(db_, "INSERT OR IGNORE INTO records (id, type, case_id, author, kind, domain, hlc, record, received_from, stored_ms) VALUES (?,?,?,?,?,?,?,?,?,?)");
   Stmt aud(db_, "INSERT OR IGNORE INTO audience (org, hlc, id) VALUES (?,?,?)");
+  // A control record changes its case's decisions: the case is due until a
+  // recompute records its next change (SetNextChange), even across a crash.
+  Stmt due(db_, "INSERT OR REPLACE INTO case_schedule (case_id, next_change_ms) VALUES (?, 0)");
   std::vector<RecordId> added;
   for (const RecordRow& r : rows) {
     ins.Bind(1, ByteSpan(r.id)).Bind(2, int64_t{static_cast<uint8_t>(r.type)}).Bind(3, ByteSpan(r.case_id))
@@ -316,6 +352,11 @@ Result<std::vector<RecordId>> Store::PutRecords(const std::vector<RecordRow>& ro
     ins.Reset();
     if (sqlite3_changes(db_) == 0) continue;
     added.push_back(r.id);
+    if (r.type != RecordType::kFragment && r.type != RecordType::kAccessRecord) {
+      due.Bind(1, ByteSpan(r.case_id));
+      if (due.Step() != SQLITE_DONE) return due.Error("cannot schedule case");
+      due.Reset();
+    }
     for (const std::string& org : r.audience) {
       aud.Bind(1, org).Bind(2, static_cast<int64_t>(r.hlc)).Bind(3, ByteSpan(r.id));
       if (aud.Step() != SQLITE_DONE) return aud.Error("cannot store audience");
@@ -337,31 +378,48 @@ Result<bool> Store::PutFragment(const Fragment& f, const FragmentId& id, ByteSpa
   return added->size() == 1;
 }
 
-Status Store::SetAudiences(const std::vector<std::pair<RecordId, std::vector<std::string>>>& audiences) {
+Result<std::vector<RecordId>> Store::SetAudiences(
+    const std::vector<std::pair<RecordId, std::vector<std::string>>>& audiences) {
   std::lock_guard lock(mu_);
   Transaction tx(db_);
   if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
+  Stmt cur(db_, "SELECT a.org, r.hlc FROM records r LEFT JOIN audience a ON a.id = r.id WHERE r.id = ? ORDER BY a.org");
   Stmt del(db_, "DELETE FROM audience WHERE id = ?");
-  Stmt hlc(db_, "SELECT hlc FROM records WHERE id = ?");
   Stmt ins(db_, "INSERT OR IGNORE INTO audience (org, hlc, id) VALUES (?,?,?)");
+  std::vector<RecordId> grown;
+  bool changed = false;
   for (const auto& [id, orgs] : audiences) {
-    hlc.Bind(1, ByteSpan(id));
-    int rc = hlc.Step();
-    int64_t t = rc == SQLITE_ROW ? hlc.Int(0) : -1;
-    hlc.Reset();
-    if (rc != SQLITE_ROW) continue;  // purged meanwhile
+    cur.Bind(1, ByteSpan(id));
+    std::vector<std::string> before;
+    int64_t t = -1;
+    int rc;
+    while ((rc = cur.Step()) == SQLITE_ROW) {
+      t = cur.Int(1);
+      if (sqlite3_column_type(cur.raw(), 0) != SQLITE_NULL) before.push_back(cur.Text(0));
+    }
+    cur.Reset();
+    if (rc != SQLITE_DONE) return cur.Error("cannot read audience");
+    if (t < 0) continue;  // purged meanwhile
+    std::vector<std::string> after = orgs;
+    std::sort(after.begin(), after.end());
+    after.erase(std::unique(after.begin(), after.end()), after.end());
+    if (after == before) continue;  // the common case: nothing to write
+    if (std::any_of(after.begin(), after.end(),
+                    [&](const std::string& o) { return !std::binary_search(before.begin(), before.end(), o); }))
+      grown.push_back(id);
+    changed = true;
     del.Bind(1, ByteSpan(id));
     if (del.Step() != SQLITE_DONE) return del.Error("cannot update audience");
     del.Reset();
-    for (const std::string& org : orgs) {
+    for (const std::string& org : after) {
       ins.Bind(1, org).Bind(2, t).Bind(3, ByteSpan(id));
       if (ins.Step() != SQLITE_DONE) return ins.Error("cannot update audience");
       ins.Reset();
     }
   }
-  KRING_RETURN_IF_ERROR(tx.Commit());
-  generation_.fetch_add(1);
-  return Status::Ok();
+  KRING_RETURN_IF_ERROR(tx.Commit());  // without changes: nothing written, no fsync
+  if (changed) generation_.fetch_add(1);
+  return grown;
 }
 
 Result<size_t> Store::DeleteRecords(const std::vector<RecordId>& ids) {
@@ -421,10 +479,30 @@ Result<std::optional<StoredRecord>> Store::GetRecord(const FragmentId& id) {
   return std::optional<StoredRecord>(std::move(r));
 }
 
+Result<std::vector<bool>> Store::Contains(const std::vector<RecordId>& ids) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT 1 FROM records WHERE id = ?");
+  std::vector<bool> out;
+  out.reserve(ids.size());
+  for (const RecordId& id : ids) {
+    s.Bind(1, ByteSpan(id));
+    int rc = s.Step();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return s.Error("cannot look up record");
+    out.push_back(rc == SQLITE_ROW);
+    s.Reset();
+  }
+  return out;
+}
+
 Result<std::vector<StoredRecord>> Store::RecordsOfCase(const CaseId& id, std::optional<RecordType> type) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT id, hlc, record, type FROM records WHERE case_id = ?1 AND (?2 < 0 OR type = ?2) ORDER BY hlc, id");
-  s.Bind(1, ByteSpan(id)).Bind(2, type ? int64_t{static_cast<uint8_t>(*type)} : int64_t{-1});
+  if (type) {
+    Stmt s(db_, "SELECT id, hlc, record, type FROM records WHERE case_id = ? AND type = ? ORDER BY hlc, id");
+    s.Bind(1, ByteSpan(id)).Bind(2, int64_t{static_cast<uint8_t>(*type)});
+    return ReadRecordRows(s);
+  }
+  Stmt s(db_, "SELECT id, hlc, record, type FROM records WHERE case_id = ? ORDER BY hlc, id");
+  s.Bind(1, ByteSpan(id));
   return ReadRecordRows(s);
 }
 
@@ -467,19 +545,121 @@ Result<std::vector<std::string>> Store::AudienceOf(const RecordId& id) {
 
 Result<HlcTimestamp> Store::MaxHlc() {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT COALESCE(MAX(hlc), 0) FROM records");
+  Stmt s(db_, "SELECT n FROM counters WHERE name = 'max_hlc'");  // kept by a trigger: no scan
   if (s.Step() != SQLITE_ROW) return s.Error("cannot read max hlc");
   return static_cast<HlcTimestamp>(s.Int(0));
 }
 
 Result<int64_t> Store::CountFragments() {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT COUNT(*) FROM records WHERE type = 1");
+  Stmt s(db_, "SELECT n FROM counters WHERE name = 'fragments'");  // kept by triggers: no scan
   if (s.Step() != SQLITE_ROW) return s.Error("cannot count fragments");
   return s.Int(0);
 }
 
 uint64_t Store::generation() const { return generation_.load(); }
+
+Result<std::vector<Bytes>> Store::RecordsForPeer(const std::vector<RecordId>& ids, const std::string& org,
+                                                 size_t max_bytes, std::vector<RecordId>* served) {
+  std::lock_guard lock(mu_);
+  // The order a receiver can accept them in: control records (causal order
+  // follows hlc), then fragments (an edit after its predecessor), then access records.
+  Stmt meta(db_, "SELECT r.type, r.hlc, length(r.record) FROM audience a JOIN records r ON r.id = a.id "
+                 "WHERE a.id = ? AND a.org = ?");
+  struct Entry {
+    int rank;
+    int64_t hlc;
+    RecordId id;
+    size_t bytes;
+    bool operator<(const Entry& o) const { return std::tie(rank, hlc, id) < std::tie(o.rank, o.hlc, o.id); }
+  };
+  std::vector<Entry> entries;
+  for (const RecordId& id : ids) {
+    meta.Bind(1, ByteSpan(id)).Bind(2, org);
+    int rc = meta.Step();
+    if (rc == SQLITE_ROW) {
+      auto type = static_cast<RecordType>(meta.Int(0));
+      int rank = type == RecordType::kFragment ? 1 : type == RecordType::kAccessRecord ? 2 : 0;
+      entries.push_back(Entry{rank, meta.Int(1), id, static_cast<size_t>(meta.Int(2))});
+    } else if (rc != SQLITE_DONE) {
+      return meta.Error("cannot look up records");
+    }
+    meta.Reset();
+  }
+  std::sort(entries.begin(), entries.end());
+  entries.erase(std::unique(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.id == b.id; }),
+                entries.end());
+  Stmt get(db_, "SELECT record FROM records WHERE id = ?");
+  std::vector<Bytes> out;
+  size_t total = 0;
+  for (const Entry& e : entries) {
+    if (total + e.bytes > max_bytes) break;
+    get.Bind(1, ByteSpan(e.id));
+    int rc = get.Step();
+    if (rc == SQLITE_ROW) {
+      out.push_back(get.Blob(0));
+      total += out.back().size();
+      if (served) served->push_back(e.id);
+    } else if (rc != SQLITE_DONE) {
+      return get.Error("cannot read record");
+    }
+    get.Reset();
+  }
+  return out;
+}
+
+Result<std::vector<std::pair<CaseId, int64_t>>> Store::CaseSchedule() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT case_id, next_change_ms FROM case_schedule");
+  std::vector<std::pair<CaseId, int64_t>> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    CaseId c;
+    if (!s.Array(0, &c)) return Status::Corruption("case_schedule entry with malformed case id");
+    out.emplace_back(c, s.Int(1));
+  }
+  if (rc != SQLITE_DONE) return s.Error("cannot read the case schedule");
+  return out;
+}
+
+Status Store::SetNextChange(const CaseId& case_id, std::optional<int64_t> next_ms) {
+  std::lock_guard lock(mu_);
+  Stmt cur(db_, "SELECT next_change_ms FROM case_schedule WHERE case_id = ?");
+  cur.Bind(1, ByteSpan(case_id));
+  int rc = cur.Step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return cur.Error("cannot read the case schedule");
+  std::optional<int64_t> stored;
+  if (rc == SQLITE_ROW) stored = cur.Int(0);
+  if (stored == next_ms) return Status::Ok();  // unchanged: no write
+  if (next_ms) {
+    Stmt s(db_, "INSERT OR REPLACE INTO case_schedule (case_id, next_change_ms) VALUES (?, ?)");
+    s.Bind(1, ByteSpan(case_id)).Bind(2, *next_ms);
+    if (s.Step() != SQLITE_DONE) return s.Error("cannot write the case schedule");
+  } else {
+    Stmt s(db_, "DELETE FROM case_schedule WHERE case_id = ?");
+    s.Bind(1, ByteSpan(case_id));
+    if (s.Step() != SQLITE_DONE) return s.Error("cannot write the case schedule");
+  }
+  return Status::Ok();
+}
+
+Result<std::optional<Bytes>> Store::GetNodeState(const std::string& key) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT value FROM node_state WHERE key = ?");
+  s.Bind(1, key);
+  int rc = s.Step();
+  if (rc == SQLITE_DONE) return std::optional<Bytes>();
+  if (rc != SQLITE_ROW) return s.Error("cannot read node state");
+  return std::optional<Bytes>(s.Blob(0));
+}
+
+Status Store::SetNodeState(const std::string& key, ByteSpan value) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "INSERT OR REPLACE INTO node_state (key, value) VALUES (?, ?)");
+  s.Bind(1, key).Bind(2, value);
+  if (s.Step() != SQLITE_DONE) return s.Error("cannot write node state");
+  return Status::Ok();
+}
 
 Status Store::AddToken(const std::string& client, const Hash& token_hash, int64_t now_ms) {
   std::lock_guard lock(mu_);

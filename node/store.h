@@ -28,7 +28,7 @@ struct sqlite3;
 
 namespace kring {
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 struct Partner {
   PublicIdentity identity;
@@ -93,11 +93,15 @@ class Store {
   // A fragment whose audience is its recipients. Returns true when newly stored.
   Result<bool> PutFragment(const Fragment& f, const FragmentId& id, ByteSpan record,
                            const std::string& received_from, int64_t now_ms);
-  // Replaces the audience of records of a case (ids not in the map keep theirs).
-  Status SetAudiences(const std::vector<std::pair<RecordId, std::vector<std::string>>>& audiences);
+  // Replaces the audience of records (ids not in the list keep theirs),
+  // writing only those that differ. Returns the ids whose audience gained
+  // an organisation (they must be sent to it).
+  Result<std::vector<RecordId>> SetAudiences(const std::vector<std::pair<RecordId, std::vector<std::string>>>& audiences);
   // Removes records and their audiences (a purge after withdrawal). Returns how many went.
   Result<size_t> DeleteRecords(const std::vector<RecordId>& ids);
   Result<std::optional<StoredRecord>> GetRecord(const FragmentId& id);
+  // Which of `ids` are stored (by index into `ids`).
+  Result<std::vector<bool>> Contains(const std::vector<RecordId>& ids);
   // All records of a case, oldest first; optionally only one type.
   Result<std::vector<StoredRecord>> RecordsOfCase(const CaseId& id, std::optional<RecordType> type = std::nullopt);
   // The control records of a case that decide its consent state (genesis,
@@ -109,8 +113,22 @@ class Store {
   Result<std::vector<ItemKey>> ItemsFor(const std::string& org);
   Result<bool> InAudience(const FragmentId& id, const std::string& org);
   Result<std::vector<std::string>> AudienceOf(const RecordId& id);
+  // Of `ids`, the records `org` may hold, each once, in an order a receiver
+  // can accept them in (control records, then fragments, then access
+  // records; each by hlc), up to `max_bytes` of records in all.
+  // `served`, when given, receives the ids of the records returned, in order.
+  Result<std::vector<Bytes>> RecordsForPeer(const std::vector<RecordId>& ids, const std::string& org, size_t max_bytes,
+                                            std::vector<RecordId>* served = nullptr);
   Result<HlcTimestamp> MaxHlc();
-  Result<int64_t> CountFragments();
+  Result<int64_t> CountFragments();  // O(1): a counter kept by triggers
+  // When each case's decisions next change by themselves (0: due now).
+  // PutRecords marks a case due when it stores a control record of it; a
+  // recompute then records the case's next change (nullopt: none).
+  Result<std::vector<std::pair<CaseId, int64_t>>> CaseSchedule();
+  Status SetNextChange(const CaseId& case_id, std::optional<int64_t> next_ms);
+  // Small facts the node keeps about itself between runs.
+  Result<std::optional<Bytes>> GetNodeState(const std::string& key);
+  Status SetNodeState(const std::string& key, ByteSpan value);
   // Bumped on every record this process stores; lets callers cache per-peer sets.
   uint64_t generation() const;
 

@@ -280,3 +280,139 @@ TEST_CASE("the access log refuses updates and deletes, and names the first alter
   }
   sqlite3_close(db);
 }
+
+namespace {
+
+// A row as the node stores it; `type` other than fragment stands for a control record.
+RecordRow Row(const RecordId& id, RecordType type, const CaseId& case_id, HlcTimestamp hlc, const Bytes& record,
+              std::vector<std::string> audience) {
+  return RecordRow{id, type, case_id, "org-a", "", "", hlc, record, std::move(audience)};
+}
+
+RecordId IdOf(uint8_t b) {
+  RecordId id{};
+  id.fill(b);
+  return id;
+}
+
+}  // namespace
+
+TEST_CASE("audiences are rewritten only where they change, and growth is reported") {
+  TempDir dir;
+  auto store = Store::Open(dir.path + "/kring.db");
+  REQUIRE(store.ok());
+  CaseId case_id = NewCaseId();
+  Bytes rec = {1, 2, 3};
+  REQUIRE((*store)->PutRecords({Row(IdOf(1), RecordType::kFragment, case_id, 10, rec, {"org-a", "org-b"}),
+                                Row(IdOf(2), RecordType::kFragment, case_id, 20, rec, {"org-a"})}, "org-a", 1).ok());
+  uint64_t gen = (*store)->generation();
+  // Same audiences, in another order and with a duplicate: nothing written.
+  auto none = (*store)->SetAudiences({{IdOf(1), {"org-b", "org-a", "org-b"}}, {IdOf(2), {"org-a"}}});
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+  CHECK((*store)->generation() == gen);
+  // One shrinks, one grows: only the growth is reported, both are stored.
+  auto grown = (*store)->SetAudiences({{IdOf(1), {"org-a"}}, {IdOf(2), {"org-a", "org-c"}}, {IdOf(9), {"org-x"}}});
+  REQUIRE(grown.ok());
+  REQUIRE(grown->size() == 1);
+  CHECK((*grown)[0] == IdOf(2));
+  CHECK((*store)->generation() > gen);
+  CHECK(*(*store)->AudienceOf(IdOf(1)) == std::vector<std::string>{"org-a"});
+  CHECK(*(*store)->AudienceOf(IdOf(2)) == std::vector<std::string>{"org-a", "org-c"});
+  CHECK((*store)->AudienceOf(IdOf(9))->empty());  // unknown ids are skipped, not created
+  auto for_c = (*store)->ItemsFor("org-c");
+  REQUIRE(for_c->size() == 1);
+  CHECK((*for_c)[0].hlc == 20);  // the audience row keeps the record's hlc
+}
+
+TEST_CASE("records are served to a peer in the order it can accept them, within its audience and a byte budget") {
+  TempDir dir;
+  auto store = Store::Open(dir.path + "/kring.db");
+  REQUIRE(store.ok());
+  CaseId case_id = NewCaseId();
+  auto bytes = [](uint8_t b) { return Bytes(100, b); };
+  REQUIRE((*store)->PutRecords({Row(IdOf(1), RecordType::kFragment, case_id, 5, bytes(1), {"org-b"}),
+                                Row(IdOf(2), RecordType::kAccessRecord, case_id, 1, bytes(2), {"org-b"}),
+                                Row(IdOf(3), RecordType::kConsentGrant, case_id, 30, bytes(3), {"org-b"}),
+                                Row(IdOf(4), RecordType::kCaseGenesis, case_id, 20, bytes(4), {"org-b"}),
+                                Row(IdOf(5), RecordType::kFragment, case_id, 2, bytes(5), {"org-b"}),
+                                Row(IdOf(6), RecordType::kFragment, case_id, 1, bytes(6), {"org-c"})},
+                               "org-a", 1).ok());
+  std::vector<RecordId> asked = {IdOf(1), IdOf(2), IdOf(3), IdOf(4), IdOf(5), IdOf(6), IdOf(7), IdOf(1)};
+  auto all = (*store)->RecordsForPeer(asked, "org-b", 1 << 20);
+  REQUIRE(all.ok());
+  // Genesis and consent (by hlc), then fragments (by hlc), then the access
+  // record; not org-c's fragment, not the unknown id, no duplicate.
+  std::vector<uint8_t> order;
+  for (const Bytes& b : *all) order.push_back(b[0]);
+  CHECK(order == std::vector<uint8_t>{4, 3, 5, 1, 2});
+  auto some = (*store)->RecordsForPeer(asked, "org-b", 250);
+  REQUIRE(some.ok());
+  CHECK(some->size() == 2);
+}
+
+TEST_CASE("a stored control record makes its case due until a recompute records the next change") {
+  TempDir dir;
+  auto store = Store::Open(dir.path + "/kring.db");
+  REQUIRE(store.ok());
+  CaseId a = NewCaseId(), b = NewCaseId();
+  Bytes rec = {1};
+  REQUIRE((*store)->PutRecords({Row(IdOf(1), RecordType::kFragment, a, 1, rec, {"org-a"}),
+                                Row(IdOf(2), RecordType::kConsentGrant, b, 2, rec, {"org-a"})}, "org-a", 1).ok());
+  auto due = (*store)->CaseSchedule();
+  REQUIRE(due.ok());
+  REQUIRE(due->size() == 1);  // a fragment alone changes no decision
+  CHECK((*due)[0].first == b);
+  CHECK((*due)[0].second == 0);
+  REQUIRE((*store)->SetNextChange(b, 5000).ok());
+  CHECK((*(*store)->CaseSchedule())[0].second == 5000);
+  REQUIRE((*store)->SetNextChange(b, std::nullopt).ok());
+  CHECK((*store)->CaseSchedule()->empty());
+  REQUIRE((*store)->SetNodeState("k", Bytes{7}).ok());
+  CHECK(**(*store)->GetNodeState("k") == Bytes{7});
+  CHECK(!(*store)->GetNodeState("absent")->has_value());
+}
+
+TEST_CASE("the fragment count follows stores and purges without counting rows") {
+  TempDir dir;
+  auto store = Store::Open(dir.path + "/kring.db");
+  REQUIRE(store.ok());
+  CaseId c = NewCaseId();
+  Bytes rec = {1};
+  REQUIRE((*store)->PutRecords({Row(IdOf(1), RecordType::kFragment, c, 1, rec, {"org-a"}),
+                                Row(IdOf(2), RecordType::kFragment, c, 2, rec, {"org-a"}),
+                                Row(IdOf(3), RecordType::kConsentGrant, c, 3, rec, {"org-a"})}, "org-a", 1).ok());
+  REQUIRE((*store)->PutRecords({Row(IdOf(1), RecordType::kFragment, c, 1, rec, {"org-a"})}, "org-a", 1).ok());
+  CHECK(*(*store)->CountFragments() == 2);
+  REQUIRE((*store)->DeleteRecords({IdOf(1), IdOf(3), IdOf(8)}).ok());
+  CHECK(*(*store)->CountFragments() == 1);
+}
+
+TEST_CASE("a version 2 database is migrated: every case is due once and the fragment count is taken") {
+  TempDir dir;
+  std::string path = dir.path + "/kring.db";
+  CaseId c = NewCaseId();
+  {
+    auto store = Store::Open(path);
+    REQUIRE(store.ok());
+    Bytes rec = {1};
+    REQUIRE((*store)->PutRecords({Row(IdOf(1), RecordType::kFragment, c, 1, rec, {"org-a"}),
+                                  Row(IdOf(2), RecordType::kFragment, c, 2, rec, {"org-a"})}, "org-a", 1).ok());
+  }
+  // Back to what version 2 had.
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db, "DROP TRIGGER records_count_insert; DROP TRIGGER records_count_delete; DROP TABLE counters;"
+                           "DROP TRIGGER records_max_hlc; DROP TABLE node_state; DROP TABLE case_schedule;"
+                           "DROP INDEX records_by_case_type; CREATE INDEX records_by_case ON records (case_id, hlc);"
+                           "PRAGMA user_version=2;",
+                       nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  auto store = Store::Open(path);
+  REQUIRE(store.ok());
+  CHECK(*(*store)->CountFragments() == 2);
+  auto due = (*store)->CaseSchedule();
+  REQUIRE(due->size() == 1);
+  CHECK((*due)[0] == std::make_pair(c, int64_t{0}));
+  CHECK(*(*store)->MaxHlc() == 2);
+}
