@@ -50,15 +50,46 @@ Result<std::unique_ptr<Node>> Node::Open(const std::string& data_dir, WallClock 
   auto max_hlc = node->store_->MaxHlc();
   if (!max_hlc.ok()) return max_hlc.status();
   node->clock_.SetFloor(*max_hlc);
-  // Consents may have expired while the node was down: decide every case afresh.
-  auto cases = node->store_->CasesWithRecords();
-  if (!cases.ok()) return cases.status();
+  // Cases whose decisions changed while the node was down (a consent's
+  // window opened or closed), or whose last recompute did not finish, are
+  // decided afresh before anything is served; the rest wait on the timer.
+  auto schedule = node->store_->CaseSchedule();
+  if (!schedule.ok()) return schedule.status();
   std::lock_guard lock(node->mu_);
-  for (const CaseId& c : *cases) {
+  const int64_t now = node->NowMs();
+  size_t due = 0;
+  for (const auto& [c, t] : *schedule) {
+    if (t > now) {
+      node->next_change_[c] = t;
+      continue;
+    }
+    ++due;
     Status st = node->RecomputeLocked(c);
     if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
   }
+  if (due > 0) KRING_LOG(kInfo, "consent", "rechecked who may read what in " << due << " case(s) changed while stopped");
+  // Partners added while the node was down may be readers an author could
+  // not seal to: recheck every case, after start-up, on the timer thread.
+  auto digest = node->PartnersDigest();
+  if (!digest.ok()) return digest.status();
+  auto seen = node->store_->GetNodeState("partners_digest");
+  if (!seen.ok()) return seen.status();
+  if (!seen->has_value() || **seen != *digest) node->recompute_all_ = true;
   return node;
+}
+
+Result<Bytes> Node::PartnersDigest() {
+  auto partners = store_->ListPartners();
+  if (!partners.ok()) return partners.status();
+  Bytes all;  // org NUL sign_pk box_pk, per partner, sorted by org
+  for (const Partner& p : *partners) {
+    all.insert(all.end(), p.identity.org.begin(), p.identity.org.end());
+    all.push_back(0);
+    all.insert(all.end(), p.identity.sign_pk.begin(), p.identity.sign_pk.end());
+    all.insert(all.end(), p.identity.box_pk.begin(), p.identity.box_pk.end());
+  }
+  Hash h = HashParts("kring/partners", {ByteSpan(all)});
+  return Bytes(h.begin(), h.end());
 }
 
 Status Node::StartSync(SyncOptions sync) {
@@ -96,21 +127,41 @@ void Node::TimerLoop() {
     timer_cv_.wait_for(tl, std::chrono::milliseconds(100));
     if (stopping_) break;
     tl.unlock();
+    std::vector<CaseId> due;
+    bool all = recompute_all_.exchange(false);
+    Result<Bytes> digest = Bytes{};
+    if (all) {
+      digest = PartnersDigest();  // before the sweep: a change during it triggers another
+      auto cases = store_->CasesWithRecords();
+      if (cases.ok()) due = *cases;
+      KRING_LOG(kInfo, "consent", "partners changed; rechecking who may read what in " << due.size() << " case(s)");
+    }
     {
       std::lock_guard lock(mu_);
       int64_t now = NowMs();
-      std::vector<CaseId> due;
-      if (recompute_all_.exchange(false)) {
-        auto cases = store_->CasesWithRecords();
-        if (cases.ok()) due = *cases;
-        KRING_LOG(kInfo, "consent", "partners changed; rechecking who may read what in " << due.size() << " case(s)");
-      }
       for (auto& [c, t] : next_change_)
-        if (t <= now && std::find(due.begin(), due.end(), c) == due.end()) due.push_back(c);
-      for (const CaseId& c : due) {
-        Status st = RecomputeLocked(c);
-        if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
+        if (t <= now && (!all || std::find(due.begin(), due.end(), c) == due.end())) due.push_back(c);
+    }
+    // One case at a time, so that API calls and pushes wait for one case at most.
+    bool failed = false;
+    for (const CaseId& c : due) {
+      {
+        std::lock_guard stop(timer_mu_);
+        if (stopping_) return;
       }
+      std::lock_guard lock(mu_);
+      Status st = RecomputeLocked(c);
+      if (!st.ok()) {
+        failed = true;
+        KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
+      }
+    }
+    if (all && !failed && digest.ok()) {
+      Status st = store_->SetNodeState("partners_digest", *digest);
+      if (!st.ok()) KRING_LOG(kError, "store", "cannot record the partner set: " << st.ToString());
+      KRING_LOG(kInfo, "consent", "rechecked " << due.size() << " case(s) for the current partners");
+    } else if (all) {
+      recompute_all_ = true;  // try again
     }
     tl.lock();
   }
@@ -129,6 +180,7 @@ Result<CaseState> Node::State(const CaseId& case_id) {
 }
 
 Result<CaseState> Node::StateLocked(const CaseId& case_id) {
+  if (auto it = state_cache_.find(case_id); it != state_cache_.end()) return it->second;
   // Key grants decide nothing about consent; keeping them out keeps the
   // state's cost independent of how many keys were re-sealed.
   std::vector<ControlRecord> controls;
@@ -141,6 +193,8 @@ Result<CaseState> Node::StateLocked(const CaseId& case_id) {
   }
   CaseState state = CaseState::Build(case_id, std::move(controls));
   if (!state.has_genesis()) return Status::NotFound("no case " + CaseIdToHex(case_id) + " on this node");
+  if (state_cache_.size() >= kStateCacheCases) state_cache_.erase(state_cache_.begin());
+  state_cache_.emplace(case_id, state);
   return state;
 }
 
@@ -159,14 +213,49 @@ Status Node::ContentKeyFor(const Fragment& f, ContentKey* key) {
   return Status::PermissionDenied("no content key for this organisation");
 }
 
-Status Node::RecomputeLocked(const CaseId& case_id, const std::set<RecordId>* only) {
+void Node::LateGrantsLocked(const CaseId& case_id, const CaseState& state, const FragmentId& id, const Fragment& f,
+                            const std::vector<std::string>& readers, const std::vector<Partner>& partners,
+                            std::set<std::pair<FragmentId, std::string>>* granted, std::vector<ControlBody>* out) {
+  const std::string& me = identity_.pub.org;
+  for (const std::string& reader : readers) {
+    if (reader == me || f.IsRecipient(reader) || granted->count({id, reader})) continue;
+    auto partner = std::find_if(partners.begin(), partners.end(), [&](const Partner& p) { return p.identity.org == reader; });
+    if (partner == partners.end()) continue;  // not our partner: someone else re-seals
+    ContentKey key;
+    if (!ContentKeyFor(f, &key).ok()) continue;
+    KeyGrant g;
+    g.h.case_id = case_id;
+    g.h.author.v = me;
+    g.h.hlc = clock_.Now();
+    auto heads = state.Heads();
+    g.h.parents.v.assign(heads.begin(), heads.begin() + std::min(heads.size(), kMaxCausalParents));
+    g.fragment = id;
+    g.grantee.v = reader;
+    g.sealed_key = SealKey(key, partner->identity.box_pk);
+    out->push_back(std::move(g));
+    granted->insert({id, reader});
+  }
+}
+
+Status Node::StoreGrantsLocked(const CaseId& case_id, std::vector<ControlBody> grants) {
+  for (ControlBody& body : grants) {
+    auto id = StoreOwnControl(std::move(body));
+    if (!id.ok()) return id.status();
+    KRING_LOG(kInfo, "consent", "re-sealed a content key for a late grant in case " << CaseIdToHex(case_id));
+  }
+  return Status::Ok();
+}
+
+Status Node::RecomputeLocked(const CaseId& case_id) {
   // Until this pass completes, the case is due again: a failure (disk full,
-  // a busy database) is retried by the timer instead of leaving stale audiences.
+  // a busy database) is retried by the timer instead of leaving stale
+  // audiences (and after a crash, the stored schedule still says due).
   next_change_[case_id] = 0;
   auto state_or = StateLocked(case_id);
   if (!state_or.ok()) {
+    if (state_or.status().code() != Status::Code::kNotFound) return state_or.status();
     next_change_.erase(case_id);
-    return state_or.status().code() == Status::Code::kNotFound ? Status::Ok() : state_or.status();
+    return store_->SetNextChange(case_id, std::nullopt);
   }
   const CaseState& state = *state_or;
   const std::string& me = identity_.pub.org;
@@ -182,7 +271,6 @@ Status Node::RecomputeLocked(const CaseId& case_id, const std::set<RecordId>* on
   std::set<std::pair<FragmentId, std::string>> granted;  // (fragment, grantee) with a key grant held
   for (const StoredRecord& r : *records) {
     if (r.type == RecordType::kFragment) {
-      if (only && !only->count(r.id)) continue;
       auto f = DecodeFragmentRecord(r.record);
       if (f.ok()) fragments.emplace(r.id, std::move(*f));
     } else if (IsControlType(r.type)) {
@@ -207,31 +295,12 @@ Status Node::RecomputeLocked(const CaseId& case_id, const std::set<RecordId>* on
       purged_hex.push_back(ToHex(id));
       continue;
     }
-    audiences.emplace_back(id, readers);
     // Late grant: the regie organisation or the author re-seals the content
     // key to readers the author did not seal it to.
-    if (!regie && !mine) continue;
-    for (const std::string& reader : readers) {
-      if (reader == me || f.IsRecipient(reader) || granted.count({id, reader})) continue;
-      auto partner = std::find_if(partners->begin(), partners->end(), [&](const Partner& p) { return p.identity.org == reader; });
-      if (partner == partners->end()) continue;  // not our partner: someone else re-seals
-      ContentKey key;
-      if (!ContentKeyFor(f, &key).ok()) continue;
-      KeyGrant g;
-      g.h.case_id = case_id;
-      g.h.author.v = me;
-      g.h.hlc = clock_.Now();
-      auto heads = state.Heads();
-      g.h.parents.v.assign(heads.begin(), heads.begin() + std::min(heads.size(), kMaxCausalParents));
-      g.fragment = id;
-      g.grantee.v = reader;
-      g.sealed_key = SealKey(key, partner->identity.box_pk);
-      new_grants.push_back(std::move(g));
-      granted.insert({id, reader});
-    }
+    if (regie || mine) LateGrantsLocked(case_id, state, id, f, readers, *partners, &granted, &new_grants);
+    audiences.emplace_back(id, std::move(readers));
   }
   for (auto& [id, c] : controls) {
-    if (only) break;  // new fragments change no control record's audience
     if (auto* g = std::get_if<KeyGrant>(&c.body)) {
       // A key grant goes to its grantee only while the grantee may read the
       // fragment; a grantee drops grants to fragments it no longer holds.
@@ -245,43 +314,34 @@ Status Node::RecomputeLocked(const CaseId& case_id, const std::set<RecordId>* on
       if (held && state.MayRead(g->grantee.v, FragmentFacts{g->fragment, f->second.header.author.v,
                                                              f->second.header.domain.v}, now))
         audience.push_back(g->grantee.v);
-      std::sort(audience.begin(), audience.end());
-      audience.erase(std::unique(audience.begin(), audience.end()), audience.end());
       audiences.emplace_back(id, audience);
       continue;
     }
     audiences.emplace_back(id, state.ControlAudience(c, now));
   }
 
-  // Which records gained an audience member: those must be pushed now.
-  std::vector<RecordId> grown;
-  for (auto& [id, orgs] : audiences) {
-    auto before = store_->AudienceOf(id);
-    if (!before.ok()) return before.status();
-    for (const std::string& o : orgs)
-      if (std::find(before->begin(), before->end(), o) == before->end()) {
-        grown.push_back(id);
-        break;
-      }
-  }
-  KRING_RETURN_IF_ERROR(store_->SetAudiences(audiences));
+  // Written only where they changed; what gained a member is sent now.
+  auto grown = store_->SetAudiences(audiences);
+  if (!grown.ok()) return grown.status();
 
   if (!purge.empty()) {
     auto n = store_->DeleteRecords(purge);
     if (!n.ok()) return n.status();
-    KRING_LOG(kInfo, "consent", "purged " << purged_hex.size() << " fragment(s) of case " << CaseIdToHex(case_id)
-                                          << " this organisation may no longer hold");
-    LogSystemAccess("purge", case_id, purged_hex);
+    if (!purged_hex.empty()) {
+      KRING_LOG(kInfo, "consent", "purged " << purged_hex.size() << " fragment(s) of case " << CaseIdToHex(case_id)
+                                            << " this organisation may no longer hold");
+      LogSystemAccess("purge", case_id, purged_hex);
+    } else {
+      KRING_LOG(kDebug, "consent", "dropped " << purge.size() << " key grant(s) to fragments not held in case "
+                                              << CaseIdToHex(case_id));
+    }
   }
-  for (ControlBody& body : new_grants) {
-    auto id = StoreOwnControl(std::move(body));
-    if (!id.ok()) return id.status();
-    KRING_LOG(kInfo, "consent", "re-sealed a content key for a late grant in case " << CaseIdToHex(case_id));
-  }
+  KRING_RETURN_IF_ERROR(StoreGrantsLocked(case_id, std::move(new_grants)));
   if (sync_)
-    for (const RecordId& id : grown) sync_->Announce(id);
+    for (const RecordId& id : *grown) sync_->Announce(id);
 
   auto next = state.NextChange(now);
+  KRING_RETURN_IF_ERROR(store_->SetNextChange(case_id, next));
   if (next) next_change_[case_id] = *next;
   else next_change_.erase(case_id);
   return Status::Ok();
@@ -297,6 +357,7 @@ Result<RecordId> Node::StoreOwnControl(ControlBody body) {
   if (auto* g = std::get_if<KeyGrant>(&rec->body)) audience.push_back(g->grantee.v);
   RecordRow row{id, rec->type(), h.case_id, h.author.v, "", "", h.hlc, bytes, audience};
   auto added = store_->PutRecords({row}, identity_.pub.org, NowMs());
+  state_cache_.erase(h.case_id);  // even on failure: the store may hold it
   if (!added.ok()) return added.status();
   if (sync_) sync_->Announce(id);
   return id;
@@ -360,24 +421,90 @@ Status Node::AppendAccessLocked(AccessEntry* e) {
   return Status::Ok();
 }
 
-size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const RejectFn& reject) {
-  std::lock_guard lock(mu_);
-  auto partners = store_->ListPartners();
-  if (!partners.ok()) {
-    KRING_LOG(kError, "store", "cannot read partners: " << partners.status().ToString());
-    return 0;
+// What can be checked of a fragment without the node's state: its author's
+// key, signature, kind and domain, and (when sealed to us) its body. Run on
+// several threads for a large push.
+struct Node::FragmentCheck {
+  Fragment f;
+  Bytes* bytes = nullptr;
+  FragmentId id{};
+  const char* reason = nullptr;  // the first failure, in the order receivers report them
+  std::string detail;
+  bool body_checked = false;     // the body was opened and judged here
+  const char* body_reason = nullptr;
+  std::string body_detail;
+};
+
+void Node::CheckFragmentAlone(FragmentCheck& c, const std::vector<Partner>& partners) const {
+  const FragmentHeader& h = c.f.header;
+  const SignPublicKey* pk = AuthorKey(h.author.v, partners);
+  if (pk == nullptr) {
+    c.reason = "unknown_author";
+    c.detail = "fragment by '" + h.author.v + "', who is not a partner";
+    return;
   }
-  const std::string& me = identity_.pub.org;
-  const int64_t now = NowMs();
-  size_t added = 0;
-  std::set<CaseId> touched;                        // control records changed: full recompute
-  std::map<CaseId, std::set<RecordId>> new_fragments;  // only fragments arrived
+  Status st = VerifyFragmentWithId(c.f, c.id, *pk);
+  if (!st.ok()) {
+    c.reason = "bad_fragment";
+    c.detail = "fragment by " + h.author.v + ": " + st.message();
+    return;
+  }
+  const SealedKey* sealed = SealedKeyFor(c.f, identity_.pub.org);
+  if (sealed == nullptr) return;  // perhaps through a key grant: judged under the lock
+  ContentKey key;
+  if (!OpenContentKey(*sealed, identity_, &key).ok()) return;
+  JudgeBody(c, key);
+}
+
+void Node::JudgeBody(FragmentCheck& c, const ContentKey& key) {
+  const FragmentHeader& h = c.f.header;
+  c.body_checked = true;
+  auto body = DecryptFragment(c.f, key);
+  if (!body.ok()) {
+    c.body_reason = "bad_fragment";
+    c.body_detail = "fragment " + ToHex(c.id).substr(0, 16) + " does not decrypt: " + body.status().message();
+    return;
+  }
+  nlohmann::json data = nlohmann::json::parse(body->begin(), body->end(), nullptr, false);
+  sodium_memzero(body->data(), body->size());
+  Status valid = ValidateFragmentItem(h.kind.v, h.domain.v, data);
+  if (valid.ok() && h.predecessors.v.empty() && IsTombstone(data))
+    valid = Status::InvalidArgument("a new item cannot be a deletion");
+  if (!valid.ok()) {
+    c.body_reason = "invalid_item";
+    c.body_detail = "fragment " + ToHex(c.id).substr(0, 16) + ": " + valid.message();
+  }
+}
+
+// A push between Prepare and Commit.
+struct Node::IngestBatch : RecordSink::Batch {
+  std::string from;
+  std::vector<Bytes> records;  // the others point into these
+  std::vector<Partner> partners;
+  std::map<CaseId, std::vector<std::pair<ControlRecord, Bytes*>>> controls;
+  std::vector<FragmentCheck> fragments;
+  std::vector<std::pair<AccessRecord, Bytes*>> access;
+};
+
+std::unique_ptr<RecordSink::Batch> Node::Prepare(const std::string& from, std::vector<Bytes> records_in,
+                                                 const RejectFn& reject) {
+  auto batch = std::make_unique<IngestBatch>();
+  batch->from = from;
+  batch->records = std::move(records_in);
+  auto partners_or = store_->ListPartners();
+  if (!partners_or.ok()) {
+    KRING_LOG(kError, "store", "cannot read partners: " << partners_or.status().ToString());
+    batch->records.clear();
+    return batch;
+  }
+  batch->partners = std::move(*partners_or);
+  const std::vector<Partner>* partners = &batch->partners;
+  auto& controls = batch->controls;
+  auto& fragments = batch->fragments;
+  auto& access = batch->access;
 
   // Control records first: a fragment's admission depends on them.
-  std::map<CaseId, std::vector<std::pair<ControlRecord, Bytes*>>> controls;
-  std::vector<std::pair<Fragment, Bytes*>> fragments;
-  std::vector<std::pair<AccessRecord, Bytes*>> access;
-  for (Bytes& bytes : records) {
+  for (Bytes& bytes : batch->records) {
     if (bytes.empty()) {
       reject("undecodable_record", "empty record");
       continue;
@@ -397,7 +524,10 @@ size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const 
         reject("undecodable_record", "undecodable fragment: " + f.status().message());
         continue;
       }
-      fragments.emplace_back(std::move(*f), &bytes);
+      FragmentCheck& c = fragments.emplace_back();
+      c.id = f->Id();
+      c.f = std::move(*f);
+      c.bytes = &bytes;
       continue;
     }
     auto c = DecodeControlRecord(bytes);
@@ -416,16 +546,50 @@ size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const 
       reject("bad_record", "record by " + h.author.v + ": " + st.message());
       continue;
     }
-    if (!clock_.Plausible(h.hlc)) {
-      reject("clock_skew", "record timestamp lies more than an hour in the future");
-      continue;
-    }
     controls[h.case_id].emplace_back(std::move(*c), &bytes);
   }
 
+  // Copies of what we already hold (a record pushed and also asked for,
+  // or sent twice in one push) cost a lookup, not a verification.
+  {
+    std::vector<RecordId> ids;
+    for (const FragmentCheck& c : fragments) ids.push_back(c.id);
+    auto held = store_->Contains(ids);
+    std::set<RecordId> seen;
+    std::vector<FragmentCheck> fresh;
+    for (size_t i = 0; i < fragments.size(); ++i)
+      if (!(held.ok() && (*held)[i]) && seen.insert(fragments[i].id).second) fresh.push_back(std::move(fragments[i]));
+    fragments = std::move(fresh);
+  }
+  // The costly checks (signature, opening the key, the body) need no state:
+  // outside the lock, so API calls and the previous push's Commit go on.
+  for (FragmentCheck& c : fragments) CheckFragmentAlone(c, *partners);
+  return batch;
+}
+
+size_t Node::Commit(std::unique_ptr<Batch> batch_in, const RejectFn& reject) {
+  auto* batch = static_cast<IngestBatch*>(batch_in.get());
+  const std::string& from = batch->from;
+  const std::vector<Partner>* partners = &batch->partners;
+  auto& controls = batch->controls;
+  auto& fragments = batch->fragments;
+  auto& access = batch->access;
+  const std::string& me = identity_.pub.org;
+  size_t added = 0;
+
+  std::lock_guard lock(mu_);
+  const int64_t now = NowMs();
+  std::set<CaseId> touched;  // control records stored: full recompute
+
   std::map<FragmentId, std::string> pushed_authors;  // fragments in this push, for their key grants
-  for (auto& [f, bytes] : fragments) pushed_authors[f.Id()] = f.header.author.v;
+  for (FragmentCheck& c : fragments)
+    if (!c.reason) pushed_authors[c.id] = c.f.header.author.v;
   for (auto& [case_id, list] : controls) {
+    std::erase_if(list, [&](const std::pair<ControlRecord, Bytes*>& c) {
+      if (clock_.Plausible(c.first.header().hlc)) return false;
+      reject("clock_skew", "record timestamp lies more than an hour in the future");
+      return true;
+    });
     // Judge the new records against everything known of the case, them included.
     std::vector<ControlRecord> all;
     auto stored = store_->DecisionRecordsOfCase(case_id);
@@ -471,6 +635,7 @@ size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const 
       rows.push_back(RecordRow{id, c.type(), case_id, h.author.v, "", "", h.hlc, *bytes, audience});
     }
     auto ids = store_->PutRecords(rows, from, now);
+    state_cache_.erase(case_id);
     if (!ids.ok()) {
       KRING_LOG(kError, "store", "cannot store records from " << from << ": " << ids.status().ToString());
       continue;
@@ -482,25 +647,16 @@ size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const 
       if (r.type == RecordType::kConsentWithdrawal && std::find(ids->begin(), ids->end(), r.id) != ids->end())
         withdrawals_processed_.fetch_add(1);
   }
-
-  std::map<CaseId, Result<CaseState>> states;  // one decision per case for the whole push
   std::vector<RecordRow> fragment_rows;
-  for (auto& [f, bytes] : fragments) {
-    const FragmentHeader& h = f.header;
-    const SignPublicKey* pk = AuthorKey(h.author.v, *partners);
-    if (pk == nullptr) {
-      reject("unknown_author", "fragment by '" + h.author.v + "', who is not a partner");
+  std::vector<const FragmentCheck*> accepted;
+  for (FragmentCheck& c : fragments) {
+    const FragmentHeader& h = c.f.header;
+    if (c.reason) {
+      reject(c.reason, c.detail);
       continue;
     }
-    Status st = VerifyFragment(f, *pk);
-    if (!st.ok()) {
-      reject("bad_fragment", "fragment by " + h.author.v + ": " + st.message());
-      continue;
-    }
-    FragmentId id = f.Id();
-    auto cached = states.find(h.case_id);
-    if (cached == states.end()) cached = states.emplace(h.case_id, StateLocked(h.case_id)).first;
-    const Result<CaseState>& state = cached->second;
+    const FragmentId& id = c.id;
+    auto state = StateLocked(h.case_id);
     if (!state.ok()) {
       reject("unknown_case", "fragment " + ToHex(id).substr(0, 16) + " of a case this node takes no part in");
       continue;
@@ -541,46 +697,73 @@ size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const 
       auto pf = DecodeFragmentRecord((*prev)->record);
       if (!pf.ok()) continue;
       if (pf->header.case_id != h.case_id || pf->header.kind.v != h.kind.v || pf->header.domain.v != h.domain.v ||
-          pf->ItemId() != f.ItemId())
+          pf->ItemId() != c.f.ItemId())
         consistent = false;
     }
     if (!consistent) {
       reject("invalid_item", "fragment " + ToHex(id).substr(0, 16) + " edits a version of another case, item, kind or domain");
       continue;
     }
-    ContentKey key;
-    Status key_st = ContentKeyFor(f, &key);
-    if (key_st.ok()) {
-      auto body = DecryptFragment(f, key);
-      if (!body.ok()) {
-        reject("bad_fragment", "fragment " + ToHex(id).substr(0, 16) + " does not decrypt: " + body.status().message());
-        continue;
-      }
-      nlohmann::json data = nlohmann::json::parse(body->begin(), body->end(), nullptr, false);
-      sodium_memzero(body->data(), body->size());
-      Status valid = ValidateFragmentItem(h.kind.v, h.domain.v, data);
-      if (valid.ok() && h.predecessors.v.empty() && IsTombstone(data))
-        valid = Status::InvalidArgument("a new item cannot be a deletion");
-      if (!valid.ok()) {
-        reject("invalid_item", "fragment " + ToHex(id).substr(0, 16) + ": " + valid.message());
-        continue;
-      }
+    if (!c.body_checked) {
+      // Not sealed to us: perhaps a key grant we hold opens it.
+      ContentKey key;
+      if (ContentKeyFor(c.f, &key).ok()) JudgeBody(c, key);
+    }
+    if (c.body_reason) {
+      reject(c.body_reason, c.body_detail);
+      continue;
     }
     fragment_rows.push_back(RecordRow{id, RecordType::kFragment, h.case_id, h.author.v, h.kind.v, h.domain.v, h.hlc,
-                                      *bytes, state->Readers(facts, now)});
+                                      *c.bytes, state->Readers(facts, now)});
+    accepted.push_back(&c);
   }
-  // One transaction (one fsync) for all fragments of the push.
+  // One transaction (one fsync) for all fragments of the push. Their
+  // audiences are stored with them: no recompute needed.
   if (!fragment_rows.empty()) {
     auto ids = store_->PutRecords(fragment_rows, from, now);
     if (!ids.ok()) {
       KRING_LOG(kError, "store", "cannot store fragments from " << from << ": " << ids.status().ToString());
     } else {
       added += ids->size();
-      for (const RecordRow& r : fragment_rows) {
+      std::set<RecordId> fresh(ids->begin(), ids->end());
+      // The regie organisation (and an author, sent back its own fragment)
+      // re-seals keys for readers the author could not seal to.
+      std::map<CaseId, std::set<std::pair<FragmentId, std::string>>> granted;
+      for (size_t i = 0; i < fragment_rows.size(); ++i) {
+        const RecordRow& r = fragment_rows[i];
         clock_.Observe(r.hlc);
-        if (std::find(ids->begin(), ids->end(), r.id) != ids->end()) new_fragments[r.case_id].insert(r.id);
+        if (!fresh.count(r.id)) continue;
+        const Fragment& f = accepted[i]->f;
+        if (touched.count(r.case_id)) continue;  // the full recompute below re-seals
+        auto state = StateLocked(r.case_id);
+        if (!state.ok() || (state->Regie().org != me && f.header.author.v != me)) continue;
+        bool unsealed = std::any_of(r.audience.begin(), r.audience.end(), [&](const std::string& o) {
+          return o != me && !f.IsRecipient(o);
+        });
+        if (!unsealed) continue;
+        auto g = granted.find(r.case_id);
+        if (g == granted.end()) {
+          g = granted.emplace(r.case_id, std::set<std::pair<FragmentId, std::string>>{}).first;
+          auto grants = store_->RecordsOfCase(r.case_id, RecordType::kKeyGrant);
+          if (grants.ok())
+            for (const StoredRecord& gr : *grants)
+              if (auto kg = DecodeControlRecord(gr.record); kg.ok())
+                g->second.insert({std::get<KeyGrant>(kg->body).fragment, std::get<KeyGrant>(kg->body).grantee.v});
+        }
+        std::vector<ControlBody> new_grants;
+        LateGrantsLocked(r.case_id, *state, r.id, f, r.audience, *partners, &g->second, &new_grants);
+        Status st = StoreGrantsLocked(r.case_id, std::move(new_grants));
+        if (!st.ok()) KRING_LOG(kError, "case", "cannot re-seal in case " << CaseIdToHex(r.case_id) << ": " << st.ToString());
       }
     }
+  }
+
+  // Control records change audiences, purge, re-seal: after the fragments
+  // of the push are stored (a key grant arrives with its fragment; the
+  // fragments were judged by the new state already).
+  for (const CaseId& c : touched) {
+    Status st = RecomputeLocked(c);
+    if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
   }
 
   // Access-log entries of other organisations: only for the regie organisation.
@@ -614,16 +797,6 @@ size_t Node::Ingest(const std::string& from, std::vector<Bytes>& records, const 
     RecordRow row{a.Id(), RecordType::kAccessRecord, b.case_id, b.author.v, "", "", b.hlc, *bytes, {me, b.author.v}};
     auto ids = store_->PutRecords({row}, from, now);
     if (ids.ok()) added += ids->size();
-  }
-
-  for (const CaseId& c : touched) {
-    Status st = RecomputeLocked(c);
-    if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
-  }
-  for (auto& [c, ids] : new_fragments) {
-    if (touched.count(c)) continue;
-    Status st = RecomputeLocked(c, &ids);  // late key grants for what just arrived
-    if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
   }
   return added;
 }

@@ -130,7 +130,8 @@ class Node : public RecordSink {
   Result<std::vector<AccessEntry>> AccessLogOf(const CaseId& case_id, int64_t from_ms, int64_t to_ms);
 
   // RecordSink: records from partner `from`.
-  size_t Ingest(const std::string& from, std::vector<Bytes>& records, const RejectFn& reject) override;
+  std::unique_ptr<Batch> Prepare(const std::string& from, std::vector<Bytes> records, const RejectFn& reject) override;
+  size_t Commit(std::unique_ptr<Batch> batch, const RejectFn& reject) override;
 
  private:
   Node(NodeIdentity identity, std::unique_ptr<Store> store, WallClock wall);
@@ -138,8 +139,21 @@ class Node : public RecordSink {
   int64_t NowMs() const { return static_cast<int64_t>(wall_()); }
   Result<CaseState> StateLocked(const CaseId& case_id);
   // Recomputes audiences, purges, late key grants for one case; queues
-  // pushes. With `only`, just for those (newly arrived) fragments.
-  Status RecomputeLocked(const CaseId& case_id, const std::set<RecordId>* only = nullptr);
+  // pushes; records when the case's decisions next change.
+  Status RecomputeLocked(const CaseId& case_id);
+  // Key grants re-sealing fragment `id`'s content key to those of `readers`
+  // the author did not seal it to (and that are our partners).
+  void LateGrantsLocked(const CaseId& case_id, const CaseState& state, const FragmentId& id, const Fragment& f,
+                        const std::vector<std::string>& readers, const std::vector<Partner>& partners,
+                        std::set<std::pair<FragmentId, std::string>>* granted, std::vector<ControlBody>* out);
+  Status StoreGrantsLocked(const CaseId& case_id, std::vector<ControlBody> grants);
+  struct FragmentCheck;
+  struct IngestBatch;
+  void CheckFragmentAlone(FragmentCheck& c, const std::vector<Partner>& partners) const;
+  // Decrypts the body with `key` and validates it as an item of the header's kind.
+  static void JudgeBody(FragmentCheck& c, const ContentKey& key);
+  // A digest of the partners' organisations and keys, to notice changes made while stopped.
+  Result<Bytes> PartnersDigest();
   Result<RecordId> StoreOwnControl(ControlBody body);
   Status AppendAccessLocked(AccessEntry* e);
   const SignPublicKey* AuthorKey(const std::string& org, const std::vector<Partner>& partners) const;
@@ -155,6 +169,10 @@ class Node : public RecordSink {
 
   std::mutex mu_;  // serialises case operations
   std::map<CaseId, int64_t> next_change_;  // when a case's decisions change by themselves
+  // Consent states by case, dropped when a control record of the case is
+  // stored: every ingest, write, plan read and access-log entry needs one.
+  static constexpr size_t kStateCacheCases = 4096;
+  std::map<CaseId, CaseState> state_cache_;
   std::atomic<uint64_t> withdrawals_processed_{0};
   std::atomic<bool> recompute_all_{false};
 

@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -32,6 +34,18 @@ constexpr int kHeartbeatTimeoutMs = 3000;
 // large backlog is deferred (a million missing records: ~130). Far beyond
 // that is a peer that never settles.
 constexpr int kMaxReconcileRounds = 1024;
+// A record pushed to a partner because reconciliation found it missing is
+// not pushed again for this long (both sides start sessions every interval,
+// and a large backlog takes longer than one to arrive), sooner when the
+// partner is seen to disconnect; at most this many are remembered.
+constexpr int64_t kResendAfterMs = 10000;
+constexpr size_t kMaxSentTracked = 262144;
+// Two pushes checked at once (one per core on the reference machine); at
+// most this many received pushes (3 MiB each at most) wait for a worker.
+constexpr int kIngestWorkers = 2;
+constexpr size_t kMaxQueuedPushes = 4;
+// How soon a reconciliation that could not be sent (no connection yet) is tried again.
+constexpr int64_t kRetryConnectMs = 100;
 
 int64_t NowMs() { return static_cast<int64_t>(HybridClock::SystemMillis()); }
 
@@ -75,6 +89,9 @@ struct SyncEngine::Impl {
     int64_t last_sync_ms = 0;
     bool reported_connected = false;
     std::optional<Session> session;
+    // Ids pushed by reconciliation and when: see kResendAfterMs.
+    std::map<Hash, int64_t> sent_recently;
+    int64_t next_session_ms = 0;  // when to start the next reconciliation
   };
 
   struct CachedSet {
@@ -103,6 +120,23 @@ struct SyncEngine::Impl {
   std::map<std::string, std::string> org_by_key;  // transport key hex -> org
   std::map<std::string, CachedSet> set_cache;   // by org
   std::map<std::string, int64_t> refused_logged;  // key hex -> last log time
+
+  // Pushes received and not yet stored: checked by kIngestWorkers threads
+  // at once, committed in arrival order (a consent before the fragments it
+  // admits). The sync thread waits when kMaxQueuedPushes are queued: a fast
+  // sender is slowed down by its TCP window, not by our memory.
+  struct QueuedPush {
+    uint64_t seq = 0;
+    std::string from;
+    std::vector<Bytes> records;
+  };
+  std::mutex ingest_mu;
+  std::condition_variable ingest_cv;
+  std::deque<QueuedPush> ingest_queue;
+  uint64_t ingest_next_seq = 0;    // given to the next push received
+  uint64_t ingest_commit_seq = 0;  // the push whose Commit is next
+  bool ingest_stop = false;
+  std::vector<std::thread> ingest_workers;
 
   // Shared with other threads.
   std::mutex queue_mu;
@@ -288,30 +322,36 @@ struct SyncEngine::Impl {
   }
 
   // Sends `org` the records with these ids that it may hold, each once, a
-  // push at a time, and at most kMaxServeBytes per request: what a peer
-  // asks for never decides how much we hold in memory or queue.
+  // push at a time, control records first and each kind oldest first (the
+  // order the receiver can accept them in), and at most kMaxServeBytes per
+  // request: what a peer asks for never decides how much we hold in memory
+  // or queue.
+  // With `link`, records pushed to it by reconciliation in the last
+  // kResendAfterMs are left out (they are on their way), and what is sent
+  // is remembered.
   template <class SendFn>
-  size_t ServeRecords(const std::vector<Hash>& ids, const std::string& org, SendFn send) {
-    std::set<Hash> unique(ids.begin(), ids.end());
-    std::vector<Bytes> batch;
-    size_t batch_bytes = 0, served_bytes = 0, sent = 0;
-    for (const Hash& id : unique) {
-      auto allowed = store->InAudience(id, org);
-      if (!allowed.ok() || !*allowed) continue;
-      auto rec = store->GetRecord(id);
-      if (!rec.ok() || !rec->has_value()) continue;
-      size_t n = (*rec)->record.size();
-      if (served_bytes + n > kMaxServeBytes) break;  // the rest follows in a later round
-      served_bytes += n;
-      batch_bytes += n;
-      batch.push_back(std::move((*rec)->record));
-      if (batch_bytes >= kPushBudgetBytes || batch.size() == kMaxRecordsPerPush) {
-        sent += SendRecords(batch, send);
-        batch.clear();
-        batch_bytes = 0;
+  size_t ServeRecords(const std::vector<Hash>& ids, const std::string& org, SendFn send, PeerLink* link = nullptr) {
+    const std::vector<Hash>* todo = &ids;
+    std::vector<Hash> fresh;
+    int64_t now = NowMs();
+    if (link) {
+      for (const Hash& id : ids) {
+        auto it = link->sent_recently.find(id);
+        if (it == link->sent_recently.end() || now - it->second >= kResendAfterMs) fresh.push_back(id);
       }
+      todo = &fresh;
     }
-    if (!batch.empty()) sent += SendRecords(batch, send);
+    std::vector<RecordId> served;
+    auto records = store->RecordsForPeer(*todo, org, kMaxServeBytes, &served);
+    if (!records.ok()) {
+      KRING_LOG(kError, "store", "cannot read records for " << org << ": " << records.status().ToString());
+      return 0;
+    }
+    size_t n = records->size();
+    size_t sent = SendRecords(*records, send);
+    if (link && sent == n)
+      for (const RecordId& id : served)
+        if (link->sent_recently.size() < kMaxSentTracked) link->sent_recently[id] = now;
     return sent;
   }
 
@@ -368,17 +408,65 @@ struct SyncEngine::Impl {
   }
 
   void HandlePush(const std::string& from, PushMessage& push) {
-    std::vector<Bytes> records;
-    records.reserve(push.records.v.size());
-    for (auto& r : push.records.v) records.push_back(std::move(r.v));
-    size_t added = sink->Ingest(from, records, [&](const std::string& reason, const std::string& detail) {
-      Reject(from, reason, detail);
-    });
-    if (added > 0) {
-      KRING_LOG(kInfo, "sync", "stored " << added << " new record(s) from " << from);
-      std::lock_guard lock(status_mu);
-      stats.fragments_received += added;
+    QueuedPush q;
+    q.from = from;
+    q.records.reserve(push.records.v.size());
+    for (auto& r : push.records.v) q.records.push_back(std::move(r.v));
+    std::unique_lock lock(ingest_mu);
+    ingest_cv.wait(lock, [&] { return ingest_stop || ingest_queue.size() < kMaxQueuedPushes; });
+    if (ingest_stop) return;
+    q.seq = ingest_next_seq++;
+    ingest_queue.push_back(std::move(q));
+    ingest_cv.notify_all();
+  }
+
+  void IngestWorker() {
+    for (;;) {
+      QueuedPush q;
+      {
+        std::unique_lock lock(ingest_mu);
+        ingest_cv.wait(lock, [&] { return ingest_stop || !ingest_queue.empty(); });
+        if (ingest_stop) return;
+        q = std::move(ingest_queue.front());
+        ingest_queue.pop_front();
+        ingest_cv.notify_all();  // room in the queue
+      }
+      const std::string from = q.from;
+      auto reject = [&](const std::string& reason, const std::string& detail) { Reject(from, reason, detail); };
+      auto batch = sink->Prepare(from, std::move(q.records), reject);
+      {
+        std::unique_lock lock(ingest_mu);
+        ingest_cv.wait(lock, [&] { return ingest_stop || ingest_commit_seq == q.seq; });
+        if (ingest_stop) return;
+      }
+      size_t added = sink->Commit(std::move(batch), reject);
+      {
+        std::lock_guard lock(ingest_mu);
+        ++ingest_commit_seq;
+        ingest_cv.notify_all();
+      }
+      if (added > 0) {
+        KRING_LOG(kInfo, "sync", "stored " << added << " new record(s) from " << from);
+        std::lock_guard lock(status_mu);
+        stats.fragments_received += added;
+      }
     }
+  }
+
+  void StartIngest() {
+    ingest_stop = false;
+    for (int i = 0; i < kIngestWorkers; ++i) ingest_workers.emplace_back([this] { IngestWorker(); });
+  }
+
+  void StopIngest() {
+    {
+      std::lock_guard lock(ingest_mu);
+      ingest_stop = true;
+      ingest_queue.clear();  // not stored, not acknowledged: reconciliation brings them again
+    }
+    ingest_cv.notify_all();
+    for (std::thread& t : ingest_workers) t.join();
+    ingest_workers.clear();
   }
 
   std::shared_ptr<const ReconcileSet> SetFor(const std::string& org) {
@@ -432,7 +520,8 @@ struct SyncEngine::Impl {
       }
       auto set = SetFor(org);
       if (!set) return;
-      auto reply = Respond(*set, rec->body.v);
+      std::vector<Hash> push;  // ours that the partner lacks: pushed unasked
+      auto reply = Respond(*set, rec->session, rec->body.v, &push);
       if (!reply.ok()) {
         Reject(org, "bad_reconcile", reply.status().message());
         return;
@@ -442,6 +531,12 @@ struct SyncEngine::Impl {
       out.initiator = 0;
       out.body.v = std::move(*reply);
       SendRouter(frames[0], Message(std::move(out)));
+      if (!push.empty()) {
+        auto link = peers.find(org);
+        size_t sent = ServeRecords(push, org, [&](const Message& m) { return SendRouter(frames[0], m); },
+                                   link == peers.end() ? nullptr : &link->second);
+        KRING_LOG(kInfo, "sync", "reconciliation by " << org << ": sent " << sent << " fragment(s) it missed");
+      }
     }
   }
 
@@ -469,16 +564,12 @@ struct SyncEngine::Impl {
         return;
       }
       if (!have.empty()) {
-        size_t sent = ServeRecords(have, org, [&](const Message& m) { return SendDealer(link, m); });
+        size_t sent = ServeRecords(have, org, [&](const Message& m) { return SendDealer(link, m); }, &link);
         KRING_LOG(kInfo, "sync", "reconciliation with " << org << ": sent " << sent << " fragment(s) it missed");
       }
-      for (size_t i = 0; i < need.size(); i += kMaxIdsPerWant) {
-        WantMessage want;
-        want.ids.v.assign(need.begin() + i, need.begin() + std::min(need.size(), i + kMaxIdsPerWant));
-        SendDealer(link, Message(std::move(want)));
-      }
+      // The partner pushes what we lack as it finds it (Respond's *push): nothing to ask for.
       if (!need.empty())
-        KRING_LOG(kInfo, "sync", "reconciliation with " << org << ": asked for " << need.size() << " fragment(s) we missed");
+        KRING_LOG(kInfo, "sync", "reconciliation with " << org << ": " << need.size() << " fragment(s) we missed are being pushed");
       if (next->has_value() && ++link.session->rounds > kMaxReconcileRounds) {
         // A peer that never agrees must not keep us busy: start afresh next tick.
         Reject(org, "reconcile_too_long", "reconciliation did not settle in " + std::to_string(kMaxReconcileRounds) + " rounds");
@@ -505,11 +596,15 @@ struct SyncEngine::Impl {
     int64_t now = NowMs();
     int64_t stale = std::max<int64_t>(5000, 5LL * options.anti_entropy_interval_ms);
     for (auto& [org, link] : peers) {
+      if (!link.sent_recently.empty() && now >= link.next_session_ms)
+        std::erase_if(link.sent_recently, [&](const auto& w) { return now - w.second >= kResendAfterMs; });
       if (link.reported_connected && now - link.last_seen_ms > stale) {
         link.reported_connected = false;
+        link.sent_recently.clear();  // what was sent may be lost with the connection
         KRING_LOG(kWarn, "sync", "partner " << org << " unreachable (nothing heard for " << (now - link.last_seen_ms) / 1000 << " s)");
       }
       if (link.session && now - link.session->last_activity_ms < stale) continue;
+      if (now < link.next_session_ms) continue;
       link.session.reset();
       auto set = SetFor(org);
       if (!set) continue;
@@ -517,13 +612,19 @@ struct SyncEngine::Impl {
       RandomBytes(std::span<uint8_t>(reinterpret_cast<uint8_t*>(&s.id), sizeof s.id));
       s.last_activity_ms = now;
       s.set = set;
-      s.reconciler = std::make_unique<Reconciler>(*s.set);
+      s.reconciler = std::make_unique<Reconciler>(*s.set, s.id);  // the random session id salts it
       ReconcileMessage m;
       m.session = s.id;
       m.initiator = 1;
       m.body.v = s.reconciler->Initiate();
       link.session = std::move(s);
-      if (!SendDealer(link, Message(std::move(m)))) link.session.reset();  // not connected yet
+      link.next_session_ms = now + options.anti_entropy_interval_ms;
+      if (!SendDealer(link, Message(std::move(m)))) {
+        // Not connected yet: try again soon, so that a node that starts or
+        // comes back catches up at once rather than an interval later.
+        link.session.reset();
+        link.next_session_ms = now + std::min<int64_t>(kRetryConnectMs, options.anti_entropy_interval_ms);
+      }
     }
     PublishStatus();
   }
@@ -590,7 +691,7 @@ struct SyncEngine::Impl {
       PushAnnounced();
       if (NowMs() >= next_tick) {
         Tick();
-        next_tick = NowMs() + options.anti_entropy_interval_ms;
+        next_tick = NowMs() + std::min<int64_t>(kRetryConnectMs, options.anti_entropy_interval_ms);
       }
     }
   }
@@ -604,6 +705,7 @@ SyncEngine::~SyncEngine() { Stop(); }
 Status SyncEngine::Start() {
   KRING_RETURN_IF_ERROR(impl_->Bind());
   impl_->started = true;
+  impl_->StartIngest();
   impl_->thread = std::thread([this] { impl_->Loop(); });
   return Status::Ok();
 }
@@ -613,6 +715,7 @@ void SyncEngine::Stop() {
   impl_->started = false;
   impl_->stop = true;
   impl_->Wake();
+  impl_->StopIngest();  // also wakes the sync thread if it waits for room in the queue
   if (impl_->thread.joinable()) impl_->thread.join();
   impl_->peers.clear();
   impl_->router.close();

@@ -48,13 +48,27 @@ struct SyncStats {
 };
 
 // Where records received from partners go: verified against the case's
-// consent state and stored, or rejected with a reason. Called on the sync thread.
+// consent state and stored, or rejected with a reason.
+//
+// In two halves, so that a node can check one push while it stores the one
+// before: Prepare may run on several threads at once; the SyncEngine calls
+// Commit for its pushes one at a time, in the order they arrived.
 class RecordSink {
  public:
   using RejectFn = std::function<void(const std::string& reason, const std::string& detail)>;
+  struct Batch {
+    virtual ~Batch() = default;
+  };
   virtual ~RecordSink() = default;
+  // Decoding and the checks that need no state (signatures, bodies).
+  virtual std::unique_ptr<Batch> Prepare(const std::string& from, std::vector<Bytes> records, const RejectFn& reject) = 0;
+  // Judges what passed against the cases' consent state and stores it.
   // Returns how many records were newly stored.
-  virtual size_t Ingest(const std::string& from, std::vector<Bytes>& records, const RejectFn& reject) = 0;
+  virtual size_t Commit(std::unique_ptr<Batch> batch, const RejectFn& reject) = 0;
+  // Both halves, for one batch.
+  size_t Ingest(const std::string& from, std::vector<Bytes> records, const RejectFn& reject) {
+    return Commit(Prepare(from, std::move(records), reject), reject);
+  }
 };
 
 class SyncEngine {

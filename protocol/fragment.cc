@@ -116,9 +116,12 @@ Result<Fragment> SealFragment(const FragmentDraft& d, const NodeIdentity& author
 }
 
 Status VerifyFragment(const Fragment& f, const SignPublicKey& author_pk) {
+  return VerifyFragmentWithId(f, f.Id(), author_pk);
+}
+
+Status VerifyFragmentWithId(const Fragment& f, const FragmentId& id, const SignPublicKey& author_pk) {
   KRING_RETURN_IF_ERROR(ValidateFragmentHeader(f.header));
   if (f.ciphertext.v.size() < kAeadTagBytes) return Status::Corruption("ciphertext shorter than its tag");
-  FragmentId id = f.Id();
   if (!Verify(kFragmentContext, id, f.signature, author_pk))
     return Status::Corruption("signature does not verify with the author's key");
   return Status::Ok();

@@ -9,7 +9,7 @@
 
 namespace kring {
 
-inline constexpr uint8_t kProtocolVersion = 1;
+inline constexpr uint8_t kProtocolVersion = 2;  // 2: reconcile bodies with pushed ids, keyed fingerprints
 // The largest frame a node accepts; also set as ZMQ_MAXMSGSIZE on every socket,
 // so a bigger frame is dropped by libzmq before it is ever buffered whole.
 inline constexpr size_t kMaxFrameBytes = 4 * 1024 * 1024;

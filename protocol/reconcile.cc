@@ -26,42 +26,68 @@ constexpr size_t kMaxVarintBytes = 10;
 constexpr size_t kMaxBoundBytes = 1 + kMaxVarintBytes + 1 + kHashBytes;
 constexpr size_t kMaxRecordHeadBytes = kMaxBoundBytes + kMaxVarintBytes;
 constexpr uint8_t kInfinityHeader = 0x80;
+constexpr uint8_t kPushedMarker = 0xff;  // never a bound header
 constexpr uint8_t kPrefixFlag = 0x40;
 constexpr uint8_t kShiftMask = 0x3f;
-constexpr std::string_view kFingerprintContext = "kring/reconcile/fingerprint";
+constexpr std::string_view kFingerprintContext = "kring/reconcile/fingerprint/v2";
+constexpr std::string_view kPrefixContext = "kring/reconcile/prefix";
 
-// A range is split into this many sub-ranges, more when the differences look
-// dense: few sub-ranges waste few fingerprints on sub-ranges that agree,
-// many save round trips. (Measured on 100,000 items: 4 to 16 keeps 1,000
-// differences under 60 bytes each in 6-7 round trips; 16 always costs ~90.)
-constexpr uint64_t kMinBranches = 4;
-constexpr uint64_t kMaxBranches = 16;
-// A range with at most this many items is answered with its ids rather than split.
-constexpr uint64_t kIdListItems = 2;
+// A fingerprint opens with the sum mod 2^16: a side holding exactly one item
+// more than the other finds it among the items whose low id bits make up the
+// difference, and confirms it with the keyed rest.
+constexpr size_t kSumHintBytes = 2;
+static_assert(kReconcileFingerprintBytes > kSumHintBytes && kReconcileFingerprintBytes <= kSumHintBytes + kHashBytes);
+static_assert(kReconcilePrefixBytes <= kMaxReconcilePrefixBytes && kMaxReconcilePrefixBytes <= kHashBytes);
 
-// The initiator keeps its bodies to a quarter of the limit, and the replies
-// it expects to a bit less than the limit, so that the responder rarely has
-// to defer (a deferred request is sent twice).
-constexpr size_t kMaxRequestBytes = kMaxReconcileBytes / 4;
+// How widely to split a range that differs. The count difference is the
+// number of differences when only one side lacks items. When differences
+// look scattered (spread over at least a quarter of a body's fingerprints),
+// split into about one sub-range per difference where we hold more items,
+// 1.5 where we hold fewer, so that most sub-ranges differ by one item or
+// none: the side one item ahead finds that item at once, and when that is
+// the other side it has to send a fingerprint back first, so we split
+// coarser. Fewer sub-ranges would mean more round trips; more, more
+// fingerprints of sub-ranges that agree. (Measured on 100 to 10,000
+// scattered differences in up to 1,000,000 items.) Otherwise (the newest
+// records missing, say, or the first body) narrow them down at most
+// kNarrowBranches ways at a time. At most kMaxBranches: a split of the
+// largest sub-range headers still fits one reply.
+constexpr uint64_t kMinBranches = 2;
+constexpr uint64_t kUnknownBranches = 4;  // content differs, counts (almost) do not
+constexpr uint64_t kNarrowBranches = 16;
+constexpr uint64_t kMaxBranches = 4096;
+// When both sides hold at most this many items of a range that differs in
+// more than one item, the initiator lists its items rather than split.
+constexpr uint64_t kListItems = 8;
+// The responder compares a List with at most this many of its own items; a
+// range where it holds more is answered with its fingerprint (it changed).
+constexpr uint64_t kMaxListCompare = 4 * kMaxReconcileListItems;
+// Keyed hashes one body may make a side compute beyond one per range (list
+// prefixes, candidates for the one extra item): bounds a peer's leverage.
+constexpr size_t kHashBudget = 1 << 16;
+constexpr size_t kMaxCandidates = 64;
+
+// The initiator keeps its bodies, and the replies it expects, to a bit less
+// than the limit, so that the responder rarely has to defer (a deferred
+// request is sent twice).
+constexpr size_t kMaxRequestBytes = kMaxReconcileBytes - kMaxReconcileBytes / 8;
 constexpr size_t kExpectedReplyBudget = kMaxReconcileBytes - kMaxReconcileBytes / 8;
 // Room the responder keeps for a final Deferred range (a Skip gap, then +infinity).
 constexpr size_t kDeferredReserve = kMaxRecordHeadBytes + 2;
-// The largest number of ranges one answer adds to a reply: a Skip gap, the
-// sub-ranges of a split (or an IdList chunk and the remainder's Fingerprint).
-constexpr size_t kMaxRangesPerAnswer = 1 + kMaxBranches;
+static_assert(kMaxBranches * (kMaxRecordHeadBytes + kReconcileFingerprintBytes) + kDeferredReserve <=
+              kMaxReconcileBytes);
 // A session's own bookkeeping is capped so that a hostile responder cannot
 // grow it without bound (honest sessions with 20,000 or 50,000 differences
-// in 100,000 items peak at about 12,000 and 45,000 requests).
+// in 100,000 items peak at tens of thousands of requests).
 constexpr size_t kMaxPendingRequests = 1 << 18;
 
 enum class Mode : uint8_t {
   kSkip = 0,
   kFingerprint = 1,
-  kIdList = 2,
-  kSum = 3,
-  kSendSum = 4,
-  kSendIds = 5,
-  kDeferred = 6,
+  kList = 2,
+  kMissing = 3,
+  kSendList = 4,
+  kDeferred = 5,
 };
 constexpr uint64_t kModeBits = 3;
 
@@ -72,11 +98,10 @@ bool ModeAllowed(Mode mode, Sender from) {
     case Mode::kSkip:
     case Mode::kFingerprint:
       return true;
-    case Mode::kSendSum:
-    case Mode::kSendIds:
+    case Mode::kList:
       return from == Sender::kInitiator;
-    case Mode::kIdList:
-    case Mode::kSum:
+    case Mode::kMissing:
+    case Mode::kSendList:
     case Mode::kDeferred:
       return from == Sender::kResponder;
   }
@@ -121,10 +146,8 @@ uint64_t Mix64(uint64_t x) {  // the splitmix64 finaliser
   return x ^ (x >> 31);
 }
 
-// A second, non-linear digest of an id. A Sum that differs by one item gives
-// that item's id as the difference of sums; the checks must then differ by
-// Check(id), which a difference of several items matches with odds 2^-64
-// (ids being hashes, not chosen to collide).
+// A second, non-linear digest of an id: ids that are not uniformly random
+// (small integers, say) have colliding sums, {1, 4} and {2, 3}, but not checks.
 uint64_t Check(const Limbs& id) { return Mix64(id[0] ^ Mix64(id[1] ^ Mix64(id[2] ^ Mix64(id[3])))); }
 
 // What a range holds, in the form the protocol compares.
@@ -139,9 +162,16 @@ struct Summary {
     check += Check(l);
     ++count;
   }
+  Summary Without(const Hash& id) const {
+    Limbs l = LoadLimbs(id.data());
+    return Summary{count - 1, Minus(sum, l), check - Check(l)};
+  }
 };
 
-// ---- varints and bounds ---------------------------------------------------------
+// The low 16 bits of an id read as a number, which add up to a range's sum mod 2^16.
+uint16_t SumHint(const Hash& id) { return static_cast<uint16_t>(id[0] | id[1] << 8); }
+
+// ---- varints, fingerprints and prefixes ----------------------------------------------
 
 void PutVarint(Bytes& out, uint64_t v) {
   while (v >= 0x80) {
@@ -151,21 +181,42 @@ void PutVarint(Bytes& out, uint64_t v) {
   out.push_back(static_cast<uint8_t>(v));
 }
 
-using Fingerprint = std::array<uint8_t, kReconcileFingerprintBytes>;
+size_t VarintBytes(uint64_t v) { return v < 0x80 ? 1 : (static_cast<size_t>(std::bit_width(v)) + 6) / 7; }
 
-// Over the check as well as the sum: ids that are not uniformly random
-// (small integers, say) have colliding sums, {1, 4} and {2, 3}, but not checks.
-Fingerprint FingerprintOf(const Summary& s) {
+using Fingerprint = std::array<uint8_t, kReconcileFingerprintBytes>;
+using SaltBytes = std::array<uint8_t, 8>;
+
+SaltBytes SaltOf(uint64_t salt) {
+  SaltBytes b;
+  std::memcpy(b.data(), &salt, b.size());
+  return b;
+}
+
+// Over the check as well as the sum; keyed, so that a collision found for
+// one session is worth nothing in the next.
+Fingerprint FingerprintOf(const Summary& s, const SaltBytes& salt) {
   uint8_t digest[kSumBytes + kCheckBytes];
   std::memcpy(digest, s.sum.data(), kSumBytes);
   std::memcpy(digest + kSumBytes, &s.check, kCheckBytes);
   Bytes count;
   PutVarint(count, s.count);
-  Hash h = HashParts(kFingerprintContext, {ByteSpan(digest, sizeof(digest)), ByteSpan(count)});
+  Hash h = HashParts(kFingerprintContext, {ByteSpan(salt), ByteSpan(digest, sizeof(digest)), ByteSpan(count)});
   Fingerprint fp;
-  std::copy_n(h.begin(), fp.size(), fp.begin());
+  std::memcpy(fp.data(), s.sum.data(), kSumHintBytes);
+  std::copy_n(h.begin(), fp.size() - kSumHintBytes, fp.begin() + kSumHintBytes);
   return fp;
 }
+
+using Prefix = std::array<uint8_t, kMaxReconcilePrefixBytes>;  // zero-padded past its length
+
+Prefix PrefixOf(const Hash& id, const SaltBytes& salt, size_t len) {
+  Hash h = HashParts(kPrefixContext, {ByteSpan(salt), ByteSpan(id)});
+  Prefix p{};
+  std::copy_n(h.begin(), len, p.begin());
+  return p;
+}
+
+// ---- bounds ------------------------------------------------------------------------
 
 // A point of the key space: an item key, or +infinity past every key.
 struct Bound {
@@ -179,6 +230,7 @@ struct Bound {
     if (a.infinite || b.infinite) return a.infinite <=> b.infinite;
     return a.key <=> b.key;
   }
+  friend bool operator==(const Bound& a, const Bound& b) { return (a <=> b) == 0; }
 };
 
 // The bound between two adjacent items, prev < bound <= cur, that is
@@ -197,6 +249,8 @@ Bound SplitBound(const ItemKey& prev, const ItemKey& cur) {
   std::copy_n(cur.id.begin(), i + 1, b.key.id.begin());
   return b;
 }
+
+// ---- decoding ------------------------------------------------------------------------
 
 // Reads a body from untrusted bytes; advances only on success.
 class Reader {
@@ -274,19 +328,73 @@ struct Record {
   Bound lower, upper;
   Mode mode;
   uint64_t count;
-  ByteSpan payload;
+  ByteSpan payload;         // a fingerprint, a List's prefixes or a Missing bitmap
+  size_t prefix_bytes = 0;  // of a List
 };
 
-// Decodes and checks a whole body before anything acts on it.
-Status DecodeBody(ByteSpan body, Sender from, std::vector<Record>* out) {
+bool BitSet(ByteSpan bitmap, size_t i) { return (bitmap[i / 8] >> (i % 8)) & 1; }
+
+Status ReadPayload(Reader& r, Record* rec) {
+  switch (rec->mode) {
+    case Mode::kSkip:
+    case Mode::kSendList:
+    case Mode::kDeferred:
+      if (rec->count != 0) return Status::Corruption("count on a range that has none");
+      if (rec->mode == Mode::kDeferred && !rec->upper.infinite)
+        return Status::Corruption("deferred range does not reach +infinity");
+      return Status::Ok();
+    case Mode::kFingerprint:
+      if (rec->count == 0) return Status::Ok();
+      return r.Take(kReconcileFingerprintBytes, &rec->payload);
+    case Mode::kList: {
+      if (rec->count == 0) return Status::Corruption("empty list");
+      if (rec->count > kMaxReconcileListItems) return Status::Corruption("list over its limit");
+      uint8_t len = 0;
+      KRING_RETURN_IF_ERROR(r.Byte(&len));
+      if (len == 0 || len > kMaxReconcilePrefixBytes) return Status::Corruption("bad list prefix length");
+      if (rec->count > r.left() / len) return Status::Corruption("list longer than the body");
+      rec->prefix_bytes = len;
+      return r.Take(rec->count * len, &rec->payload);
+    }
+    case Mode::kMissing: {
+      if (rec->count == 0 || rec->count > kMaxReconcileListItems) return Status::Corruption("missing over its limit");
+      KRING_RETURN_IF_ERROR(r.Take((rec->count + 7) / 8, &rec->payload));
+      if (rec->count % 8 != 0 && (rec->payload.back() >> (rec->count % 8)) != 0)
+        return Status::Corruption("missing bitmap not canonical");
+      if (std::all_of(rec->payload.begin(), rec->payload.end(), [](uint8_t b) { return b == 0; }))
+        return Status::Corruption("missing names no item");
+      return Status::Ok();
+    }
+  }
+  return Status::Corruption("unknown mode");
+}
+
+// Decodes and checks a whole body before anything acts on it: a reply's
+// pushed ids into *pushed, the ranges other than Skips into *out.
+Status DecodeBody(ByteSpan body, Sender from, std::vector<Hash>* pushed, std::vector<Record>* out) {
   if (body.size() > kMaxReconcileBytes) return Status::Corruption("body over the size limit");
   if (body.empty()) return Status::Corruption("empty body");
   Reader r(body);
+  if (body[0] == kPushedMarker) {
+    if (from == Sender::kInitiator) return Status::Corruption("pushed ids not allowed in this direction");
+    uint8_t marker;
+    uint64_t n;
+    KRING_RETURN_IF_ERROR(r.Byte(&marker));
+    KRING_RETURN_IF_ERROR(r.Varint(&n));
+    if (n == 0 || n > kMaxReconcileIds) return Status::Corruption("pushed ids over their limit");
+    if (n > r.left() / kHashBytes) return Status::Corruption("pushed ids longer than the body");
+    pushed->resize(n);
+    for (Hash& id : *pushed) {
+      ByteSpan b;
+      KRING_RETURN_IF_ERROR(r.Take(kHashBytes, &b));
+      std::copy(b.begin(), b.end(), id.begin());
+    }
+  }
   Bound prev = Bound::Min();
   bool prev_was_skip = false;
   size_t ranges = 0;
-  while (r.left() > 0) {
-    if (prev.infinite) return Status::Corruption("range after +infinity");
+  while (!prev.infinite) {
+    if (r.left() == 0) return Status::Corruption("body does not reach +infinity");
     if (++ranges > kMaxReconcileRanges) return Status::Corruption("too many ranges");
     Bound upper;
     KRING_RETURN_IF_ERROR(ReadBound(r, prev, &upper));
@@ -297,37 +405,17 @@ Status DecodeBody(ByteSpan body, Sender from, std::vector<Record>* out) {
     if (mode_bits > static_cast<uint64_t>(Mode::kDeferred)) return Status::Corruption("unknown mode");
     Record rec{prev, upper, static_cast<Mode>(mode_bits), tag >> kModeBits, {}};
     if (!ModeAllowed(rec.mode, from)) return Status::Corruption("mode not allowed in this direction");
-    switch (rec.mode) {
-      case Mode::kSkip:
-        if (prev_was_skip) return Status::Corruption("two skips in a row");
-        [[fallthrough]];
-      case Mode::kSendSum:
-      case Mode::kSendIds:
-        if (rec.count != 0) return Status::Corruption("count on a range that has none");
-        break;
-      case Mode::kDeferred:
-        if (rec.count != 0) return Status::Corruption("count on a range that has none");
-        if (!upper.infinite) return Status::Corruption("deferred range does not reach +infinity");
-        break;
-      case Mode::kFingerprint:
-        if (rec.count > 0) KRING_RETURN_IF_ERROR(r.Take(kReconcileFingerprintBytes, &rec.payload));
-        break;
-      case Mode::kIdList:
-        if (rec.count > kMaxReconcileIds) return Status::Corruption("idlist over its limit");
-        if (rec.count > r.left() / kHashBytes) return Status::Corruption("idlist longer than the body");
-        KRING_RETURN_IF_ERROR(r.Take(rec.count * kHashBytes, &rec.payload));
-        break;
-      case Mode::kSum:
-        KRING_RETURN_IF_ERROR(r.Take(kSumBytes + kCheckBytes, &rec.payload));
-        break;
-    }
+    if (rec.mode == Mode::kSkip && prev_was_skip) return Status::Corruption("two skips in a row");
+    KRING_RETURN_IF_ERROR(ReadPayload(r, &rec));
     prev_was_skip = rec.mode == Mode::kSkip;
     if (!prev_was_skip) out->push_back(rec);
     prev = upper;
   }
-  if (!prev.infinite) return Status::Corruption("body does not reach +infinity");
+  if (r.left() > 0) return Status::Corruption("range after +infinity");
   return Status::Ok();
 }
+
+// ---- encoding ------------------------------------------------------------------------
 
 // Builds a body range by range; a gap before a range becomes a Skip.
 class BodyWriter {
@@ -354,11 +442,20 @@ class BodyWriter {
     PutRange(upper, mode, count);
   }
   void Put(ByteSpan bytes) { out_.insert(out_.end(), bytes.begin(), bytes.end()); }
+  void PutByte(uint8_t b) { out_.push_back(b); }
 
-  // Closes the body with a Skip up to +infinity if it does not reach it yet.
-  Bytes Finish() && {
+  // Closes the body with a Skip up to +infinity if it does not reach it
+  // yet, after the pushed ids, if any.
+  Bytes Finish(std::span<const Hash> pushed) && {
     if (!last_.infinite) PutRange(Bound::Infinity(), Mode::kSkip, 0);
-    return std::move(out_);
+    if (pushed.empty()) return std::move(out_);
+    Bytes body;
+    body.reserve(1 + kMaxVarintBytes + pushed.size() * kHashBytes + out_.size());
+    body.push_back(kPushedMarker);
+    PutVarint(body, pushed.size());
+    for (const Hash& id : pushed) body.insert(body.end(), id.begin(), id.end());
+    body.insert(body.end(), out_.begin(), out_.end());
+    return body;
   }
 
  private:
@@ -391,18 +488,22 @@ class BodyWriter {
   size_t ranges_ = 0;
 };
 
-void PutSum(BodyWriter& w, const Summary& s) {
-  uint8_t buf[kSumBytes + kCheckBytes];
-  std::memcpy(buf, s.sum.data(), kSumBytes);
-  std::memcpy(buf + kSumBytes, &s.check, kCheckBytes);
-  w.Put(ByteSpan(buf, sizeof(buf)));
-}
-
-void PutFingerprint(BodyWriter& w, const Summary& s) {
-  if (s.count > 0) w.Put(FingerprintOf(s));
+void PutFingerprint(BodyWriter& w, const Summary& s, const SaltBytes& salt) {
+  if (s.count > 0) w.Put(FingerprintOf(s, salt));
 }
 
 uint64_t AbsDiff(uint64_t a, uint64_t b) { return a > b ? a - b : b - a; }
+
+// How many sub-ranges to split a range into where we hold `ours` items and
+// the other side `theirs`, the differences looking `scattered` or not.
+uint64_t Branches(uint64_t ours, uint64_t theirs, bool scattered) {
+  uint64_t diff = AbsDiff(ours, theirs);
+  // Differing content with (almost) equal counts: items missing on both sides, how many unknown.
+  if (diff <= 1) return kUnknownBranches;
+  uint64_t ways = ours > theirs ? diff : (3 * diff + 1) / 2;
+  if (!scattered) ways = std::min(ways, kNarrowBranches);
+  return std::clamp(ways, kMinBranches, kMaxBranches);
+}
 
 }  // namespace
 
@@ -427,9 +528,11 @@ class ReconcileView {
   const ItemKey& item(size_t i) const { return set_.items_[i]; }
 
   // The index of the first item at or above `b`.
-  size_t Find(const Bound& b) const {
-    if (b.infinite) return set_.items_.size();
-    return static_cast<size_t>(std::lower_bound(set_.items_.begin(), set_.items_.end(), b.key) -
+  size_t Find(const Bound& b) const { return Find(b, 0, set_.items_.size()); }
+  // The same, knowing that it lies in [from, to].
+  size_t Find(const Bound& b, size_t from, size_t to) const {
+    if (b.infinite) return to;
+    return static_cast<size_t>(std::lower_bound(set_.items_.begin() + from, set_.items_.begin() + to, b.key) -
                                set_.items_.begin());
   }
 
@@ -465,259 +568,361 @@ class ReconcileView {
 namespace {
 
 // Splits the items [begin, end) of the range [lower, upper) into about
-// `branches` sub-ranges of equal item counts and calls emit(lower, upper,
-// begin, end) for each. REQUIRES: end - begin >= 1
+// `branches` sub-ranges of about equal item counts and calls emit(lower,
+// upper, begin, end) for each. Each bound is the cheapest to encode within a
+// quarter of a sub-range of the even split: an hlc with more trailing zero
+// bits, so about one byte of magnitude instead of two or three.
+// REQUIRES: end - begin >= 1
 template <class Emit>
 void ForEachSubRange(const ReconcileView& view, const Bound& lower, const Bound& upper, size_t begin,
                      size_t end, uint64_t branches, Emit emit) {
   size_t n = end - begin;
   size_t k = static_cast<size_t>(std::min<uint64_t>(branches, n));
+  size_t slack = n / k / 4;
   Bound from = lower;
   size_t first = begin;
   for (size_t c = 1; c <= k; ++c) {
-    size_t last = begin + n * c / k;
-    Bound to = c == k ? upper : SplitBound(view.item(last - 1), view.item(last));
+    size_t last = end;
+    Bound to = upper;
+    if (c < k) {
+      // Some key in (item(lo), item(hi)] leaves at least one item to this
+      // sub-range and to each of the ones after it.
+      size_t ideal = begin + n * c / k;
+      size_t lo = std::max(first, ideal - 1 - std::min(slack, ideal - 1));
+      size_t hi = std::min(end - (k - c), ideal + slack);
+      to = SplitBound(view.item(lo), view.item(hi));
+      last = view.Find(to, lo + 1, hi + 1);
+    }
     emit(from, to, first, last);
     from = to;
     first = last;
   }
 }
 
-bool Matches(const Record& rec, const Summary& own) {
-  if (rec.count != own.count) return false;
-  if (own.count == 0) return true;
-  Fingerprint fp = FingerprintOf(own);
-  return std::equal(fp.begin(), fp.end(), rec.payload.begin());
-}
-
-// Our side of each range of a received body, and how widely to split the
-// ranges that differ.
-struct Comparison {
-  struct Side {
-    size_t begin, end;  // our items in the range
-    Summary own;
-    bool matches;       // for a Fingerprint: ours is the same
-  };
-  std::vector<Side> sides;
-  // When every fingerprint compared differs, differences are dense (or the
-  // body is the first, covering everything): split wide. Otherwise by the
-  // count difference, which is at most the number of differences.
-  uint64_t min_branches = kMinBranches;
-
-  uint64_t Branches(uint64_t count_difference) const {
-    return std::clamp(std::max(count_difference, min_branches), kMinBranches, kMaxBranches);
-  }
+// Our items in a range the peer sent, and what they sum to.
+struct Side {
+  size_t begin, end;
+  Summary own;
+  bool same = false;  // for a Fingerprint: the peer's is ours
 };
 
-Comparison Compare(const ReconcileView& view, const std::vector<Record>& records) {
+// Our side of each range of a body, and whether the differences look
+// scattered: spread over at least a quarter of its fingerprints (and more
+// than one).
+struct Comparison {
+  std::vector<Side> sides;
+  bool scattered = false;
+};
+
+Comparison Compare(const ReconcileView& view, const std::vector<Record>& records, const SaltBytes& salt) {
   Comparison c;
   c.sides.reserve(records.size());
   size_t compared = 0, differing = 0;
   for (const Record& rec : records) {
-    Comparison::Side side;
-    side.begin = view.Find(rec.lower);
-    side.end = view.Find(rec.upper);
-    side.own = view.Summarize(side.begin, side.end);
-    side.matches = rec.mode == Mode::kFingerprint && Matches(rec, side.own);
+    Side s;
+    s.begin = view.Find(rec.lower);
+    s.end = view.Find(rec.upper);
+    s.own = view.Summarize(s.begin, s.end);
     if (rec.mode == Mode::kFingerprint) {
+      s.same = rec.count == s.own.count;
+      if (s.same && s.own.count > 0) {
+        Fingerprint fp = FingerprintOf(s.own, salt);
+        s.same = std::equal(fp.begin(), fp.end(), rec.payload.begin());
+      }
       ++compared;
-      differing += !side.matches;
+      differing += !s.same;
     }
-    c.sides.push_back(side);
+    c.sides.push_back(s);
   }
-  if (compared > 0 && differing == compared) c.min_branches = kMaxBranches;
+  c.scattered = differing >= 2 && 4 * differing >= compared;
   return c;
+}
+
+// What one side does with the other's fingerprint of a range.
+enum class Step {
+  kSettled,      // the same items
+  kAllOurs,      // they hold none of the range: all our items in it are extra
+  kOneOfOurs,    // they lack exactly one of our items, found
+  kFingerprint,  // send our fingerprint back: they are one item ahead, or we hold too few to split
+  kList,         // both hold few: compare lists
+  kSplit,        // split our items into sub-ranges with fingerprints
+};
+
+// Keyed hashes a side computes for one body, beyond one per range.
+class HashBudget {
+ public:
+  bool Spend(size_t n) {
+    if (n > left_) return false;
+    left_ -= n;
+    return true;
+  }
+
+ private:
+  size_t left_ = kHashBudget;
+};
+
+// The one item of ours the peer lacks in a range where we hold one more: the
+// item whose removal gives their fingerprint. Only the items whose low bits
+// make up the difference of the sums are tried. Returns `side.end` if none.
+size_t FindExtra(const ReconcileView& view, const Side& side, ByteSpan their_fp, const SaltBytes& salt,
+                 HashBudget& budget) {
+  uint16_t theirs = static_cast<uint16_t>(their_fp[0] | their_fp[1] << 8);
+  uint16_t want = static_cast<uint16_t>(static_cast<uint16_t>(side.own.sum[0]) - theirs);
+  size_t tried = 0;
+  for (size_t i = side.begin; i < side.end; ++i) {
+    if (SumHint(view.item(i).id) != want) continue;
+    if (++tried > kMaxCandidates || !budget.Spend(1)) break;
+    Fingerprint fp = FingerprintOf(side.own.Without(view.item(i).id), salt);
+    if (std::equal(fp.begin(), fp.end(), their_fp.begin())) return i;
+  }
+  return side.end;
+}
+
+// Decides the step for the peer's Fingerprint `rec`; for kOneOfOurs sets *extra.
+Step Decide(const ReconcileView& view, const Record& rec, const Side& side, const SaltBytes& salt,
+            HashBudget& budget, size_t* extra) {
+  uint64_t ours = side.own.count, theirs = rec.count;
+  if (side.same) return Step::kSettled;
+  if (theirs == 0) return Step::kAllOurs;
+  if (ours == theirs + 1) {
+    *extra = FindExtra(view, side, rec.payload, salt, budget);
+    if (*extra != side.end) return Step::kOneOfOurs;
+  }
+  // The side one item ahead finds it, and only a side holding items can split.
+  if (ours == 0 || theirs == ours + 1) return Step::kFingerprint;
+  if (ours <= kListItems && theirs <= kListItems) return Step::kList;
+  if (ours < 2) return Step::kFingerprint;
+  return Step::kSplit;
 }
 
 // ---- the responder ------------------------------------------------------------------
 
 class Responder {
  public:
-  explicit Responder(const ReconcileSet& set) : view_(set) {}
+  Responder(const ReconcileSet& set, uint64_t salt) : view_(set), salt_(SaltOf(salt)) {}
 
-  Result<Bytes> Run(ByteSpan body) {
+  Result<Bytes> Run(ByteSpan body, std::vector<Hash>* push) {
     std::vector<Record> records;
-    KRING_RETURN_IF_ERROR(DecodeBody(body, Sender::kInitiator, &records));
-    Comparison c = Compare(view_, records);
+    KRING_RETURN_IF_ERROR(DecodeBody(body, Sender::kInitiator, nullptr, &records));
+    Comparison c = Compare(view_, records, salt_);
     for (size_t i = 0; i < records.size(); ++i) {
       const Record& rec = records[i];
       BodyWriter::Mark mark = out_.mark();
-      bool fits = out_.ranges() + kMaxRangesPerAnswer + 2 <= kMaxReconcileRanges &&
-                  Answer(rec, c, c.sides[i]) && out_.size() <= kLimit;
+      size_t pushed = pushed_.size();
+      bool fits = Answer(rec, c.sides[i], c.scattered) && size() <= kLimit && out_.ranges() + 2 <= kMaxReconcileRanges;
       if (!fits) {
         // Out of room: the initiator asks again for this range and the rest.
         out_.Rewind(mark);
+        pushed_.resize(pushed);
         out_.Begin(rec.lower, Bound::Infinity(), Mode::kDeferred, 0);
         break;
       }
     }
-    return std::move(out_).Finish();
+    push->insert(push->end(), pushed_.begin(), pushed_.end());
+    return std::move(out_).Finish(pushed_);
   }
 
  private:
   static constexpr size_t kLimit = kMaxReconcileBytes - kDeferredReserve;
 
+  size_t size() const {
+    return out_.size() + (pushed_.empty() ? 0 : 1 + VarintBytes(pushed_.size()) + pushed_.size() * kHashBytes);
+  }
+
   // Appends the answer to one range; false if it cannot fit.
-  bool Answer(const Record& rec, const Comparison& c, const Comparison::Side& side) {
-    size_t begin = side.begin, end = side.end;
-    const Summary& own = side.own;
-    switch (rec.mode) {
-      case Mode::kSendSum:
-        out_.Begin(rec.lower, rec.upper, Mode::kSum, own.count);
-        PutSum(out_, own);
+  bool Answer(const Record& rec, const Side& side, bool scattered) {
+    if (rec.mode == Mode::kList) return AnswerList(rec, side);
+    size_t extra = 0;
+    switch (Decide(view_, rec, side, salt_, budget_, &extra)) {
+      case Step::kSettled:
         return true;
-      case Mode::kSendIds:
-        return AnswerIds(rec.lower, rec.upper, begin, end);
-      case Mode::kFingerprint:
-        break;
-      default:
-        return true;  // DecodeBody admits nothing else from an initiator
+      case Step::kAllOurs:
+        return PushAll(rec.upper, side.begin, side.end);
+      case Step::kOneOfOurs:
+        pushed_.push_back(view_.item(extra).id);
+        return true;
+      case Step::kFingerprint:
+        out_.Begin(rec.lower, rec.upper, Mode::kFingerprint, side.own.count);
+        PutFingerprint(out_, side.own, salt_);
+        return true;
+      case Step::kList:
+        out_.Begin(rec.lower, rec.upper, Mode::kSendList, 0);
+        return true;
+      case Step::kSplit:
+        ForEachSubRange(view_, rec.lower, rec.upper, side.begin, side.end,
+                        Branches(side.own.count, rec.count, scattered),
+                        [&](const Bound& lo, const Bound& hi, size_t b, size_t e) {
+                          Summary s = view_.Summarize(b, e);
+                          out_.Begin(lo, hi, Mode::kFingerprint, s.count);
+                          PutFingerprint(out_, s, salt_);
+                        });
+        return true;
     }
-    if (side.matches) return true;  // settled: the gap becomes a Skip
-    uint64_t theirs = rec.count;
-    // Few items on either side: the ids cost at most one id beyond the differences.
-    if (theirs <= 1 || own.count <= 1) return AnswerIds(rec.lower, rec.upper, begin, end);
-    uint64_t diff = AbsDiff(own.count, theirs);
-    if (diff == 1) {  // probably one item apart: the Sum names it
-      out_.Begin(rec.lower, rec.upper, Mode::kSum, own.count);
-      PutSum(out_, own);
-      return true;
+    return false;
+  }
+
+  // Pushes our items [begin, end) of a range ending at `upper`, as many as
+  // fit; the rest goes back as a fingerprint the initiator will answer again.
+  bool PushAll(const Bound& upper, size_t begin, size_t end) {
+    size_t used = size() + 1 + VarintBytes(kMaxReconcileIds) + 3 * kMaxRecordHeadBytes + kReconcileFingerprintBytes;
+    size_t room = (kLimit - std::min(kLimit, used)) / kHashBytes;
+    size_t n = std::min({end - begin, room, kMaxReconcileIds - pushed_.size()});
+    if (n == 0) return false;
+    for (size_t i = begin; i < begin + n; ++i) pushed_.push_back(view_.item(i).id);
+    if (begin + n < end) {
+      Summary rest = view_.Summarize(begin + n, end);
+      out_.Begin(SplitBound(view_.item(begin + n - 1), view_.item(begin + n)), upper, Mode::kFingerprint, rest.count);
+      PutFingerprint(out_, rest, salt_);
     }
-    if (own.count <= kIdListItems) return AnswerIds(rec.lower, rec.upper, begin, end);
-    ForEachSubRange(view_, rec.lower, rec.upper, begin, end, c.Branches(diff),
-                    [&](const Bound& lo, const Bound& hi, size_t b, size_t e) {
-                      Summary s = view_.Summarize(b, e);
-                      out_.Begin(lo, hi, Mode::kFingerprint, s.count);
-                      PutFingerprint(out_, s);
-                    });
     return true;
   }
 
-  // Our ids in [lower, upper), as many as fit; the rest as a Fingerprint
-  // the initiator will ask about again.
-  bool AnswerIds(const Bound& lower, const Bound& upper, size_t begin, size_t end) {
-    size_t room = kLimit - std::min(kLimit, out_.size() + 3 * kMaxRecordHeadBytes + kReconcileFingerprintBytes);
-    size_t n = std::min({end - begin, room / kHashBytes, kMaxReconcileIds});
-    if (n == 0 && end > begin) return false;
-    Bound to = begin + n == end ? upper : SplitBound(view_.item(begin + n - 1), view_.item(begin + n));
-    out_.Begin(lower, to, Mode::kIdList, n);
-    for (size_t i = begin; i < begin + n; ++i) out_.Put(view_.item(i).id);
-    if (begin + n < end) {
-      Summary rest = view_.Summarize(begin + n, end);
-      out_.Begin(to, upper, Mode::kFingerprint, rest.count);
-      PutFingerprint(out_, rest);
+  // Pushes our items whose prefixes the List lacks, and names the List's
+  // items we lack. A range where we hold many items (the set changed since
+  // our last answer) gets our fingerprint instead: the initiator splits it.
+  bool AnswerList(const Record& rec, const Side& side) {
+    size_t ours = side.end - side.begin;
+    if (ours > kMaxListCompare || !budget_.Spend(ours)) {
+      out_.Begin(rec.lower, rec.upper, Mode::kFingerprint, side.own.count);
+      PutFingerprint(out_, side.own, salt_);
+      return true;
+    }
+    size_t len = rec.prefix_bytes, n = rec.count;
+    std::vector<std::pair<Prefix, size_t>> theirs(n);
+    for (size_t i = 0; i < n; ++i) {
+      theirs[i].first = Prefix{};
+      std::copy_n(rec.payload.begin() + i * len, len, theirs[i].first.begin());
+      theirs[i].second = i;
+    }
+    std::sort(theirs.begin(), theirs.end());
+    std::vector<bool> matched(n);
+    for (size_t i = side.begin; i < side.end; ++i) {
+      Prefix p = PrefixOf(view_.item(i).id, salt_, len);
+      auto [first, last] = std::equal_range(theirs.begin(), theirs.end(), std::pair<Prefix, size_t>(p, 0),
+                                            [](const auto& a, const auto& b) { return a.first < b.first; });
+      if (first == last) pushed_.push_back(view_.item(i).id);
+      for (auto it = first; it != last; ++it) matched[it->second] = true;
+    }
+    Bytes bitmap((n + 7) / 8);
+    for (size_t i = 0; i < n; ++i)
+      if (!matched[i]) bitmap[i / 8] |= static_cast<uint8_t>(1 << (i % 8));
+    if (std::find(matched.begin(), matched.end(), false) != matched.end()) {
+      out_.Begin(rec.lower, rec.upper, Mode::kMissing, n);
+      out_.Put(bitmap);
     }
     return true;
   }
 
   ReconcileView view_;
+  SaltBytes salt_;
+  HashBudget budget_;
   BodyWriter out_;
+  std::vector<Hash> pushed_;
 };
 
 }  // namespace
 
-Result<Bytes> Respond(const ReconcileSet& set, ByteSpan body) { return Responder(set).Run(body); }
+Result<Bytes> Respond(const ReconcileSet& set, uint64_t salt, ByteSpan body, std::vector<Hash>* push) {
+  return Responder(set, salt).Run(body, push);
+}
 
 // ---- the initiator --------------------------------------------------------------------
 
 struct Reconciler::Request {
   Bound lower, upper;
-  Mode mode;                 // kFingerprint, kSendSum or kSendIds
-  uint64_t their_count = 0;  // for kSendIds: the size of the IdList we expect
+  Mode mode;                  // kFingerprint or kList
+  size_t expected_reply = 0;  // bytes
 };
 
 namespace {
 
-// The reply we expect to a request, to keep replies under the limit. For a
-// Fingerprint a typical split (~8 bytes of bound and tag per sub-range);
-// wider splits happen, and the responder defers what does not fit.
-size_t ExpectedReplyBytes(Mode mode, uint64_t their_count) {
-  switch (mode) {
-    case Mode::kSendIds:
-      return 2 * kMaxRecordHeadBytes + kHashBytes * std::min<size_t>(their_count, kMaxReconcileIds);
-    case Mode::kSendSum:
-      return kMaxRecordHeadBytes + kSumBytes + kCheckBytes;
-    default:
-      return kMinBranches * (8 + kReconcileFingerprintBytes) + 16;
-  }
+// Bytes we expect in reply to requests about ranges that differ in `diff`
+// items in all, `their_extra` of them the responder's, split `ways` ways
+// among the requests: about half the differences are settled at once (an
+// id pushed for an extra of theirs, a fingerprint back for one of ours),
+// the rest split further. The responder defers what does not fit, so an
+// estimate only needs to be right on average.
+size_t ExpectedReplyBytes(uint64_t their_extra, uint64_t diff, uint64_t ways = 1) {
+  constexpr uint64_t kSubRangeBytes = 12;  // a typical bound, tag and fingerprint
+  uint64_t bytes = kHashBytes / 2 * their_extra + kSubRangeBytes * diff;
+  return static_cast<size_t>(std::min<uint64_t>(bytes / ways + 2, kMaxReconcileBytes));
 }
 
 }  // namespace
 
-Reconciler::Reconciler(const ReconcileSet& set) : set_(&set) {}
+Reconciler::Reconciler(const ReconcileSet& set, uint64_t salt)
+    : Reconciler(set, salt, kReconcilePrefixBytes) {}
+
+Reconciler::Reconciler(const ReconcileSet& set, uint64_t salt, size_t prefix_bytes)
+    : set_(&set), salt_(salt), prefix_bytes_(prefix_bytes) {
+  assert(prefix_bytes >= 1 && prefix_bytes <= kMaxReconcilePrefixBytes);
+}
+
 Reconciler::~Reconciler() = default;
 
 Bytes Reconciler::Initiate() {
   pending_.clear();
-  pending_.push_back(Request{Bound::Min(), Bound::Infinity(), Mode::kFingerprint});
+  pending_.push_back(Request{Bound::Min(), Bound::Infinity(), Mode::kFingerprint, ExpectedReplyBytes(0, 1)});
   return NextBody();
 }
 
 Bytes Reconciler::NextBody() {
   ReconcileView view(*set_);
+  SaltBytes salt = SaltOf(salt_);
   BodyWriter w;
   size_t taken = 0, expected = 0;
   for (const Request& r : pending_) {
-    size_t reply = ExpectedReplyBytes(r.mode, r.their_count);
-    bool room = w.size() + 2 * kMaxRecordHeadBytes + kReconcileFingerprintBytes <= kMaxRequestBytes &&
-                w.ranges() + 3 <= kMaxReconcileRanges && expected + reply <= kExpectedReplyBudget;
+    size_t begin = view.Find(r.lower), end = view.Find(r.upper);
+    size_t record = 2 * kMaxRecordHeadBytes + 1 +
+                    (r.mode == Mode::kList ? (end - begin) * prefix_bytes_ : kReconcileFingerprintBytes);
+    bool room = w.size() + record <= kMaxRequestBytes && w.ranges() + 3 <= kMaxReconcileRanges &&
+                expected + r.expected_reply <= kExpectedReplyBudget;
     if (taken > 0 && !room) break;
-    expected += reply;
-    if (r.mode == Mode::kFingerprint) {
-      Summary own = view.Summarize(view.Find(r.lower), view.Find(r.upper));
-      w.Begin(r.lower, r.upper, Mode::kFingerprint, own.count);
-      PutFingerprint(w, own);
+    expected += r.expected_reply;
+    if (r.mode == Mode::kList) {
+      w.Begin(r.lower, r.upper, Mode::kList, end - begin);
+      w.PutByte(static_cast<uint8_t>(prefix_bytes_));
+      for (size_t i = begin; i < end; ++i) {
+        Prefix p = PrefixOf(view.item(i).id, salt, prefix_bytes_);
+        w.Put(ByteSpan(p.data(), prefix_bytes_));
+      }
     } else {
-      w.Begin(r.lower, r.upper, r.mode, 0);
+      Summary own = view.Summarize(begin, end);
+      w.Begin(r.lower, r.upper, Mode::kFingerprint, own.count);
+      PutFingerprint(w, own, salt);
     }
     ++taken;
   }
   sent_.assign(pending_.begin(), pending_.begin() + taken);
   pending_.erase(pending_.begin(), pending_.begin() + taken);
   awaiting_reply_ = true;
-  return std::move(w).Finish();
+  return std::move(w).Finish({});
 }
 
 Result<std::optional<Bytes>> Reconciler::Continue(ByteSpan reply, std::vector<Hash>* have,
                                                   std::vector<Hash>* need) {
   if (!awaiting_reply_) return Status::InvalidArgument("no reconciliation body awaits a reply");
   std::vector<Record> records;
-  KRING_RETURN_IF_ERROR(DecodeBody(reply, Sender::kResponder, &records));
+  std::vector<Hash> new_need;  // the ids the responder pushes
+  KRING_RETURN_IF_ERROR(DecodeBody(reply, Sender::kResponder, &new_need, &records));
 
   ReconcileView view(*set_);
-  Comparison c = Compare(view, records);
+  SaltBytes salt = SaltOf(salt_);
+  HashBudget budget;
   std::vector<Request> next;  // requests for the ranges of this reply, in order
-  std::vector<Hash> new_have, new_need;
-
-  auto own_ids = [&](size_t begin, size_t end, std::vector<Hash>* out) {
-    for (size_t i = begin; i < end; ++i) out->push_back(view.item(i).id);
+  std::vector<Hash> new_have;
+  auto ask = [&](const Request& r) {
+    if (next.size() + pending_.size() >= kMaxPendingRequests) return false;
+    next.push_back(r);
+    return true;
   };
-  // What to ask next about a range that differs, knowing both counts.
-  auto plan = [&](const Bound& lower, const Bound& upper, size_t begin, size_t end, uint64_t theirs,
-                  bool may_ask_sum) {
-    uint64_t ours = end - begin;
-    if (theirs == 0) return own_ids(begin, end, &new_have);
-    if (ours <= 1 || theirs <= kIdListItems) {
-      // Their ids cost at most kIdListItems ids beyond the differences.
-      next.push_back(Request{lower, upper, Mode::kSendIds, theirs});
-      return;
-    }
-    uint64_t diff = AbsDiff(ours, theirs);
-    if (diff == 1 && may_ask_sum) {
-      next.push_back(Request{lower, upper, Mode::kSendSum});
-      return;
-    }
-    ForEachSubRange(view, lower, upper, begin, end, c.Branches(diff),
-                    [&](const Bound& lo, const Bound& hi, size_t, size_t) {
-                      next.push_back(Request{lo, hi, Mode::kFingerprint});
-                    });
-  };
+  auto exhausted = [] { return Status::ResourceExhausted("reconciliation session too large"); };
 
+  Comparison c = Compare(view, records, salt);
   size_t s = 0;  // the sent request the current record answers
   std::optional<Bound> deferred_from;
   for (size_t i = 0; i < records.size(); ++i) {
     const Record& rec = records[i];
-    const Comparison::Side& side = c.sides[i];
     if (rec.mode == Mode::kDeferred) {
       deferred_from = rec.lower;
       break;  // DecodeBody: it ends at +infinity, so it is the last range
@@ -727,58 +932,60 @@ Result<std::optional<Bytes>> Reconciler::Continue(ByteSpan reply, std::vector<Ha
     if (s == sent_.size() || rec.lower < sent_[s].lower || sent_[s].upper < rec.upper)
       return Status::Corruption("reply covers a range we did not ask about");
 
-    size_t begin = side.begin, end = side.end;
-    const Summary& own = side.own;
+    const Side& side = c.sides[i];
+    uint64_t ours = side.own.count;
     switch (rec.mode) {
-      case Mode::kFingerprint:
-        if (!side.matches) plan(rec.lower, rec.upper, begin, end, rec.count, /*may_ask_sum=*/true);
-        break;
-      case Mode::kSum: {
-        Limbs sum = LoadLimbs(rec.payload.data());
-        uint64_t check;
-        std::memcpy(&check, rec.payload.data() + kSumBytes, kCheckBytes);
-        Hash id;
-        if (rec.count == own.count + 1) {
-          Limbs x = Minus(sum, own.sum);
-          if (Check(x) == check - own.check) {
-            std::memcpy(id.data(), x.data(), kHashBytes);
-            new_need.push_back(id);
+      case Mode::kFingerprint: {
+        uint64_t theirs = rec.count;
+        size_t extra = 0;
+        switch (Decide(view, rec, side, salt, budget, &extra)) {
+          case Step::kSettled:
+            break;
+          case Step::kAllOurs:
+            for (size_t j = side.begin; j < side.end; ++j) new_have.push_back(view.item(j).id);
+            break;
+          case Step::kOneOfOurs:
+            new_have.push_back(view.item(extra).id);
+            break;
+          case Step::kFingerprint: {
+            uint64_t their_extra = theirs > ours ? theirs - ours : 0;
+            size_t expected = ExpectedReplyBytes(their_extra, AbsDiff(ours, theirs));
+            if (!ask({rec.lower, rec.upper, Mode::kFingerprint, expected})) return exhausted();
             break;
           }
-        } else if (own.count == rec.count + 1) {
-          Limbs x = Minus(own.sum, sum);
-          if (Check(x) == own.check - check) {
-            std::memcpy(id.data(), x.data(), kHashBytes);
-            new_have.push_back(id);
+          case Step::kList:
+            if (!ask({rec.lower, rec.upper, Mode::kList, ExpectedReplyBytes(theirs, theirs)})) return exhausted();
+            break;
+          case Step::kSplit: {
+            uint64_t diff = std::max<uint64_t>(AbsDiff(ours, theirs), 1);
+            uint64_t k = std::min(Branches(ours, theirs, c.scattered), ours);
+            size_t expected = ExpectedReplyBytes(theirs > ours ? theirs - ours : 0, diff, k);
+            bool ok = true;
+            ForEachSubRange(view, rec.lower, rec.upper, side.begin, side.end, k,
+                            [&](const Bound& lo, const Bound& hi, size_t, size_t) {
+                              ok = ok && ask({lo, hi, Mode::kFingerprint, expected});
+                            });
+            if (!ok) return exhausted();
             break;
           }
-        } else if (rec.count == own.count && sum == own.sum && check == own.check) {
-          break;
         }
-        // More than one item apart: narrow it down without asking for a Sum again.
-        plan(rec.lower, rec.upper, begin, end, rec.count, /*may_ask_sum=*/false);
         break;
       }
-      case Mode::kIdList: {
-        std::vector<Hash> theirs(rec.count);
-        for (size_t i = 0; i < theirs.size(); ++i)
-          std::memcpy(theirs[i].data(), rec.payload.data() + i * kHashBytes, kHashBytes);
-        std::sort(theirs.begin(), theirs.end());
-        if (std::adjacent_find(theirs.begin(), theirs.end()) != theirs.end())
-          return Status::Corruption("idlist repeats an id");
-        std::vector<bool> matched(theirs.size());
-        for (size_t i = begin; i < end; ++i) {
-          auto it = std::lower_bound(theirs.begin(), theirs.end(), view.item(i).id);
-          if (it != theirs.end() && *it == view.item(i).id) {
-            matched[it - theirs.begin()] = true;
-          } else {
-            new_have.push_back(view.item(i).id);
-          }
-        }
-        for (size_t i = 0; i < theirs.size(); ++i)
-          if (!matched[i]) new_need.push_back(theirs[i]);
+      case Mode::kMissing: {
+        const Request& asked = sent_[s];
+        if (asked.mode != Mode::kList || asked.lower != rec.lower || asked.upper != rec.upper || rec.count != ours)
+          return Status::Corruption("missing does not answer a list of ours");
+        for (size_t j = 0; j < rec.count; ++j)
+          if (BitSet(rec.payload, j)) new_have.push_back(view.item(side.begin + j).id);
         break;
       }
+      case Mode::kSendList:
+        if (ours > kMaxReconcileListItems) return Status::Corruption("list asked of a range too large to list");
+        // With nothing to list, our empty fingerprint makes the responder push all it holds.
+        if (!ask({rec.lower, rec.upper, ours == 0 ? Mode::kFingerprint : Mode::kList,
+                  ExpectedReplyBytes(kListItems, kListItems)}))
+          return exhausted();
+        break;
       default:
         break;  // DecodeBody admits nothing else from a responder
     }
@@ -796,8 +1003,7 @@ Result<std::optional<Bytes>> Reconciler::Continue(ByteSpan reply, std::vector<Ha
     }
     next.insert(next.end(), sent_.begin() + first, sent_.end());
   }
-  if (next.size() + pending_.size() > kMaxPendingRequests)
-    return Status::ResourceExhausted("reconciliation session too large");
+  if (next.size() + pending_.size() > kMaxPendingRequests) return exhausted();
 
   // Commit. The new requests lie inside the ranges just sent, which all
   // precede the requests not sent yet, so the order is kept.

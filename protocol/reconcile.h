@@ -1,16 +1,39 @@
 // Range-based set reconciliation (after Negentropy): which records a peer holds that we lack, and the reverse.
 //
 // Each side holds a sorted set of item keys (hlc, id). The initiator sends a
-// fingerprint of the whole key space; the responder answers each range it is
-// sent: settled, its ids, its sum (which, when the range differs by exactly
-// one item, *is* that item's id), or a split into sub-ranges with their own
-// fingerprints. The initiator answers those the same way, one level deeper
-// each message, until nothing is left unsettled. The responder keeps no
-// state between messages; only the initiator learns what differs.
+// fingerprint of the whole key space; each side answers each range the other
+// sent with one step, one level deeper each message, until nothing is left
+// unsettled:
+//
+//   - the same fingerprint: settled;
+//   - one item ahead: the side holding one more finds that item from the
+//     other's fingerprint alone (its first octets are the low bits of a sum
+//     of ids) and settles the range;
+//   - one item behind, or no items: send our own fingerprint back, so that the
+//     side ahead can do that;
+//   - both sides hold few items: the initiator lists short keyed hashes of
+//     its ids (their prefixes); the responder answers which it lacks;
+//   - otherwise: split into sub-ranges with their own fingerprints: when
+//     the differences look scattered, one to 1.5 per differing item, so
+//     that most end up one item apart; at most 16 otherwise.
+//
+// The responder keeps no state between messages. Whenever it learns that the
+// initiator lacks an item of its own, it pushes that record at once (Respond's
+// *push) and names its id in the reply, so no id crosses the wire twice and
+// the initiator never asks for them. The initiator learns the rest: what it
+// holds that the responder lacks (*have), for its caller to push.
+//
+// Fingerprints and prefixes are keyed with a salt the initiator draws for
+// each session (the session id of kring's ReconcileMessage), so that no one
+// can search offline for items whose prefixes or fingerprints collide. A
+// collision (2^-64 per pair of listed items; 2^-40 per compared range, 2^-24
+// if a peer grinds ids) hides the differences involved for that session
+// only: nothing is ever reported wrongly, and the next session, with a
+// fresh salt, finds them.
 //
 // Wire format of a body (the `body` of ReconcileMessage; also in docs/protocol.md):
 //
-//   body        = 1*range               ; bounds strictly increasing; the last bound is +infinity,
+//   body        = [pushed] 1*range      ; bounds strictly increasing; the last bound is +infinity,
 //                                       ; so every message covers the whole key space
 //   range       = bound tag payload     ; the range [previous bound, bound); the first range starts
 //                                       ; at the smallest key (hlc 0, id 32 zero bytes)
@@ -25,19 +48,27 @@
 //   payload     = mode 0 Skip          : count 0, empty. Settled. Never two Skips in a row.
 //               / mode 1 Fingerprint   : count = the sender's items in the range; if count > 0,
 //                                        kReconcileFingerprintBytes of fingerprint
-//               / mode 2 IdList        : count <= kMaxReconcileIds ids of 32 bytes: all the
-//                                        sender's ids in the range (reply only)
-//               / mode 3 Sum           : count = the sender's items; 32-byte sum, 8-byte check (reply only)
-//               / mode 4 SendSum       : count 0, empty: "reply with your Sum" (initiator only)
-//               / mode 5 SendIds       : count 0, empty: "reply with your IdList" (initiator only)
-//               / mode 6 Deferred      : count 0, empty, bound +infinity: the responder ran out of
+//               / mode 2 List          : count = n, 1 <= n <= kMaxReconcileListItems; plen:OCTET
+//                                        (1..kMaxReconcilePrefixBytes); n idhash of plen octets:
+//                                        the sender's ids in the range, in key order (initiator only)
+//               / mode 3 Missing       : count = n, the size of the List of the same range it
+//                                        answers; ceil(n/8) octets: bit i (octet i/8, bit i%8) set
+//                                        when the responder lacks the List's item i; at least one
+//                                        bit set, bits from n on clear (responder only)
+//               / mode 4 SendList      : count 0, empty: "send your List of this range" (responder only)
+//               / mode 5 Deferred      : count 0, empty, bound +infinity: the responder ran out of
 //                                        room; the initiator's ranges from here on were not
-//                                        answered and must be asked again (reply only)
+//                                        answered and must be asked again (responder only)
+//   pushed      = %xFF n:varint n*32OCTET ; 1 <= n <= kMaxReconcileIds: ids the responder holds, the
+//                                       ; initiator lacks, and the responder pushes (responder only)
 //   varint      = unsigned LEB128, at most 10 octets, at most 64 bits, minimal length
+//   salt        = the session id, 8 octets little-endian
 //   sum         = the ids, read as 256-bit little-endian integers, added mod 2^256 (little-endian)
 //   check       = Σ Mix(id) mod 2^64 (little-endian), Mix a fixed 64-bit mixing function
-//   fingerprint = the first kReconcileFingerprintBytes of
-//                 HashParts("kring/reconcile/fingerprint", sum || check || varint(count))
+//   fingerprint = sum mod 2^16 (2 octets, little-endian), then the first
+//                 kReconcileFingerprintBytes - 2 octets of
+//                 HashParts("kring/reconcile/fingerprint/v2", salt || sum || check || varint(count))
+//   idhash      = the first plen octets of HashParts("kring/reconcile/prefix", salt || id)
 //
 // A body has at most kMaxReconcileRanges ranges and kMaxReconcileBytes bytes.
 #pragma once
@@ -54,12 +85,17 @@
 
 namespace kring {
 
-// 64 bits: a false "equal" needs a 2^-64 accident, or 2^64 hashing from an
-// adversary; 16 bytes would cost ~22 more bytes per differing item
-// (about 2.8 fingerprints are sent per difference).
-inline constexpr size_t kReconcileFingerprintBytes = 8;
+// 2 octets of plain sum (to find a single extra item by) and 3 keyed: a
+// false "equal" is a 2^-40 accident, or 2^-24 for a peer that grinds ids for
+// it, and lasts one session. Each octet costs about 2.5 bytes per differing
+// item (the 8 octets of the first protocol cost 9 more than these 5).
+inline constexpr size_t kReconcileFingerprintBytes = 5;
+// Prefixes in the Lists an initiator sends: a collision needs 2^-64 luck.
+inline constexpr size_t kReconcilePrefixBytes = 8;
+inline constexpr size_t kMaxReconcilePrefixBytes = 16;
+inline constexpr size_t kMaxReconcileListItems = 64;
 inline constexpr size_t kMaxReconcileRanges = 32768;
-inline constexpr size_t kMaxReconcileIds = 8192;
+inline constexpr size_t kMaxReconcileIds = 8192;  // pushed ids in one reply
 
 // The key of one record in reconciliation order: by hlc, ties broken by id.
 struct ItemKey {
@@ -96,18 +132,25 @@ class ReconcileSet {
 // The initiator's side of one session. Not thread-safe; `set` must outlive it.
 class Reconciler {
  public:
-  explicit Reconciler(const ReconcileSet& set);
+  // `salt` keys the session's fingerprints and prefixes; the responder must
+  // be given the same. Draw it at random for every session and never reuse
+  // it: a session that hit a collision must not meet it again.
+  Reconciler(const ReconcileSet& set, uint64_t salt);
+  // For tests: Lists with prefixes of `prefix_bytes`, short enough to collide.
+  // REQUIRES: 1 <= prefix_bytes <= kMaxReconcilePrefixBytes
+  Reconciler(const ReconcileSet& set, uint64_t salt, size_t prefix_bytes);
   ~Reconciler();
   Reconciler(const Reconciler&) = delete;
   Reconciler& operator=(const Reconciler&) = delete;
 
-  // Starts (or restarts) the session: the first body to send.
+  // Starts (or restarts, with the same salt) the session: the first body to send.
   Bytes Initiate();
 
   // Processes the responder's reply to the last body sent. Returns the next
   // body to send, or std::nullopt when the session is complete. Appends to
-  // *have ids we hold that the peer lacks, and to *need ids the peer holds
-  // that we lack (with an honest peer, each differing id once per session).
+  // *have ids we hold that the peer lacks (ours to push), and to *need ids
+  // the peer holds that we lack; the peer pushes those itself, unasked (with
+  // an honest peer, each differing id once per session, in one of the two).
   // Corruption when the reply is malformed or answers ranges we did not ask
   // about; ResourceExhausted when it makes the session too large;
   // InvalidArgument when no body awaits a reply. On error nothing changes:
@@ -122,15 +165,22 @@ class Reconciler {
   Bytes NextBody();
 
   const ReconcileSet* set_;
+  uint64_t salt_;
+  size_t prefix_bytes_;
   std::vector<Request> pending_;  // sorted by range, disjoint
   std::vector<Request> sent_;     // the requests of the body awaiting a reply
   bool awaiting_reply_ = false;
 };
 
-// The responder's side: the reply to one initiator body. Stateless: a peer's
-// body costs work proportional to its size and allocates nothing that
-// outlives the call. The reply is at most kMaxReconcileBytes.
-// Corruption when the body is malformed.
-Result<Bytes> Respond(const ReconcileSet& set, ByteSpan body);
+// The responder's side: the reply to one initiator body, under the salt of
+// its session. Appends to *push the ids of items we hold that the initiator
+// lacks: the caller must push those records to it (the reply names them, and
+// the initiator will not ask). Stateless: a peer's body costs work
+// proportional to its size (and to our items in the ranges it names), and
+// allocates nothing that outlives the call. The reply is at most
+// kMaxReconcileBytes. Corruption when the body is malformed; *push is then
+// unchanged.
+// REQUIRES: push != nullptr
+Result<Bytes> Respond(const ReconcileSet& set, uint64_t salt, ByteSpan body, std::vector<Hash>* push);
 
 }  // namespace kring

@@ -230,6 +230,23 @@ TEST_CASE("an expired consent ends access without anyone acting") {
   CHECK(HeldFragments(c, "zorg") == 0);
 }
 
+TEST_CASE("a consent that expires while the grantee's node is stopped is enforced before that node serves anything") {
+  LocalCluster c(KRING_NODE_BINARY);
+  StartNetwork(c);
+  std::string case_id = CreateCase(c, "gemeente");
+  std::string consent = Grant(c, "gemeente", case_id, "zorg", {"*"}, IsoAfterSeconds(3));
+  REQUIRE(!consent.empty());
+  REQUIRE(Note(c, "gemeente", case_id, "basic-adl", "hulp bij wassen").status == 201);
+  REQUIRE(LocalCluster::WaitFor([&] { return HeldFragments(c, "zorg") == 1; }, 3000));
+  c.Stop("zorg");
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  // At start-up the stored schedule says the case is due: it is decided
+  // afresh before the API answers, so the first look finds nothing.
+  REQUIRE(c.Start("zorg"));
+  CHECK(HeldFragments(c, "zorg") == 0);
+  CHECK(PlanItems(c, "zorg", case_id) == 0);
+}
+
 TEST_CASE("a non-regie organisation cannot record or withdraw consent, for itself or others") {
   LocalCluster c(KRING_NODE_BINARY);
   StartNetwork(c);

@@ -283,7 +283,9 @@ TEST_CASE("a frame with an unsupported protocol version is rejected") {
   Result<Message> m = DecodeMessage(frame);
   REQUIRE_FALSE(m.ok());
   CHECK(m.status().code() == Status::Code::kCorruption);
-  CHECK(Contains(m.status(), "unsupported protocol version 2"));
+  CHECK(Contains(m.status(), "unsupported protocol version " + std::to_string(kProtocolVersion + 1)));
+  frame[0] = 1;  // the first version: another reconcile format
+  CHECK(Contains(DecodeMessage(frame).status(), "unsupported protocol version 1"));
   frame[0] = 0;
   CHECK(Contains(DecodeMessage(frame).status(), "unsupported protocol version 0"));
 }

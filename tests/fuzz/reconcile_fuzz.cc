@@ -2,11 +2,15 @@
 //
 // The first input byte picks what the rest is:
 //   0: a body from an initiator, answered by Respond against a fixed set;
+//      what it pushes must be items of that set;
 //   1: a reply to an initiator's first body, and, if accepted, the reply to
 //      whatever that initiator sends next;
 //   2: a description of two sets; a whole session between them must end
 //      within bounded rounds, with every body under kMaxReconcileBytes, and
-//      find exactly the ids one holds and the other lacks.
+//      find exactly the ids one holds and the other lacks, the responder
+//      pushing exactly those it names;
+//   3: the same with one-octet list prefixes, which collide: the session may
+//      miss differences, but never names an id that is not one.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -43,30 +47,42 @@ std::vector<ItemKey> FixedItems(uint64_t seed, size_t n) {
   return v;
 }
 
+constexpr uint64_t kSalt = 0x0123456789abcdefULL;
+
 const ReconcileSet& Fixed() {
   static const ReconcileSet set(FixedItems(1, 300));
   return set;
 }
 
+bool Holds(const ReconcileSet& set, const Hash& id) {
+  return std::any_of(set.items().begin(), set.items().end(), [&](const ItemKey& k) { return k.id == id; });
+}
+
 void HostileInitiatorBody(ByteSpan in) {
-  kring::Result<Bytes> reply = kring::Respond(Fixed(), in);
-  if (reply.ok()) Require(reply->size() <= kring::kMaxReconcileBytes);
+  std::vector<Hash> pushed;
+  kring::Result<Bytes> reply = kring::Respond(Fixed(), kSalt, in, &pushed);
+  if (!reply.ok()) {
+    Require(pushed.empty());
+    return;
+  }
+  Require(reply->size() <= kring::kMaxReconcileBytes);
+  for (const Hash& id : pushed) Require(Holds(Fixed(), id));
 }
 
 void HostileReply(ByteSpan in) {
   ReconcileSet mine(FixedItems(2, 250));
-  Reconciler r(mine);
+  Reconciler r(mine, kSalt);
   r.Initiate();
-  std::vector<Hash> have, need;
+  std::vector<Hash> have, need, pushed;
   auto next = r.Continue(in, &have, &need);
   if (!next.ok() || !next->has_value()) return;
   Require((*next)->size() <= kring::kMaxReconcileBytes);
   // What the initiator sends next must itself be a valid body.
-  Require(kring::Respond(Fixed(), **next).ok());
+  Require(kring::Respond(Fixed(), kSalt, **next, &pushed).ok());
 }
 
 // Each group of 3 bytes is one item: which sides hold it, its hlc, an id byte.
-void Session(ByteSpan in) {
+void Session(ByteSpan in, size_t prefix_bytes) {
   std::vector<ItemKey> a, b;
   for (size_t i = 0; i + 3 <= in.size(); i += 3) {
     ItemKey k;
@@ -85,13 +101,13 @@ void Session(ByteSpan in) {
   for (const ItemKey& k : sb.items())
     if (!std::binary_search(sa.items().begin(), sa.items().end(), k)) only_b.push_back(k.id);
 
-  Reconciler r(sa);
-  std::vector<Hash> have, need;
+  Reconciler r(sa, kSalt, prefix_bytes);
+  std::vector<Hash> have, need, pushed;
   std::optional<Bytes> body = r.Initiate();
   for (int round = 0; body; ++round) {
     Require(round < 64);
     Require(body->size() <= kring::kMaxReconcileBytes);
-    kring::Result<Bytes> reply = kring::Respond(sb, *body);
+    kring::Result<Bytes> reply = kring::Respond(sb, kSalt, *body, &pushed);
     Require(reply.ok());
     Require(reply->size() <= kring::kMaxReconcileBytes);
     auto next = r.Continue(*reply, &have, &need);
@@ -100,10 +116,19 @@ void Session(ByteSpan in) {
   }
   std::sort(have.begin(), have.end());
   std::sort(need.begin(), need.end());
+  std::sort(pushed.begin(), pushed.end());
   std::sort(only_a.begin(), only_a.end());
   std::sort(only_b.begin(), only_b.end());
-  Require(have == only_a);
-  Require(need == only_b);
+  Require(pushed == need);
+  if (prefix_bytes == kring::kReconcilePrefixBytes) {
+    Require(have == only_a);
+    Require(need == only_b);
+  } else {
+    Require(std::includes(only_a.begin(), only_a.end(), have.begin(), have.end()));
+    Require(std::includes(only_b.begin(), only_b.end(), need.begin(), need.end()));
+    Require(std::adjacent_find(have.begin(), have.end()) == have.end());
+    Require(std::adjacent_find(need.begin(), need.end()) == need.end());
+  }
 }
 
 }  // namespace
@@ -111,15 +136,18 @@ void Session(ByteSpan in) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   ByteSpan in(data + 1, size - 1);
-  switch (data[0] % 3) {
+  switch (data[0] % 4) {
     case 0:
       HostileInitiatorBody(in);
       break;
     case 1:
       HostileReply(in);
       break;
+    case 2:
+      Session(in, kring::kReconcilePrefixBytes);
+      break;
     default:
-      Session(in);
+      Session(in, 1);
       break;
   }
   return 0;
