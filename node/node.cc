@@ -127,44 +127,60 @@ void Node::TimerLoop() {
     timer_cv_.wait_for(tl, std::chrono::milliseconds(100));
     if (stopping_) break;
     tl.unlock();
-    std::vector<CaseId> due;
-    bool all = recompute_all_.exchange(false);
-    Result<Bytes> digest = Bytes{};
-    if (all) {
-      digest = PartnersDigest();  // before the sweep: a change during it triggers another
-      auto cases = store_->CasesWithRecords();
-      if (cases.ok()) due = *cases;
-      KRING_LOG(kInfo, "consent", "partners changed; rechecking who may read what in " << due.size() << " case(s)");
-    }
-    {
-      std::lock_guard lock(mu_);
-      int64_t now = NowMs();
-      for (auto& [c, t] : next_change_)
-        if (t <= now && (!all || std::find(due.begin(), due.end(), c) == due.end())) due.push_back(c);
-    }
-    // One case at a time, so that API calls and pushes wait for one case at most.
-    bool failed = false;
-    for (const CaseId& c : due) {
-      {
-        std::lock_guard stop(timer_mu_);
-        if (stopping_) return;
-      }
-      std::lock_guard lock(mu_);
-      Status st = RecomputeLocked(c);
-      if (!st.ok()) {
-        failed = true;
-        KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
-      }
-    }
-    if (all && !failed && digest.ok()) {
-      Status st = store_->SetNodeState("partners_digest", *digest);
-      if (!st.ok()) KRING_LOG(kError, "store", "cannot record the partner set: " << st.ToString());
-      KRING_LOG(kInfo, "consent", "rechecked " << due.size() << " case(s) for the current partners");
-    } else if (all) {
-      recompute_all_ = true;  // try again
-    }
+    if (recompute_all_.exchange(false) && !SweepAllCases()) return;
+    RecomputeDueCases();
     tl.lock();
   }
+}
+
+bool Node::Stopping() {
+  std::lock_guard lock(timer_mu_);
+  return stopping_;
+}
+
+void Node::RecomputeDueCases() {
+  std::vector<CaseId> due;
+  {
+    std::lock_guard lock(mu_);
+    int64_t now = NowMs();
+    for (auto& [c, t] : next_change_)
+      if (t <= now) due.push_back(c);
+  }
+  // One case at a time, so that API calls and pushes wait for one case at most.
+  for (const CaseId& c : due) {
+    std::lock_guard lock(mu_);
+    Status st = RecomputeLocked(c);
+    if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
+  }
+}
+
+bool Node::SweepAllCases() {
+  auto digest = PartnersDigest();  // before the sweep: a change during it triggers another
+  auto cases = store_->CasesWithRecords();
+  if (!digest.ok() || !cases.ok()) {
+    KRING_LOG(kError, "store", "cannot list cases to recheck: " << (digest.ok() ? cases.status() : digest.status()).ToString());
+    recompute_all_ = true;  // try again on the next tick
+    return true;
+  }
+  KRING_LOG(kInfo, "consent", "partners changed; rechecking who may read what in " << cases->size() << " case(s)");
+  auto last_due = std::chrono::steady_clock::now();
+  for (const CaseId& c : *cases) {
+    if (Stopping()) return false;
+    {
+      std::lock_guard lock(mu_);
+      Status st = RecomputeLocked(c);  // a failure leaves the case due: the timer retries it
+      if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
+    }
+    // Consents that end meanwhile are enforced meanwhile, not after the sweep.
+    if (std::chrono::steady_clock::now() - last_due >= std::chrono::milliseconds(100)) {
+      RecomputeDueCases();
+      last_due = std::chrono::steady_clock::now();
+    }
+  }
+  Status st = store_->SetNodeState("partners_digest", *digest);
+  if (!st.ok()) KRING_LOG(kError, "store", "cannot record the partner set: " << st.ToString());
+  KRING_LOG(kInfo, "consent", "rechecked " << cases->size() << " case(s) for the current partners");
+  return true;
 }
 
 const SignPublicKey* Node::AuthorKey(const std::string& org, const std::vector<Partner>& partners) const {
@@ -578,6 +594,20 @@ size_t Node::Commit(std::unique_ptr<Batch> batch_in, const RejectFn& reject) {
   size_t added = 0;
 
   std::lock_guard lock(mu_);
+  // A partner removed or re-keyed since Prepare is no longer trusted.
+  auto current = store_->ListPartners();
+  if (!current.ok()) {
+    KRING_LOG(kError, "store", "cannot read partners: " << current.status().ToString());
+    return 0;
+  }
+  auto still_trusted = [&](const std::string& author) {
+    const SignPublicKey* then = AuthorKey(author, batch->partners);
+    const SignPublicKey* now_key = AuthorKey(author, *current);
+    if (then != nullptr && now_key != nullptr && *then == *now_key) return true;
+    reject("unknown_author", "record by '" + author + "', who is no longer a partner");
+    return false;
+  };
+  partners = &*current;
   const int64_t now = NowMs();
   std::set<CaseId> touched;  // control records stored: full recompute
 
@@ -586,6 +616,7 @@ size_t Node::Commit(std::unique_ptr<Batch> batch_in, const RejectFn& reject) {
     if (!c.reason) pushed_authors[c.id] = c.f.header.author.v;
   for (auto& [case_id, list] : controls) {
     std::erase_if(list, [&](const std::pair<ControlRecord, Bytes*>& c) {
+      if (!still_trusted(c.first.header().author.v)) return true;
       if (clock_.Plausible(c.first.header().hlc)) return false;
       reject("clock_skew", "record timestamp lies more than an hour in the future");
       return true;
@@ -655,6 +686,7 @@ size_t Node::Commit(std::unique_ptr<Batch> batch_in, const RejectFn& reject) {
       reject(c.reason, c.detail);
       continue;
     }
+    if (!still_trusted(h.author.v)) continue;
     const FragmentId& id = c.id;
     auto state = StateLocked(h.case_id);
     if (!state.ok()) {
@@ -753,7 +785,10 @@ size_t Node::Commit(std::unique_ptr<Batch> batch_in, const RejectFn& reject) {
         std::vector<ControlBody> new_grants;
         LateGrantsLocked(r.case_id, *state, r.id, f, r.audience, *partners, &g->second, &new_grants);
         Status st = StoreGrantsLocked(r.case_id, std::move(new_grants));
-        if (!st.ok()) KRING_LOG(kError, "case", "cannot re-seal in case " << CaseIdToHex(r.case_id) << ": " << st.ToString());
+        if (!st.ok()) {
+          next_change_[r.case_id] = 0;  // the timer's recompute re-seals
+          KRING_LOG(kError, "case", "cannot re-seal in case " << CaseIdToHex(r.case_id) << ": " << st.ToString());
+        }
       }
     }
   }
@@ -769,7 +804,7 @@ size_t Node::Commit(std::unique_ptr<Batch> batch_in, const RejectFn& reject) {
   // Access-log entries of other organisations: only for the regie organisation.
   for (auto& [a, bytes] : access) {
     const AccessRecordBody& b = a.body;
-    const SignPublicKey* pk = AuthorKey(b.author.v, *partners);
+    const SignPublicKey* pk = AuthorKey(b.author.v, *partners);  // verified here, with the current keys
     if (pk == nullptr) {
       reject("unknown_author", "access record by '" + b.author.v + "', who is not a partner");
       continue;

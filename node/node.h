@@ -160,6 +160,13 @@ class Node : public RecordSink {
   // Opens a fragment's content key for this organisation: as a recipient or through a key grant.
   Status ContentKeyFor(const Fragment& f, ContentKey* key);
   void TimerLoop();
+  bool Stopping();
+  // Recomputes the cases whose decisions changed by themselves, or whose
+  // last recompute failed.
+  void RecomputeDueCases();
+  // Rechecks every case for the current partners (re-sealing for new ones),
+  // one case at a time. False when the node is stopping.
+  bool SweepAllCases();
 
   NodeIdentity identity_;
   std::unique_ptr<Store> store_;

@@ -340,8 +340,9 @@ Result<std::vector<RecordId>> Store::PutRecords(const std::vector<RecordRow>& ro
   if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
   Stmt ins(db_, "INSERT OR IGNORE INTO records (id, type, case_id, author, kind, domain, hlc, record, received_from, stored_ms) VALUES (?,?,?,?,?,?,?,?,?,?)");
   Stmt aud(db_, "INSERT OR IGNORE INTO audience (org, hlc, id) VALUES (?,?,?)");
-  // A control record changes its case's decisions: the case is due until a
-  // recompute records its next change (SetNextChange), even across a crash.
+  // A record that decides consent (genesis, consent, withdrawal, regie)
+  // changes its case's decisions: the case is due until a recompute records
+  // its next change (SetNextChange), even across a crash.
   Stmt due(db_, "INSERT OR REPLACE INTO case_schedule (case_id, next_change_ms) VALUES (?, 0)");
   std::vector<RecordId> added;
   for (const RecordRow& r : rows) {
@@ -352,7 +353,7 @@ Result<std::vector<RecordId>> Store::PutRecords(const std::vector<RecordRow>& ro
     ins.Reset();
     if (sqlite3_changes(db_) == 0) continue;
     added.push_back(r.id);
-    if (r.type != RecordType::kFragment && r.type != RecordType::kAccessRecord) {
+    if (r.type != RecordType::kFragment && r.type != RecordType::kAccessRecord && r.type != RecordType::kKeyGrant) {
       due.Bind(1, ByteSpan(r.case_id));
       if (due.Step() != SQLITE_DONE) return due.Error("cannot schedule case");
       due.Reset();
@@ -562,8 +563,10 @@ uint64_t Store::generation() const { return generation_.load(); }
 Result<std::vector<Bytes>> Store::RecordsForPeer(const std::vector<RecordId>& ids, const std::string& org,
                                                  size_t max_bytes, std::vector<RecordId>* served) {
   std::lock_guard lock(mu_);
-  // The order a receiver can accept them in: control records (causal order
-  // follows hlc), then fragments (an edit after its predecessor), then access records.
+  // The order a receiver can accept them in: the records that decide a
+  // case's consent state (causal order follows hlc), then fragments (an
+  // edit after its predecessor), then key grants (accepted only for a
+  // fragment held), then access records.
   Stmt meta(db_, "SELECT r.type, r.hlc, length(r.record) FROM audience a JOIN records r ON r.id = a.id "
                  "WHERE a.id = ? AND a.org = ?");
   struct Entry {
@@ -579,7 +582,7 @@ Result<std::vector<Bytes>> Store::RecordsForPeer(const std::vector<RecordId>& id
     int rc = meta.Step();
     if (rc == SQLITE_ROW) {
       auto type = static_cast<RecordType>(meta.Int(0));
-      int rank = type == RecordType::kFragment ? 1 : type == RecordType::kAccessRecord ? 2 : 0;
+      int rank = type == RecordType::kFragment ? 1 : type == RecordType::kKeyGrant ? 2 : type == RecordType::kAccessRecord ? 3 : 0;
       entries.push_back(Entry{rank, meta.Int(1), id, static_cast<size_t>(meta.Int(2))});
     } else if (rc != SQLITE_DONE) {
       return meta.Error("cannot look up records");

@@ -114,15 +114,16 @@ class Store {
   Result<bool> InAudience(const FragmentId& id, const std::string& org);
   Result<std::vector<std::string>> AudienceOf(const RecordId& id);
   // Of `ids`, the records `org` may hold, each once, in an order a receiver
-  // can accept them in (control records, then fragments, then access
-  // records; each by hlc), up to `max_bytes` of records in all.
+  // can accept them in (genesis, consents, withdrawals and regie changes,
+  // then fragments, then key grants, then access records; each by hlc), up
+  // to `max_bytes` of records in all.
   // `served`, when given, receives the ids of the records returned, in order.
   Result<std::vector<Bytes>> RecordsForPeer(const std::vector<RecordId>& ids, const std::string& org, size_t max_bytes,
                                             std::vector<RecordId>* served = nullptr);
   Result<HlcTimestamp> MaxHlc();
   Result<int64_t> CountFragments();  // O(1): a counter kept by triggers
   // When each case's decisions next change by themselves (0: due now).
-  // PutRecords marks a case due when it stores a control record of it; a
+  // PutRecords marks a case due when it stores a record deciding it; a
   // recompute then records the case's next change (nullopt: none).
   Result<std::vector<std::pair<CaseId, int64_t>>> CaseSchedule();
   Status SetNextChange(const CaseId& case_id, std::optional<int64_t> next_ms);

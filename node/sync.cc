@@ -53,8 +53,10 @@ int64_t NowMs() { return static_cast<int64_t>(HybridClock::SystemMillis()); }
 void SetCommonOptions(zmq::socket_t& s) {
   s.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(kMaxFrameBytes));
   s.set(zmq::sockopt::linger, 0);
-  s.set(zmq::sockopt::sndhwm, 1000);
-  s.set(zmq::sockopt::rcvhwm, 1000);
+  // Messages are up to 4 MiB: a few dozen queued per connection bound the
+  // memory a partner's backlog takes; beyond that TCP's window holds the sender.
+  s.set(zmq::sockopt::sndhwm, 64);
+  s.set(zmq::sockopt::rcvhwm, 16);
   s.set(zmq::sockopt::heartbeat_ivl, kHeartbeatIvlMs);
   s.set(zmq::sockopt::heartbeat_timeout, kHeartbeatTimeoutMs);
   s.set(zmq::sockopt::handshake_ivl, 5000);
@@ -92,6 +94,8 @@ struct SyncEngine::Impl {
     // Ids pushed by reconciliation and when: see kResendAfterMs.
     std::map<Hash, int64_t> sent_recently;
     int64_t next_session_ms = 0;  // when to start the next reconciliation
+    int64_t retry_ms = 0;         // current back-off while it cannot be sent
+    int64_t next_prune_ms = 0;    // when to forget old sent_recently entries
   };
 
   struct CachedSet {
@@ -297,21 +301,26 @@ struct SyncEngine::Impl {
     }
   }
 
-  // Splits records into Push messages under the frame budget and hands each to `send`.
+  // Splits records into Push messages under the frame budget and hands each
+  // to `send`, in order, until one cannot be sent (not connected, or its
+  // queue is full). Returns how many records went: the first ones.
   template <class SendFn>
   size_t SendRecords(std::vector<Bytes>& records, SendFn send) {
     size_t sent = 0;
+    bool failed = false;
     PushMessage push;
     size_t bytes = 0;
     auto flush = [&]() {
-      if (push.records.v.empty()) return;
+      if (push.records.v.empty() || failed) return;
       size_t n = push.records.v.size();
       if (send(Message(std::move(push)))) sent += n;
+      else failed = true;
       push = PushMessage();
       bytes = 0;
     };
     for (Bytes& r : records) {
       if (push.records.v.size() == kMaxRecordsPerPush || bytes + r.size() > kPushBudgetBytes) flush();
+      if (failed) break;
       bytes += r.size() + 8;
       push.records.v.push_back(BoundedBytes<kMaxRecordBytes>{std::move(r)});
     }
@@ -347,11 +356,10 @@ struct SyncEngine::Impl {
       KRING_LOG(kError, "store", "cannot read records for " << org << ": " << records.status().ToString());
       return 0;
     }
-    size_t n = records->size();
     size_t sent = SendRecords(*records, send);
-    if (link && sent == n)
-      for (const RecordId& id : served)
-        if (link->sent_recently.size() < kMaxSentTracked) link->sent_recently[id] = now;
+    if (link)
+      for (size_t i = 0; i < sent && i < served.size(); ++i)
+        if (link->sent_recently.size() < kMaxSentTracked) link->sent_recently[served[i]] = now;
     return sent;
   }
 
@@ -455,6 +463,7 @@ struct SyncEngine::Impl {
 
   void StartIngest() {
     ingest_stop = false;
+    ingest_next_seq = ingest_commit_seq = 0;  // a queue dropped by StopIngest leaves no gap
     for (int i = 0; i < kIngestWorkers; ++i) ingest_workers.emplace_back([this] { IngestWorker(); });
   }
 
@@ -596,8 +605,10 @@ struct SyncEngine::Impl {
     int64_t now = NowMs();
     int64_t stale = std::max<int64_t>(5000, 5LL * options.anti_entropy_interval_ms);
     for (auto& [org, link] : peers) {
-      if (!link.sent_recently.empty() && now >= link.next_session_ms)
+      if (now >= link.next_prune_ms) {
         std::erase_if(link.sent_recently, [&](const auto& w) { return now - w.second >= kResendAfterMs; });
+        link.next_prune_ms = now + 1000;
+      }
       if (link.reported_connected && now - link.last_seen_ms > stale) {
         link.reported_connected = false;
         link.sent_recently.clear();  // what was sent may be lost with the connection
@@ -606,6 +617,16 @@ struct SyncEngine::Impl {
       if (link.session && now - link.session->last_activity_ms < stale) continue;
       if (now < link.next_session_ms) continue;
       link.session.reset();
+      if (!(link.dealer->get(zmq::sockopt::events) & ZMQ_POLLOUT)) {
+        // Not connected (or its queue is full): no set to build yet. Try
+        // again soon, backing off to the interval, so that a node that
+        // starts or comes back catches up at once.
+        link.retry_ms = std::min<int64_t>(link.retry_ms == 0 ? kRetryConnectMs : 2 * link.retry_ms,
+                                          options.anti_entropy_interval_ms);
+        link.next_session_ms = now + link.retry_ms;
+        continue;
+      }
+      link.retry_ms = 0;
       auto set = SetFor(org);
       if (!set) continue;
       Session s;
@@ -619,12 +640,7 @@ struct SyncEngine::Impl {
       m.body.v = s.reconciler->Initiate();
       link.session = std::move(s);
       link.next_session_ms = now + options.anti_entropy_interval_ms;
-      if (!SendDealer(link, Message(std::move(m)))) {
-        // Not connected yet: try again soon, so that a node that starts or
-        // comes back catches up at once rather than an interval later.
-        link.session.reset();
-        link.next_session_ms = now + std::min<int64_t>(kRetryConnectMs, options.anti_entropy_interval_ms);
-      }
+      if (!SendDealer(link, Message(std::move(m)))) link.session.reset();
     }
     PublishStatus();
   }

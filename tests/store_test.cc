@@ -336,16 +336,18 @@ TEST_CASE("records are served to a peer in the order it can accept them, within 
                                 Row(IdOf(3), RecordType::kConsentGrant, case_id, 30, bytes(3), {"org-b"}),
                                 Row(IdOf(4), RecordType::kCaseGenesis, case_id, 20, bytes(4), {"org-b"}),
                                 Row(IdOf(5), RecordType::kFragment, case_id, 2, bytes(5), {"org-b"}),
-                                Row(IdOf(6), RecordType::kFragment, case_id, 1, bytes(6), {"org-c"})},
+                                Row(IdOf(6), RecordType::kFragment, case_id, 1, bytes(6), {"org-c"}),
+                                Row(IdOf(8), RecordType::kKeyGrant, case_id, 0, bytes(8), {"org-b"})},
                                "org-a", 1).ok());
-  std::vector<RecordId> asked = {IdOf(1), IdOf(2), IdOf(3), IdOf(4), IdOf(5), IdOf(6), IdOf(7), IdOf(1)};
+  std::vector<RecordId> asked = {IdOf(8), IdOf(1), IdOf(2), IdOf(3), IdOf(4), IdOf(5), IdOf(6), IdOf(7), IdOf(1)};
   auto all = (*store)->RecordsForPeer(asked, "org-b", 1 << 20);
   REQUIRE(all.ok());
-  // Genesis and consent (by hlc), then fragments (by hlc), then the access
-  // record; not org-c's fragment, not the unknown id, no duplicate.
+  // Genesis and consent (by hlc), then fragments (by hlc), then the key
+  // grant (its fragment must be there first), then the access record; not
+  // org-c's fragment, not the unknown id, no duplicate.
   std::vector<uint8_t> order;
   for (const Bytes& b : *all) order.push_back(b[0]);
-  CHECK(order == std::vector<uint8_t>{4, 3, 5, 1, 2});
+  CHECK(order == std::vector<uint8_t>{4, 3, 5, 1, 8, 2});
   auto some = (*store)->RecordsForPeer(asked, "org-b", 250);
   REQUIRE(some.ok());
   CHECK(some->size() == 2);
@@ -357,11 +359,13 @@ TEST_CASE("a stored control record makes its case due until a recompute records 
   REQUIRE(store.ok());
   CaseId a = NewCaseId(), b = NewCaseId();
   Bytes rec = {1};
+  CaseId c = NewCaseId();
   REQUIRE((*store)->PutRecords({Row(IdOf(1), RecordType::kFragment, a, 1, rec, {"org-a"}),
-                                Row(IdOf(2), RecordType::kConsentGrant, b, 2, rec, {"org-a"})}, "org-a", 1).ok());
+                                Row(IdOf(2), RecordType::kConsentGrant, b, 2, rec, {"org-a"}),
+                                Row(IdOf(3), RecordType::kKeyGrant, c, 3, rec, {"org-a"})}, "org-a", 1).ok());
   auto due = (*store)->CaseSchedule();
   REQUIRE(due.ok());
-  REQUIRE(due->size() == 1);  // a fragment alone changes no decision
+  REQUIRE(due->size() == 1);  // a fragment or a key grant alone changes no decision
   CHECK((*due)[0].first == b);
   CHECK((*due)[0].second == 0);
   REQUIRE((*store)->SetNextChange(b, 5000).ok());
