@@ -88,7 +88,7 @@ void RunScale(const Sizes& s, Report& r) {
   ProcSample p0 = SampleProc(a.pid);
   r.Row(sc, "start until the API answers", cold, "s", "<= 2 s", cold <= 2,
         "kring-node run to the first 200 from /v1/health");
-  // A round builds the reconciliation set for its partner (whether or not it is up).
+  // A few rounds (the partner is never up: A builds no reconciliation set for it).
   std::this_thread::sleep_for(std::chrono::milliseconds(3 * s.sync_interval_ms));
   Api api(a);
   auto timed = [&](const std::string& path, bool keep_alive, HttpReply* out) {
