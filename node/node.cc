@@ -402,38 +402,41 @@ Status Node::AppendAccess(AccessEntry* e) {
 }
 
 Status Node::AppendAccessLocked(AccessEntry* e) {
-  KRING_RETURN_IF_ERROR(store_->AppendAccess(e));
-  if (!e->case_id) return Status::Ok();
-  // The citizen asks the regie organisation who looked: send it a signed copy.
-  auto state = StateLocked(*e->case_id);
-  if (!state.ok()) return Status::Ok();  // a case this node takes no part in (a failed call)
-  std::string regie = state->Regie().org;
-  if (regie.empty() || regie == identity_.pub.org) return Status::Ok();
-  AccessRecordBody b;
-  b.case_id = *e->case_id;
-  b.author.v = identity_.pub.org;
-  b.hlc = clock_.Now();
-  b.event_id = e->event_id;
-  b.time_ms = e->time_ms;
-  b.action.v = e->action;
-  b.outcome.v = e->outcome;
-  b.actor_id.v = e->actor_id;
-  b.actor_name.v = e->actor_name;
-  b.actor_role.v = e->actor_role;
-  b.on_behalf_of.v = e->on_behalf_of;
-  b.client.v = e->client_system;
-  for (const std::string& item : e->items)
-    if (b.items.v.size() < kMaxAccessItems) b.items.v.push_back({item.substr(0, 64)});
-  b.consent.v = e->consent.substr(0, 4096);
-  auto rec = SignAccessRecord(std::move(b), identity_);
-  if (!rec.ok()) return rec.status();
-  RecordId id = rec->Id();
-  Bytes bytes = EncodeAccessRecord(*rec);
-  RecordRow row{id, RecordType::kAccessRecord, *e->case_id, identity_.pub.org, "", "", rec->body.hlc, bytes,
-                {identity_.pub.org, regie}};
-  auto added = store_->PutRecords({row}, identity_.pub.org, NowMs());
-  if (!added.ok()) return added.status();
-  if (sync_) sync_->Announce(id);
+  // The citizen asks the regie organisation who looked: it gets a signed
+  // copy, stored (for sending) in the same transaction as the entry.
+  std::vector<RecordRow> copies;
+  Bytes bytes;
+  std::optional<RecordId> copy_id;
+  if (e->case_id) {
+    auto state = StateLocked(*e->case_id);  // not ok: a case this node takes no part in (a failed call)
+    std::string regie = state.ok() ? state->Regie().org : "";
+    if (!regie.empty() && regie != identity_.pub.org) {
+      AccessRecordBody b;
+      b.case_id = *e->case_id;
+      b.author.v = identity_.pub.org;
+      b.hlc = clock_.Now();
+      b.event_id = e->event_id;
+      b.time_ms = e->time_ms;
+      b.action.v = e->action;
+      b.outcome.v = e->outcome;
+      b.actor_id.v = e->actor_id;
+      b.actor_name.v = e->actor_name;
+      b.actor_role.v = e->actor_role;
+      b.on_behalf_of.v = e->on_behalf_of;
+      b.client.v = e->client_system;
+      for (const std::string& item : e->items)
+        if (b.items.v.size() < kMaxAccessItems) b.items.v.push_back({item.substr(0, 64)});
+      b.consent.v = e->consent.substr(0, 4096);
+      auto rec = SignAccessRecord(std::move(b), identity_);
+      if (!rec.ok()) return rec.status();
+      copy_id = rec->Id();
+      bytes = EncodeAccessRecord(*rec);
+      copies.push_back(RecordRow{*copy_id, RecordType::kAccessRecord, *e->case_id, identity_.pub.org, "", "",
+                                 rec->body.hlc, bytes, {identity_.pub.org, regie}});
+    }
+  }
+  KRING_RETURN_IF_ERROR(store_->AppendAccess(e, copies));
+  if (sync_ && copy_id) sync_->Announce(*copy_id);
   return Status::Ok();
 }
 

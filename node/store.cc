@@ -338,13 +338,21 @@ Result<std::vector<RecordId>> Store::PutRecords(const std::vector<RecordRow>& ro
   std::lock_guard lock(mu_);
   Transaction tx(db_);
   if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
+  std::vector<RecordId> added;
+  KRING_RETURN_IF_ERROR(InsertRecordsLocked(rows, received_from, now_ms, &added));
+  KRING_RETURN_IF_ERROR(tx.Commit());
+  if (!added.empty()) generation_.fetch_add(1);
+  return added;
+}
+
+Status Store::InsertRecordsLocked(const std::vector<RecordRow>& rows, const std::string& received_from, int64_t now_ms,
+                                  std::vector<RecordId>* added) {
   Stmt ins(db_, "INSERT OR IGNORE INTO records (id, type, case_id, author, kind, domain, hlc, record, received_from, stored_ms) VALUES (?,?,?,?,?,?,?,?,?,?)");
   Stmt aud(db_, "INSERT OR IGNORE INTO audience (org, hlc, id) VALUES (?,?,?)");
   // A record that decides consent (genesis, consent, withdrawal, regie)
   // changes its case's decisions: the case is due until a recompute records
   // its next change (SetNextChange), even across a crash.
   Stmt due(db_, "INSERT OR REPLACE INTO case_schedule (case_id, next_change_ms) VALUES (?, 0)");
-  std::vector<RecordId> added;
   for (const RecordRow& r : rows) {
     ins.Bind(1, ByteSpan(r.id)).Bind(2, int64_t{static_cast<uint8_t>(r.type)}).Bind(3, ByteSpan(r.case_id))
         .Bind(4, r.author).Bind(5, r.kind).Bind(6, r.domain).Bind(7, static_cast<int64_t>(r.hlc)).Bind(8, r.record)
@@ -352,7 +360,7 @@ Result<std::vector<RecordId>> Store::PutRecords(const std::vector<RecordRow>& ro
     if (ins.Step() != SQLITE_DONE) return ins.Error("cannot store record");
     ins.Reset();
     if (sqlite3_changes(db_) == 0) continue;
-    added.push_back(r.id);
+    added->push_back(r.id);
     if (r.type != RecordType::kFragment && r.type != RecordType::kAccessRecord && r.type != RecordType::kKeyGrant) {
       due.Bind(1, ByteSpan(r.case_id));
       if (due.Step() != SQLITE_DONE) return due.Error("cannot schedule case");
@@ -364,9 +372,7 @@ Result<std::vector<RecordId>> Store::PutRecords(const std::vector<RecordRow>& ro
       aud.Reset();
     }
   }
-  KRING_RETURN_IF_ERROR(tx.Commit());
-  if (!added.empty()) generation_.fetch_add(1);
-  return added;
+  return Status::Ok();
 }
 
 Result<bool> Store::PutFragment(const Fragment& f, const FragmentId& id, ByteSpan record,
@@ -733,7 +739,7 @@ bool ReadAccessRow(Stmt& s, AccessEntry* e) {
 
 }  // namespace
 
-Status Store::AppendAccess(AccessEntry* e) {
+Status Store::AppendAccess(AccessEntry* e, const std::vector<RecordRow>& copies) {
   std::lock_guard lock(mu_);
   Transaction tx(db_);
   if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
@@ -758,7 +764,11 @@ Status Store::AppendAccess(AccessEntry* e) {
   ins.Bind(13, nlohmann::json(e->items).dump()).Bind(14, e->consent).Bind(15, ByteSpan(e->prev_hash))
       .Bind(16, ByteSpan(e->hash));
   if (ins.Step() != SQLITE_DONE) return ins.Error("cannot append to the access log");
-  return tx.Commit();
+  std::vector<RecordId> added;
+  KRING_RETURN_IF_ERROR(InsertRecordsLocked(copies, e->organisation, e->time_ms, &added));
+  KRING_RETURN_IF_ERROR(tx.Commit());
+  if (!added.empty()) generation_.fetch_add(1);
+  return Status::Ok();
 }
 
 Result<std::vector<AccessEntry>> Store::AccessOfCase(const CaseId& case_id, int64_t from_ms, int64_t to_ms) {

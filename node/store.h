@@ -139,8 +139,10 @@ class Store {
   Result<std::optional<std::string>> ClientForToken(const Hash& token_hash);          // active tokens only
 
   // --- access log (NEN 7513) ---
-  // Appends `e` to the chain: sets seq, prev_hash and hash. Durable when it returns.
-  Status AppendAccess(AccessEntry* e);
+  // Appends `e` to the chain: sets seq, prev_hash and hash; stores `copies`
+  // (the signed record of it for the regie organisation) in the same
+  // transaction. Durable when it returns.
+  Status AppendAccess(AccessEntry* e, const std::vector<RecordRow>& copies = {});
   // Entries about `case_id` with from_ms <= time < to_ms, oldest first.
   Result<std::vector<AccessEntry>> AccessOfCase(const CaseId& case_id, int64_t from_ms, int64_t to_ms);
   // Recomputes the whole chain and names the first entry that does not match.
@@ -150,6 +152,9 @@ class Store {
   explicit Store(sqlite3* db);
   Status Migrate();
   Status Exec(const char* sql);
+  // PutRecords' inserts, inside a transaction the caller holds (with mu_).
+  Status InsertRecordsLocked(const std::vector<RecordRow>& rows, const std::string& received_from, int64_t now_ms,
+                             std::vector<RecordId>* added);
 
   std::mutex mu_;
   sqlite3* db_;

@@ -420,3 +420,28 @@ TEST_CASE("a version 2 database is migrated: every case is due once and the frag
   CHECK((*due)[0] == std::make_pair(c, int64_t{0}));
   CHECK(*(*store)->MaxHlc() == 2);
 }
+
+TEST_CASE("an access-log entry and its copy for the regie organisation are stored together, or neither") {
+  TempDir dir;
+  auto store = Store::Open(dir.path + "/kring.db");
+  REQUIRE(store.ok());
+  CaseId c = NewCaseId();
+  Bytes rec = {7, 7, 7};
+  AccessEntry e = Entry("p1", c);
+  uint64_t gen = (*store)->generation();
+  RecordRow copy = Row(IdOf(5), RecordType::kAccessRecord, c, 10, rec, {"org-a", "org-r"});
+  REQUIRE((*store)->AppendAccess(&e, {copy}).ok());
+  CHECK((*store)->generation() > gen);  // the copy is there to be sent
+  CHECK(*(*store)->AudienceOf(IdOf(5)) == std::vector<std::string>{"org-a", "org-r"});
+  CHECK((*store)->AccessOfCase(c, 0, std::numeric_limits<int64_t>::max())->size() == 1);
+  // A copy that cannot be stored (a malformed row here) takes the entry with it.
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open((dir.path + "/kring.db").c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db, "CREATE TRIGGER refuse BEFORE INSERT ON records BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+                       nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  AccessEntry f = Entry("p2", c);
+  CHECK_FALSE((*store)->AppendAccess(&f, {Row(IdOf(6), RecordType::kAccessRecord, c, 11, rec, {"org-r"})}).ok());
+  CHECK((*store)->AccessOfCase(c, 0, std::numeric_limits<int64_t>::max())->size() == 1);
+  CHECK(!(*(*store)->GetRecord(IdOf(6))).has_value());
+}
