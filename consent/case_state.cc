@@ -1,4 +1,4 @@
-// Builds a case's consent state from the set of its control records and answers who may read and hold what.
+// Admits a case's control records one at a time and answers who holds regie and who may read, write and hold what.
 #include "consent/case_state.h"
 
 #include <algorithm>
@@ -9,13 +9,15 @@ namespace kring {
 
 namespace {
 
-enum class Verdict { kPending, kValid, kInvalid };
-
-// A set of record indices; ancestors fit in n bits, so the closure over a
-// case of a few hundred records stays small and O(n^2 / 64).
+// A set of record indices. A record's ancestors all have smaller indices
+// (admission order is causal), so a record's set has index/64 words: at the
+// per-case cap that is 128 bytes a record.
 using Bits = std::vector<uint64_t>;
 bool Test(const Bits& b, size_t i) { return i / 64 < b.size() && ((b[i / 64] >> (i % 64)) & 1u) != 0; }
-void Set(Bits& b, size_t i) { b[i / 64] |= uint64_t{1} << (i % 64); }
+void Set(Bits& b, size_t i) {
+  if (b.size() <= i / 64) b.resize(i / 64 + 1, 0);
+  b[i / 64] |= uint64_t{1} << (i % 64);
+}
 
 std::string Short(const RecordId& id) { return ToHex(id).substr(0, 16); }
 
@@ -33,6 +35,13 @@ bool Overlap(const ConsentGrant& a, const ConsentGrant& b) {
   return std::any_of(a.domains.v.begin(), a.domains.v.end(), [&](const auto& d) { return HasDomain(b, d.v); });
 }
 
+Admission RefuseAs(Reject why, std::string detail) {
+  return Admission{Admission::Kind::kRefused, why, std::move(detail)};
+}
+Admission WaitFor(std::string detail) {
+  return Admission{Admission::Kind::kWaiting, Reject::kWaitingExpired, std::move(detail)};
+}
+
 }  // namespace
 
 const char* ConsentStatusName(ConsentStatus s) {
@@ -47,327 +56,386 @@ const char* ConsentStatusName(ConsentStatus s) {
 
 struct CaseState::Rep {
   struct Node {
-    ControlRecord rec;
+    std::shared_ptr<const ControlRecord> rec;
     RecordId id{};
-    std::vector<size_t> parents;  // indices of the parents present
-    bool missing_parent = false;
-    Verdict verdict = Verdict::kPending;
-    Status why;                      // when invalid
-    Bits anc;                        // ancestors; only when not pending
-    std::vector<size_t> regie_tops;  // valid RegieChanges latest in anc ∪ {self}
-    std::string regie_as_of;
-    std::optional<size_t> withdrawn_by;  // ConsentGrant only
+    HlcTimestamp hlc = 0;
+    int64_t time_ms = 0;
+    Bits anc;  // ancestors
+    std::vector<size_t> withdrawers;  // ConsentGrant only: the withdrawals that end it
   };
-
-  // The causal past a record with given parents would have.
+  // The causal past a record with given parents has.
   struct Context {
     Bits anc;
-    std::vector<size_t> regie_heads;  // latest valid RegieChanges among anc; winner = largest index
+    HlcTimestamp max_hlc = 0;
     std::string regie;
   };
 
   CaseId case_id{};
-  std::vector<Node> nodes;  // sorted by (hlc, id): index order is the tie-break order
+  std::vector<Node> nodes;  // in admission order, which is a causal order
   std::map<RecordId, size_t> index;
   std::optional<size_t> genesis;
   std::string creator;
-  std::vector<RecordId> missing;
-  std::vector<size_t> regie_heads;  // current, winner first
-  std::string regie;
-  std::vector<size_t> consents;  // non-pending ConsentGrants, in index order
-  std::vector<RecordId> heads, pending, invalid;
+  std::map<std::string, size_t, std::less<>> last_of;   // author -> its latest record
+  std::map<std::string, size_t, std::less<>> count_of;  // author -> records written
+  std::vector<size_t> regie_changes;  // in causal (= chain) order
+  std::vector<size_t> consents;       // in admission order
+  std::vector<size_t> withdrawals;
+  std::set<size_t> heads;
+  std::vector<RecordId> waiting, missing, refused;  // Build only
 
-  const ConsentGrant& Grant(size_t i) const { return std::get<ConsentGrant>(nodes[i].rec.body); }
-  bool Decided(size_t i) const { return nodes[i].verdict != Verdict::kPending; }
+  const ControlRecord& Rec(size_t i) const { return *nodes[i].rec; }
+  const ConsentGrant& Grant(size_t i) const { return std::get<ConsentGrant>(Rec(i).body); }
 
-  Context ContextOf(const std::vector<size_t>& parents) const;
-  // NotFound when a parent is absent or pending; else the context in *ctx.
-  Status ContextOfIds(const std::vector<RecordId>& parents, Context* ctx) const;
-  Status Judge(const ControlRecord& r, const RecordId& id, const Context& ctx) const;
-  ConsentStatus StatusOf(size_t consent, int64_t now_ms) const;
-  bool ActiveFor(size_t consent, int64_t now_ms) const {
-    return nodes[consent].verdict == Verdict::kValid && StatusOf(consent, now_ms) == ConsentStatus::kActive;
+  // NotFound-like: a parent not admitted gives nullopt and names it in *why.
+  std::optional<Context> ContextOf(const ControlHeader& h, std::string* why) const {
+    Context ctx;
+    for (const RecordId& p : h.parents.v) {
+      auto it = index.find(p);
+      if (it == index.end()) {
+        *why = "parent " + Short(p) + " has not arrived: the record waits for its causal past";
+        return std::nullopt;
+      }
+      const Node& n = nodes[it->second];
+      if (ctx.anc.size() < n.anc.size()) ctx.anc.resize(n.anc.size(), 0);
+      for (size_t w = 0; w < n.anc.size(); ++w) ctx.anc[w] |= n.anc[w];
+      Set(ctx.anc, it->second);
+      ctx.max_hlc = std::max(ctx.max_hlc, n.hlc);
+    }
+    ctx.regie = creator;
+    for (auto it = regie_changes.rbegin(); it != regie_changes.rend(); ++it)
+      if (Test(ctx.anc, *it)) {
+        ctx.regie = std::get<RegieChange>(Rec(*it).body).regie.v;
+        break;
+      }
+    return ctx;
+  }
+
+  Admission Judge(const ControlRecord& r, const RecordId& id, std::optional<Context>* ctx_out) const;
+  void Add(const ControlRecord& r, const RecordId& id, Context ctx);
+
+  bool Withdrawn(size_t c) const { return !nodes[c].withdrawers.empty(); }
+  // When a withdrawal ended consent c: the earliest of its withdrawals' times.
+  int64_t WithdrawnAt(size_t c) const {
+    int64_t t = INT64_MAX;
+    for (size_t w : nodes[c].withdrawers) t = std::min(t, nodes[w].time_ms);
+    return t;
+  }
+  ConsentStatus StatusOf(size_t c, int64_t now_ms) const {
+    const ConsentGrant& g = Grant(c);
+    if (Withdrawn(c)) return ConsentStatus::kWithdrawn;
+    if (now_ms < g.valid_from_ms) return ConsentStatus::kPending;
+    if (g.valid_until_ms != 0 && now_ms >= g.valid_until_ms) return ConsentStatus::kExpired;
+    return ConsentStatus::kActive;
+  }
+  bool Active(size_t c, int64_t now_ms) const { return StatusOf(c, now_ms) == ConsentStatus::kActive; }
+  bool CoveredAt(size_t c, int64_t t) const {
+    const ConsentGrant& g = Grant(c);
+    if (t < std::max(g.valid_from_ms, nodes[c].time_ms)) return false;
+    if (g.valid_until_ms != 0 && t >= g.valid_until_ms) return false;
+    return !Withdrawn(c) || t < WithdrawnAt(c);
+  }
+  // Consents in (hlc, id) order: the order ConsentFor picks by.
+  std::vector<size_t> ConsentsByTime() const {
+    std::vector<size_t> out = consents;
+    std::sort(out.begin(), out.end(), [&](size_t a, size_t b) {
+      return std::pair(nodes[a].hlc, nodes[a].id) < std::pair(nodes[b].hlc, nodes[b].id);
+    });
+    return out;
   }
 };
 
-CaseState::Rep::Context CaseState::Rep::ContextOf(const std::vector<size_t>& parents) const {
-  Context ctx;
-  ctx.anc.assign((nodes.size() + 63) / 64, 0);
-  std::vector<size_t> tops;
-  for (size_t p : parents) {
-    for (size_t w = 0; w < ctx.anc.size(); ++w) ctx.anc[w] |= nodes[p].anc[w];
-    Set(ctx.anc, p);
-    tops.insert(tops.end(), nodes[p].regie_tops.begin(), nodes[p].regie_tops.end());
-  }
-  std::sort(tops.begin(), tops.end());
-  tops.erase(std::unique(tops.begin(), tops.end()), tops.end());
-  // Of the parents' latest RegieChanges, those no other of them saw.
-  for (size_t c : tops)
-    if (std::none_of(tops.begin(), tops.end(), [&](size_t d) { return d != c && Test(nodes[d].anc, c); }))
-      ctx.regie_heads.push_back(c);
-  ctx.regie = ctx.regie_heads.empty() ? creator : std::get<RegieChange>(nodes[ctx.regie_heads.back()].rec.body).regie.v;
-  return ctx;
-}
-
-Status CaseState::Rep::ContextOfIds(const std::vector<RecordId>& parents, Context* ctx) const {
-  std::vector<size_t> idx;
-  for (const RecordId& p : parents) {
-    auto it = index.find(p);
-    if (it == index.end()) return Status::NotFound("parent " + Short(p) + " is not known: the record waits for its causal past");
-    if (!Decided(it->second))
-      return Status::NotFound("parent " + Short(p) + " still waits for its causal past, and so would the record");
-    idx.push_back(it->second);
-  }
-  *ctx = ContextOf(idx);
-  return Status::Ok();
-}
-
-Status CaseState::Rep::Judge(const ControlRecord& r, const RecordId& id, const Context& ctx) const {
+Admission CaseState::Rep::Judge(const ControlRecord& r, const RecordId& id, std::optional<Context>* ctx_out) const {
   const ControlHeader& h = r.header();
   const std::string& author = h.author.v;
-  if (h.case_id != case_id) return Status::InvalidArgument("the record belongs to another case");
+  if (std::holds_alternative<KeyGrant>(r.body))
+    return RefuseAs(Reject::kBadRecord, "a key grant decides nothing about consent");
+  if (h.case_id != case_id) return RefuseAs(Reject::kBadRecord, "the record belongs to another case");
+  if (index.count(id)) return Admission{Admission::Kind::kDuplicate, Reject::kBadRecord, ""};
   if (const auto* g = std::get_if<CaseGenesis>(&r.body)) {
-    if (CaseIdFor(author, g->nonce) != case_id) return Status::PermissionDenied("the case id is not bound to the genesis author");
-    if (!h.parents.v.empty()) return Status::InvalidArgument("a case genesis has no parents");
-    if (genesis && nodes[*genesis].id != id) return Status::Conflict("the case already has a genesis");
-    return Status::Ok();
+    if (CaseIdFor(author, g->nonce) != case_id)
+      return RefuseAs(Reject::kForgedRecord, "the case id is not bound to the genesis author");
+    if (!h.parents.v.empty()) return RefuseAs(Reject::kBadRecord, "a case genesis has no parents");
+    if (genesis) return RefuseAs(Reject::kForgedRecord, "the case already has a genesis");
+    *ctx_out = Context{};
+    return Admission{Admission::Kind::kAdmitted, Reject::kBadRecord, ""};
   }
-  if (h.parents.v.empty()) return Status::InvalidArgument("a record other than the genesis names its causal parents");
-  if (!genesis || !Test(ctx.anc, *genesis)) return Status::InvalidArgument("the record does not descend from the case genesis");
+  if (h.parents.v.empty()) return RefuseAs(Reject::kBadRecord, "a record other than the genesis names its causal parents");
+  if (!genesis) return WaitFor("the case's genesis has not arrived");
+  std::string why;
+  std::optional<Context> ctx = ContextOf(h, &why);
+  if (!ctx) return WaitFor(why);
+  if (h.hlc <= ctx->max_hlc)
+    return RefuseAs(Reject::kClockSkew, "its time is not after the records it follows");
+  if (auto last = last_of.find(author); last != last_of.end() && !Test(ctx->anc, last->second))
+    return RefuseAs(Reject::kForkedChain, author + " signed a record that does not follow its own record " +
+                                             Short(nodes[last->second].id) + " in this case");
+  if (nodes.size() >= kMaxDecisionRecordsPerCase)
+    return RefuseAs(Reject::kCaseFull, "the case holds the most control records allowed (" +
+                                          std::to_string(kMaxDecisionRecordsPerCase) + ")");
+  if (auto n = count_of.find(author); n != count_of.end() && n->second >= kMaxDecisionRecordsPerAuthor)
+    return RefuseAs(Reject::kAuthorFull, author + " wrote the most control records allowed in one case (" +
+                                            std::to_string(kMaxDecisionRecordsPerAuthor) + ")");
 
   if (const auto* c = std::get_if<ConsentGrant>(&r.body)) {
-    if (author != ctx.regie)
-      return Status::PermissionDenied("only the regie organisation (" + ctx.regie + ") may record consent, not " + author);
-    if (c->grantee.v == author) return Status::PermissionDenied("an organisation cannot grant itself access");
-    return Status::Ok();
-  }
-  if (const auto* w = std::get_if<ConsentWithdrawal>(&r.body)) {
+    if (author != ctx->regie)
+      return RefuseAs(Reject::kForgedRecord, "only the regie organisation (" + ctx->regie + ") may record consent, not " + author);
+    if (c->grantee.v == author) return RefuseAs(Reject::kForgedRecord, "an organisation cannot grant itself access");
+  } else if (const auto* w = std::get_if<ConsentWithdrawal>(&r.body)) {
     auto it = index.find(w->consent);
-    if (it == index.end() || !Test(ctx.anc, it->second))
-      return Status::InvalidArgument("the withdrawal names consent " + Short(w->consent) + ", which is not in its causal past");
-    const Node& n = nodes[it->second];
-    if (!std::holds_alternative<ConsentGrant>(n.rec.body))
-      return Status::InvalidArgument("the withdrawal names record " + Short(w->consent) + ", which is not a consent");
-    if (n.verdict != Verdict::kValid)
-      return Status::InvalidArgument("the withdrawal names consent " + Short(w->consent) + ", which is not valid");
+    if (it == index.end() || !Test(ctx->anc, it->second))
+      return RefuseAs(Reject::kForgedRecord, "the withdrawal names " + Short(w->consent) + ", which is not in its causal past");
+    if (!std::holds_alternative<ConsentGrant>(Rec(it->second).body))
+      return RefuseAs(Reject::kForgedRecord, "the withdrawal names record " + Short(w->consent) + ", which is not a consent");
     const std::string& grantee = Grant(it->second).grantee.v;
-    if (author != ctx.regie && author != grantee)
-      return Status::PermissionDenied("only the regie organisation (" + ctx.regie + ") or the grantee (" + grantee +
-                                      ") may withdraw this consent, not " + author);
-    return Status::Ok();
+    if (author != ctx->regie && author != grantee)
+      return RefuseAs(Reject::kForgedRecord, "only the regie organisation (" + ctx->regie + ") or the grantee (" + grantee +
+                                                ") may withdraw this consent, not " + author);
+  } else if (std::holds_alternative<RegieChange>(r.body)) {
+    if (author != ctx->regie)
+      return RefuseAs(Reject::kForgedRecord, "only the regie organisation (" + ctx->regie + ") may hand over regie, not " + author);
   }
-  if (std::holds_alternative<RegieChange>(r.body)) {
-    if (author != ctx.regie)
-      return Status::PermissionDenied("only the regie organisation (" + ctx.regie + ") may hand over regie, not " + author);
-    return Status::Ok();
-  }
-  return Status::Ok();  // KeyGrant: its author's authority needs the fragment (CheckKeyGrant)
+  *ctx_out = std::move(ctx);
+  return Admission{Admission::Kind::kAdmitted, Reject::kBadRecord, ""};
 }
 
-ConsentStatus CaseState::Rep::StatusOf(size_t i, int64_t now_ms) const {
-  const ConsentGrant& c = Grant(i);
-  if (nodes[i].withdrawn_by) return ConsentStatus::kWithdrawn;
-  if (now_ms < c.valid_from_ms) return ConsentStatus::kPending;
-  if (c.valid_until_ms != 0 && now_ms >= c.valid_until_ms) return ConsentStatus::kExpired;
-  return ConsentStatus::kActive;
+void CaseState::Rep::Add(const ControlRecord& r, const RecordId& id, Context ctx) {
+  const size_t i = nodes.size();
+  Node n;
+  n.rec = std::make_shared<const ControlRecord>(r);
+  n.id = id;
+  n.hlc = r.header().hlc;
+  n.time_ms = static_cast<int64_t>(HlcMillis(n.hlc));
+  n.anc = std::move(ctx.anc);
+  nodes.push_back(std::move(n));
+  index.emplace(id, i);
+  const std::string& author = r.header().author.v;
+  last_of[author] = i;
+  ++count_of[author];
+  for (const RecordId& p : r.header().parents.v) heads.erase(index.at(p));
+  heads.insert(i);
+
+  if (std::holds_alternative<CaseGenesis>(r.body)) {
+    genesis = i;
+    creator = author;
+  } else if (std::holds_alternative<RegieChange>(r.body)) {
+    regie_changes.push_back(i);
+  } else if (const auto* c = std::get_if<ConsentGrant>(&r.body)) {
+    consents.push_back(i);
+    // A withdrawal already admitted that this grant did not see, of an
+    // overlapping consent of the same grantee, ends it too (tie).
+    for (size_t w : withdrawals) {
+      size_t other = index.at(std::get<ConsentWithdrawal>(Rec(w).body).consent);
+      if (!Test(nodes[i].anc, w) && Grant(other).grantee.v == c->grantee.v && Overlap(Grant(other), *c))
+        nodes[i].withdrawers.push_back(w);
+    }
+  } else if (const auto* w = std::get_if<ConsentWithdrawal>(&r.body)) {
+    withdrawals.push_back(i);
+    size_t named = index.at(w->consent);
+    const ConsentGrant& g = Grant(named);
+    for (size_t c : consents) {
+      bool ends = c == named ||
+                  (!Test(nodes[i].anc, c) && Grant(c).grantee.v == g.grantee.v && Overlap(Grant(c), g));
+      if (ends) nodes[c].withdrawers.push_back(i);
+    }
+  }
 }
 
-CaseState::CaseState(std::shared_ptr<const Rep> rep) : rep_(std::move(rep)) {}
+CaseState::CaseState(CaseId case_id) : rep_(std::make_shared<Rep>()) { rep_->case_id = case_id; }
+
+CaseState::Rep& CaseState::Mutable() {
+  if (rep_.use_count() > 1) rep_ = std::make_shared<Rep>(*rep_);
+  return *rep_;
+}
 
 CaseState CaseState::Build(CaseId case_id, std::vector<ControlRecord> records) {
-  auto rep = std::make_shared<Rep>();
-  rep->case_id = case_id;
-
-  // The set: this case's records, once each, in (hlc, id) order.
-  std::map<RecordId, ControlRecord> unique;
+  CaseState s(case_id);
+  std::map<std::pair<HlcTimestamp, RecordId>, ControlRecord> todo;  // (hlc, id) order: causal for valid records
   for (ControlRecord& r : records)
-    if (r.header().case_id == case_id) {
+    if (r.header().case_id == case_id && !std::holds_alternative<KeyGrant>(r.body)) {
       RecordId id = r.Id();
-      unique.try_emplace(id, std::move(r));
+      todo.try_emplace({r.header().hlc, id}, std::move(r));
     }
-  auto& nodes = rep->nodes;
-  nodes.reserve(unique.size());
-  for (auto& [id, r] : unique) {
-    Rep::Node n;
-    n.id = id;
-    n.rec = std::move(r);
-    nodes.push_back(std::move(n));
-  }
-  std::sort(nodes.begin(), nodes.end(), [](const Rep::Node& a, const Rep::Node& b) {
-    return std::pair(a.rec.header().hlc, a.id) < std::pair(b.rec.header().hlc, b.id);
-  });
-  const size_t n = nodes.size();
-  for (size_t i = 0; i < n; ++i) rep->index.emplace(nodes[i].id, i);
-
-  // The genesis: bound to its author, no parents; the smallest id should the
-  // creator ever have signed two.
-  for (size_t i = 0; i < n; ++i)
-    if (const auto* g = std::get_if<CaseGenesis>(&nodes[i].rec.body))
-      if (CaseIdFor(g->h.author.v, g->nonce) == case_id && g->h.parents.v.empty() &&
-          (!rep->genesis || nodes[i].id < nodes[*rep->genesis].id))
-        rep->genesis = i;
-  if (rep->genesis) rep->creator = nodes[*rep->genesis].rec.header().author.v;
-
-  // Judge in causal order (Kahn): a record's verdict needs its ancestors'.
-  std::set<RecordId> missing;
-  std::vector<std::vector<size_t>> children(n);
-  std::vector<size_t> waiting(n, 0);
-  for (size_t i = 0; i < n; ++i) {
-    for (const RecordId& p : nodes[i].rec.header().parents.v) {
-      auto it = rep->index.find(p);
-      if (it == rep->index.end()) {
-        nodes[i].missing_parent = true;
-        missing.insert(p);
-      } else if (std::find(nodes[i].parents.begin(), nodes[i].parents.end(), it->second) == nodes[i].parents.end()) {
-        nodes[i].parents.push_back(it->second);
-        children[it->second].push_back(i);
-        ++waiting[i];
+  std::vector<RecordId> refused;
+  for (bool progress = true; progress && !todo.empty();) {
+    progress = false;
+    for (auto it = todo.begin(); it != todo.end();) {
+      Admission a = s.Admit(it->second);
+      if (a.kind == Admission::Kind::kWaiting) {
+        ++it;
+        continue;
       }
+      if (a.kind == Admission::Kind::kRefused) refused.push_back(it->first.second);
+      else progress = true;
+      it = todo.erase(it);
     }
   }
-  std::vector<size_t> ready;
-  for (size_t i = 0; i < n; ++i)
-    if (waiting[i] == 0) ready.push_back(i);
-  while (!ready.empty()) {
-    size_t i = ready.back();
-    ready.pop_back();
-    Rep::Node& node = nodes[i];
-    bool complete = !node.missing_parent &&
-                    std::all_of(node.parents.begin(), node.parents.end(), [&](size_t p) { return rep->Decided(p); });
-    if (complete) {
-      Rep::Context ctx = rep->ContextOf(node.parents);
-      node.why = rep->Judge(node.rec, node.id, ctx);
-      node.verdict = node.why.ok() ? Verdict::kValid : Verdict::kInvalid;
-      node.regie_as_of = ctx.regie;
-      node.anc = std::move(ctx.anc);
-      if (node.verdict == Verdict::kValid && std::holds_alternative<RegieChange>(node.rec.body))
-        node.regie_tops = {i};
-      else
-        node.regie_tops = std::move(ctx.regie_heads);
-    }
-    for (size_t c : children[i])
-      if (--waiting[c] == 0) ready.push_back(c);
-  }
-  // Whatever was never reached lies on a cycle of ids, which only a hash
-  // collision could make: it stays pending.
-  rep->missing.assign(missing.begin(), missing.end());
+  Rep& rep = s.Mutable();
+  std::set<RecordId> waiting_ids, missing;
+  for (auto& [key, r] : todo) waiting_ids.insert(key.second);
+  for (auto& [key, r] : todo)
+    for (const RecordId& p : r.header().parents.v)
+      if (!rep.index.count(p) && !waiting_ids.count(p)) missing.insert(p);
+  rep.waiting.assign(waiting_ids.begin(), waiting_ids.end());
+  rep.missing.assign(missing.begin(), missing.end());
+  std::sort(refused.begin(), refused.end());
+  rep.refused = std::move(refused);
+  return s;
+}
 
-  // Current regie: the valid RegieChanges no other valid one saw.
-  std::vector<size_t> changes, withdrawals;
-  for (size_t i = 0; i < n; ++i) {
-    if (nodes[i].verdict != Verdict::kValid) continue;
-    if (std::holds_alternative<RegieChange>(nodes[i].rec.body)) changes.push_back(i);
-    if (std::holds_alternative<ConsentWithdrawal>(nodes[i].rec.body)) withdrawals.push_back(i);
-  }
-  for (size_t c : changes)
-    if (std::none_of(changes.begin(), changes.end(), [&](size_t d) { return Test(nodes[d].anc, c); }))
-      rep->regie_heads.push_back(c);
-  std::sort(rep->regie_heads.rbegin(), rep->regie_heads.rend());
-  rep->regie = rep->regie_heads.empty() ? rep->creator
-                                        : std::get<RegieChange>(nodes[rep->regie_heads.front()].rec.body).regie.v;
+Admission CaseState::Admit(const ControlRecord& r) {
+  RecordId id = r.Id();
+  std::optional<Rep::Context> ctx;
+  Admission a = rep_->Judge(r, id, &ctx);
+  if (a.kind == Admission::Kind::kAdmitted) Mutable().Add(r, id, std::move(*ctx));
+  return a;
+}
 
-  // Consents and the withdrawals that end them.
-  for (size_t i = 0; i < n; ++i) {
-    if (!rep->Decided(i) || !std::holds_alternative<ConsentGrant>(nodes[i].rec.body)) continue;
-    rep->consents.push_back(i);
-    const ConsentGrant& c = rep->Grant(i);
-    for (size_t w : withdrawals)
-      if (std::get<ConsentWithdrawal>(nodes[w].rec.body).consent == nodes[i].id) {
-        nodes[i].withdrawn_by = w;
-        break;
-      }
-    if (nodes[i].withdrawn_by) continue;
-    for (size_t w : withdrawals) {
-      size_t other = rep->index.at(std::get<ConsentWithdrawal>(nodes[w].rec.body).consent);
-      const ConsentGrant& o = rep->Grant(other);
-      bool concurrent = !Test(nodes[w].anc, i) && !Test(nodes[i].anc, w);
-      if (concurrent && o.grantee.v == c.grantee.v && Overlap(o, c)) {
-        nodes[i].withdrawn_by = w;  // a withdrawal wins the tie
-        break;
-      }
-    }
-  }
+Admission CaseState::Check(const ControlRecord& r) const {
+  std::optional<Rep::Context> ctx;
+  return rep_->Judge(r, r.Id(), &ctx);
+}
 
-  // Heads, pending, invalid.
-  auto is_head_candidate = [&](size_t i) {
-    return nodes[i].verdict == Verdict::kValid && !std::holds_alternative<KeyGrant>(nodes[i].rec.body);
-  };
-  for (size_t i = 0; i < n; ++i) {
-    if (nodes[i].verdict == Verdict::kPending) rep->pending.push_back(nodes[i].id);
-    if (nodes[i].verdict == Verdict::kInvalid) rep->invalid.push_back(nodes[i].id);
-    if (!is_head_candidate(i)) continue;
-    bool seen = false;
-    for (size_t j = 0; j < n && !seen; ++j) seen = j != i && is_head_candidate(j) && Test(nodes[j].anc, i);
-    if (!seen) rep->heads.push_back(nodes[i].id);
+Status CaseState::CheckNewRecord(const ControlRecord& r) const {
+  Admission a = Check(r);
+  switch (a.kind) {
+    case Admission::Kind::kAdmitted:
+    case Admission::Kind::kDuplicate: return Status::Ok();
+    case Admission::Kind::kWaiting: return Status::NotFound(a.detail);
+    case Admission::Kind::kRefused: break;
   }
-  std::sort(rep->heads.begin(), rep->heads.end());
-  std::sort(rep->pending.begin(), rep->pending.end());
-  std::sort(rep->invalid.begin(), rep->invalid.end());
-  return CaseState(std::move(rep));
+  if (a.reason == Reject::kForgedRecord && std::holds_alternative<CaseGenesis>(r.body) && rep_->genesis)
+    return Status::Conflict(a.detail);
+  if (a.reason == Reject::kForgedRecord || a.reason == Reject::kForkedChain) return Status::PermissionDenied(a.detail);
+  return Status::InvalidArgument(a.detail);
+}
+
+Admission CaseState::CheckKeyGrant(const ControlRecord& r, std::string_view fragment_author) const {
+  const auto* k = std::get_if<KeyGrant>(&r.body);
+  if (k == nullptr) return RefuseAs(Reject::kBadRecord, "the record is not a key grant");
+  const ControlHeader& h = r.header();
+  if (h.case_id != rep_->case_id) return RefuseAs(Reject::kBadRecord, "the key grant belongs to another case");
+  if (!rep_->genesis) return WaitFor("the case's genesis has not arrived");
+  if (h.parents.v.empty()) return RefuseAs(Reject::kBadRecord, "a key grant names its causal parents");
+  std::string why;
+  auto ctx = rep_->ContextOf(h, &why);
+  if (!ctx) return WaitFor(why);
+  if (h.hlc <= ctx->max_hlc) return RefuseAs(Reject::kClockSkew, "its time is not after the records it follows");
+  const std::string& author = h.author.v;
+  if (author != ctx->regie && author != fragment_author)
+    return RefuseAs(Reject::kForgedRecord, "only the regie organisation (" + ctx->regie + ") or the fragment's author (" +
+                                              std::string(fragment_author) + ") may hand out its key, not " + author);
+  return Admission{Admission::Kind::kAdmitted, Reject::kBadRecord, ""};
 }
 
 const CaseId& CaseState::case_id() const { return rep_->case_id; }
 bool CaseState::has_genesis() const { return rep_->genesis.has_value(); }
 const std::string& CaseState::creator() const { return rep_->creator; }
+size_t CaseState::size() const { return rep_->nodes.size(); }
+bool CaseState::Contains(const RecordId& id) const { return rep_->index.count(id) > 0; }
 
 RegieView CaseState::Regie() const {
   RegieView v;
-  v.org = rep_->regie;
-  if (rep_->regie_heads.empty()) return v;
-  const Rep::Node& winner = rep_->nodes[rep_->regie_heads.front()];
-  v.person = std::get<RegieChange>(winner.rec.body).person.v;
-  v.record = winner.id;
-  v.conflict = rep_->regie_heads.size() > 1;
-  if (v.conflict)
-    for (size_t i : rep_->regie_heads) v.contenders.push_back(rep_->nodes[i].id);
+  v.org = rep_->creator;
+  if (rep_->regie_changes.empty()) return v;
+  const Rep::Node& last = rep_->nodes[rep_->regie_changes.back()];
+  const auto& change = std::get<RegieChange>(last.rec->body);
+  v.org = change.regie.v;
+  v.person = change.person.v;
+  v.record = last.id;
   return v;
+}
+
+std::string CaseState::RegieAt(int64_t t_ms) const {
+  if (!rep_->genesis || t_ms < rep_->nodes[*rep_->genesis].time_ms) return "";
+  std::string holder = rep_->creator;
+  for (size_t i : rep_->regie_changes) {
+    if (rep_->nodes[i].time_ms > t_ms) break;
+    holder = std::get<RegieChange>(rep_->Rec(i).body).regie.v;
+  }
+  return holder;
 }
 
 std::vector<ConsentView> CaseState::Consents(int64_t now_ms) const {
   std::vector<ConsentView> out;
-  for (size_t i : rep_->consents) {
+  for (size_t i : rep_->ConsentsByTime()) {
     const Rep::Node& n = rep_->nodes[i];
     ConsentView v;
     v.id = n.id;
-    v.grant = std::shared_ptr<const ConsentGrant>(rep_, &rep_->Grant(i));  // aliasing: keeps rep_ alive
-    v.valid = n.verdict == Verdict::kValid;
+    v.grant = std::shared_ptr<const ConsentGrant>(n.rec, &std::get<ConsentGrant>(n.rec->body));  // aliasing
     v.status = rep_->StatusOf(i, now_ms);
-    if (n.withdrawn_by) v.withdrawn_by = rep_->nodes[*n.withdrawn_by].id;
+    if (!n.withdrawers.empty()) {
+      // The one naming it, else the earliest by (hlc, id): the same on every node.
+      std::vector<size_t> w = n.withdrawers;
+      std::sort(w.begin(), w.end(), [&](size_t a, size_t b) {
+        bool na = std::get<ConsentWithdrawal>(rep_->Rec(a).body).consent == n.id;
+        bool nb = std::get<ConsentWithdrawal>(rep_->Rec(b).body).consent == n.id;
+        if (na != nb) return na;
+        return std::pair(rep_->nodes[a].hlc, rep_->nodes[a].id) < std::pair(rep_->nodes[b].hlc, rep_->nodes[b].id);
+      });
+      v.withdrawn_by = rep_->nodes[w.front()].id;
+    }
     out.push_back(std::move(v));
   }
   return out;
 }
 
 std::optional<RecordId> CaseState::ConsentFor(std::string_view org, const FragmentFacts& f, int64_t now_ms) const {
-  for (size_t i : rep_->consents) {
+  for (size_t i : rep_->ConsentsByTime()) {
     const ConsentGrant& c = rep_->Grant(i);
-    if (c.grantee.v == org && Covers(c, f.domain) && rep_->ActiveFor(i, now_ms)) return rep_->nodes[i].id;
+    if (c.grantee.v == org && Covers(c, f.domain) && rep_->Active(i, now_ms)) return rep_->nodes[i].id;
   }
   return std::nullopt;
 }
 
 bool CaseState::MayRead(std::string_view org, const FragmentFacts& f, int64_t now_ms) const {
   if (org.empty()) return false;
-  return org == f.author || org == rep_->regie || ConsentFor(org, f, now_ms).has_value();
+  if (org == f.author || org == Regie().org) return true;
+  for (size_t i : rep_->consents) {
+    const ConsentGrant& c = rep_->Grant(i);
+    if (c.grantee.v == org && Covers(c, f.domain) && rep_->Active(i, now_ms)) return true;
+  }
+  return false;
 }
 
 std::vector<std::string> CaseState::Readers(const FragmentFacts& f, int64_t now_ms) const {
   std::set<std::string> out;
   if (!f.author.empty()) out.insert(f.author);
-  if (!rep_->regie.empty()) out.insert(rep_->regie);
+  std::string regie = Regie().org;
+  if (!regie.empty()) out.insert(regie);
   for (size_t i : rep_->consents) {
     const ConsentGrant& c = rep_->Grant(i);
-    if (Covers(c, f.domain) && rep_->ActiveFor(i, now_ms)) out.insert(c.grantee.v);
+    if (Covers(c, f.domain) && rep_->Active(i, now_ms)) out.insert(c.grantee.v);
   }
   return {out.begin(), out.end()};
 }
 
+bool CaseState::MayWriteAt(std::string_view org, std::string_view domain, int64_t t_ms) const {
+  if (org.empty()) return false;
+  if (RegieAt(t_ms) == org) return true;
+  for (size_t i : rep_->consents) {
+    const ConsentGrant& c = rep_->Grant(i);
+    if (c.grantee.v == org && Covers(c, domain) && rep_->CoveredAt(i, t_ms)) return true;
+  }
+  return false;
+}
+
 std::vector<std::string> CaseState::Involved(int64_t now_ms) const {
   std::set<std::string> out;
-  if (!rep_->regie.empty()) out.insert(rep_->regie);
+  std::string regie = Regie().org;
+  if (!regie.empty()) out.insert(regie);
   for (size_t i : rep_->consents)
-    if (rep_->ActiveFor(i, now_ms)) out.insert(rep_->Grant(i).grantee.v);
+    if (rep_->Active(i, now_ms)) out.insert(rep_->Grant(i).grantee.v);
   return {out.begin(), out.end()};
+}
+
+bool CaseState::EverInvolved(std::string_view org) const {
+  if (org.empty()) return false;
+  if (org == rep_->creator) return true;
+  for (size_t i : rep_->regie_changes)
+    if (std::get<RegieChange>(rep_->Rec(i).body).regie.v == org) return true;
+  for (size_t i : rep_->consents)
+    if (rep_->Grant(i).grantee.v == org) return true;
+  return false;
 }
 
 std::vector<std::string> CaseState::ControlAudience(const ControlRecord& r, int64_t now_ms) const {
@@ -382,47 +450,28 @@ std::vector<std::string> CaseState::ControlAudience(const ControlRecord& r, int6
   if (const auto* w = std::get_if<ConsentWithdrawal>(&r.body)) {
     auto it = rep_->index.find(w->consent);
     if (it != rep_->index.end())
-      if (const auto* c = std::get_if<ConsentGrant>(&rep_->nodes[it->second].rec.body)) out.insert(c->grantee.v);
+      if (const auto* c = std::get_if<ConsentGrant>(&rep_->Rec(it->second).body)) out.insert(c->grantee.v);
   }
   if (const auto* g = std::get_if<RegieChange>(&r.body)) out.insert(g->regie.v);
   return {out.begin(), out.end()};
 }
 
-Status CaseState::CheckNewRecord(const ControlRecord& r) const {
-  RecordId id = r.Id();
-  if (r.header().case_id != rep_->case_id) return Status::InvalidArgument("the record belongs to another case");
-  if (auto it = rep_->index.find(id); it != rep_->index.end()) {
-    const Rep::Node& n = rep_->nodes[it->second];
-    if (n.verdict == Verdict::kPending) return Status::NotFound("the record waits for its causal past");
-    return n.why;
-  }
-  Rep::Context ctx;
-  KRING_RETURN_IF_ERROR(rep_->ContextOfIds(r.header().parents.v, &ctx));
-  return rep_->Judge(r, id, ctx);
+std::vector<RecordId> CaseState::Heads() const {
+  std::vector<RecordId> out;
+  for (size_t i : rep_->heads) out.push_back(rep_->nodes[i].id);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
-Status CaseState::CheckKeyGrant(const ControlRecord& r, std::string_view fragment_author) const {
-  KRING_RETURN_IF_ERROR(CheckNewRecord(r));
-  if (!std::holds_alternative<KeyGrant>(r.body)) return Status::InvalidArgument("the record is not a key grant");
-  std::string regie;
-  if (auto it = rep_->index.find(r.Id()); it != rep_->index.end()) {
-    regie = rep_->nodes[it->second].regie_as_of;
-  } else {
-    Rep::Context ctx;
-    KRING_RETURN_IF_ERROR(rep_->ContextOfIds(r.header().parents.v, &ctx));
-    regie = ctx.regie;
-  }
-  const std::string& author = r.header().author.v;
-  if (author != regie && author != fragment_author)
-    return Status::PermissionDenied("only the regie organisation (" + regie + ") or the fragment's author (" +
-                                    std::string(fragment_author) + ") may hand out its key, not " + author);
-  return Status::Ok();
+std::optional<RecordId> CaseState::LastOf(std::string_view org) const {
+  auto it = rep_->last_of.find(org);
+  if (it == rep_->last_of.end()) return std::nullopt;
+  return rep_->nodes[it->second].id;
 }
 
-std::vector<RecordId> CaseState::Pending() const { return rep_->pending; }
+std::vector<RecordId> CaseState::Waiting() const { return rep_->waiting; }
 std::vector<RecordId> CaseState::Missing() const { return rep_->missing; }
-std::vector<RecordId> CaseState::Invalid() const { return rep_->invalid; }
-std::vector<RecordId> CaseState::Heads() const { return rep_->heads; }
+std::vector<RecordId> CaseState::Refused() const { return rep_->refused; }
 
 std::optional<int64_t> CaseState::NextChange(int64_t now_ms) const {
   std::optional<int64_t> next;
@@ -430,8 +479,7 @@ std::optional<int64_t> CaseState::NextChange(int64_t now_ms) const {
     if (t > now_ms && (!next || t < *next)) next = t;
   };
   for (size_t i : rep_->consents) {
-    const Rep::Node& n = rep_->nodes[i];
-    if (n.verdict != Verdict::kValid || n.withdrawn_by) continue;
+    if (rep_->Withdrawn(i)) continue;
     const ConsentGrant& c = rep_->Grant(i);
     consider(c.valid_from_ms);
     if (c.valid_until_ms != 0) consider(c.valid_until_ms);

@@ -1,47 +1,58 @@
-// The consent decision of one case: who holds regie, which consents are in force, who may read and hold what.
+// The consent state of one case, grown one admitted control record at a time: who holds regie, which consents are in force.
 //
-// CaseState is a pure function of the SET of a case's control records
-// (protocol/records.h): the same records give the same decisions on every
-// node, whatever order they arrived in and however often. No I/O, no clock:
-// the time of a decision is a parameter.
+// A CaseState is the set of a case's *admitted* decision records (genesis,
+// consent, withdrawal, regie change; key grants are judged against it but
+// never part of it). A record is admitted only when its causal past is
+// complete and it passes every rule below, judged against that causal past
+// and against the records already admitted. The same set of admitted
+// records gives the same state whatever order they were admitted in (docs/consent.md
+// proves it); Build() admits a whole set.
 //
 // Causality. Each control record names as `parents` the heads of the case's
-// control records its author had seen. ancestors(r) is the transitive closure
-// of `parents` over the records present; r and s are concurrent when neither
-// is an ancestor of the other. A record with an ancestor missing from the set
-// is *pending*: it has no effect until its causal past arrives (Pending(),
-// Missing()). Every other record is valid or invalid, decided from its own
-// causal past only, so the verdict never changes once made:
-//   - the case genesis: its case id is bound to its author (CaseIdFor) and it
-//     has no parents; should two exist, the smallest id is the genesis.
-//     Its author, the creator, holds regie first.
-//   - every other record has parents and descends from the genesis;
-//   - regie_as_of(r): the creator, or the `regie` of the winning valid
-//     RegieChange among ancestors(r) (of several concurrent latest ones, the
-//     greatest (hlc, id) wins);
-//   - ConsentGrant: author == regie_as_of(r) and grantee != author;
-//   - ConsentWithdrawal: names a valid ConsentGrant among its ancestors, and
-//     its author is regie_as_of(r) or that consent's grantee (declining);
-//   - RegieChange: author == regie_as_of(r);
-//   - KeyGrant: only the causal rules above; whether its author could hand
-//     out the key (regie_as_of(r) or the fragment's author) needs the
-//     fragment, see CheckKeyGrant(). KeyGrants are leaves: they decide
-//     nothing here and are never Heads(), because only their grantee and
-//     author hold them and others could not complete a record naming them.
+// control records its author had seen; ancestors(r) is their transitive
+// closure. A record with a parent not admitted is *waiting* (Admit answers
+// kWaiting): it has no effect and is not part of the state.
+//
+// The rules (in the order Admit checks them):
+//   - the genesis: its case id is bound to its author (CaseIdFor), no parents,
+//     one per case. Its author, the creator, holds regie first.
+//   - every other record names parents, all admitted, descending from the genesis;
+//   - causal time: its hlc is greater than every parent's (an honest clock
+//     that has seen the parents cannot write an older time);
+//   - the author's chain: every record its author wrote before in this case
+//     (already admitted) is among its ancestors. An honest node always
+//     extends its own records; a record that does not is a fork, evidence
+//     that the author signed two incompatible histories, and is refused
+//     (kForkedChain). This is what makes authority impossible to rewind: an
+//     organisation cannot choose a causal past from before its own handover
+//     or withdrawal.
+//   - caps: at most kMaxDecisionRecordsPerCase records in a case and
+//     kMaxDecisionRecordsPerAuthor by one author (kCaseFull, kAuthorFull);
+//   - authority, judged in the record's causal past, where regie_as_of(r) is
+//     the creator or the `regie` named by the latest RegieChange among
+//     ancestors(r). With author chains, valid RegieChanges are totally ordered
+//     (each is written by the holder the previous one named), so "latest" is
+//     unique and no clock value decides a tie:
+//       ConsentGrant:      author == regie_as_of(r), grantee != author;
+//       ConsentWithdrawal: names a consent among its ancestors; author is
+//                          regie_as_of(r) or that consent's grantee;
+//       RegieChange:       author == regie_as_of(r).
 //
 // Consent status at `now_ms`, in this order:
-//   withdrawn: a valid withdrawal names it, or a valid withdrawal of another
-//              consent of the same grantee with overlapping domains ("*"
-//              overlaps all) is concurrent with it (withdrawal wins a tie; a
-//              consent recorded after seeing the withdrawal is a re-grant and
-//              stays in force);
+//   withdrawn: a withdrawal names it, or a withdrawal of another consent of
+//              the same grantee with overlapping domains ("*" overlaps all)
+//              is concurrent with it (withdrawal wins a tie; a consent written
+//              after seeing the withdrawal is a re-grant and stays in force);
 //   pending:   now_ms < valid_from_ms;
 //   expired:   valid_until_ms != 0 and now_ms >= valid_until_ms;
 //   active:    otherwise.
+// A consent *covered* time t (for "had it the right to write then") when
+// t >= max(valid_from, the grant's own time), t < valid_until (if set), and t
+// is before the time of the withdrawal that ended it (if any).
 //
-// Thread-safety: immutable once built; any number of threads may call the
-// const methods of one CaseState concurrently. Copies are cheap and share
-// the immutable records.
+// Thread-safety: const methods may be called concurrently. Admit() changes
+// the state; copies share their records and are cheap until one of them is
+// changed (copy on write), so a reader's copy never sees a later Admit.
 #pragma once
 
 #include <cstdint>
@@ -51,17 +62,25 @@
 #include <string_view>
 #include <vector>
 
+#include "consent/reject.h"
 #include "crypto/status.h"
 #include "protocol/fragment.h"
 #include "protocol/records.h"
 
 namespace kring {
 
+// Bounds per case (docs/consent.md): a case that needs more control records
+// than this is far outside what a household's consent history looks like;
+// the bound keeps every decision cheap whatever a partner sends.
+inline constexpr size_t kMaxDecisionRecordsPerCase = 1024;
+inline constexpr size_t kMaxDecisionRecordsPerAuthor = 256;
+
 // What the consent decision needs to know of a fragment (its header, in clear).
 struct FragmentFacts {
   FragmentId id{};
   std::string author;
   std::string domain;  // empty: a case-wide item (household, note without a domain)
+  int64_t time_ms = 0; // the author's hlc, in Unix milliseconds
 };
 
 enum class ConsentStatus { kActive, kWithdrawn, kExpired, kPending };
@@ -70,12 +89,10 @@ const char* ConsentStatusName(ConsentStatus s);
 
 struct ConsentView {
   RecordId id{};
-  // The grant itself; shares ownership of the CaseState's records, so it
-  // stays valid after the CaseState is gone.
+  // The grant itself; shares ownership of the state's records, so it stays
+  // valid after the CaseState is gone.
   std::shared_ptr<const ConsentGrant> grant;
-  // False when its author was not allowed to record it: it grants nothing,
-  // whatever `status` says (status is then computed as if it were valid).
-  bool valid = false;
+  bool valid = true;  // always true: only valid grants are admitted (kept for the API's shape)
   ConsentStatus status = ConsentStatus::kPending;
   // The withdrawal that ended it: one naming it, else (tie) a concurrent
   // withdrawal of an overlapping consent of the same grantee.
@@ -86,91 +103,107 @@ struct RegieView {
   std::string org;     // empty only without a genesis
   std::string person;  // empty until a RegieChange names one
   std::optional<RecordId> record;  // the deciding RegieChange; nullopt: the creator by the genesis
-  // Several valid RegieChanges none of which saw the others: the one with
-  // the greatest (hlc, id) decides, and a person must settle it (the winner
-  // writes a new RegieChange after seeing all of them).
+  // Always false since author chains make regie changes totally ordered;
+  // kept so that readers (the plan view) need not change.
   bool conflict = false;
-  std::vector<RecordId> contenders;  // when conflict: the concurrent RegieChanges, winner first
+};
+
+// The outcome of offering a record to a state.
+struct Admission {
+  enum class Kind { kAdmitted, kDuplicate, kWaiting, kRefused };
+  Kind kind = Kind::kRefused;
+  Reject reason = Reject::kForgedRecord;  // when kRefused
+  std::string detail;                     // when kWaiting or kRefused
+  bool ok() const { return kind == Kind::kAdmitted || kind == Kind::kDuplicate; }
 };
 
 class CaseState {
  public:
-  // Decides the state of case `case_id` from its control records, whose
-  // signatures and structure the caller has checked (VerifyControl). Any
-  // order; duplicates and records of other cases are ignored. Never fails:
-  // a case without its genesis has has_genesis() false and no regie, and
-  // everything else pending on it.
+  // An empty state of `case_id`: no genesis, no regie.
+  explicit CaseState(CaseId case_id);
+
+  // The state a node reaches admitting `records` (signatures and structure
+  // checked by the caller, VerifyControl) in any order: admits repeatedly
+  // until nothing more can be. Records that wait or are refused stay out
+  // (Waiting(), Refused()). Duplicates, key grants and records of other cases
+  // are ignored.
   static CaseState Build(CaseId case_id, std::vector<ControlRecord> records);
+
+  // Offers a decision record (not a KeyGrant) and, when it is admissible,
+  // adds it. kDuplicate: already admitted (nothing changes).
+  Admission Admit(const ControlRecord& r);
+  // What Admit would answer, changing nothing.
+  Admission Check(const ControlRecord& r) const;
+  // Check() as a Status for the API: PermissionDenied (authority),
+  // NotFound (waiting), Conflict (a second genesis), InvalidArgument (else).
+  Status CheckNewRecord(const ControlRecord& r) const;
+
+  // Whether KeyGrant `r` may be accepted: its causal past admitted (else
+  // kWaiting), and written by the fragment's author or the regie
+  // organisation as of its causal past.
+  Admission CheckKeyGrant(const ControlRecord& r, std::string_view fragment_author) const;
 
   const CaseId& case_id() const;
   bool has_genesis() const;
-  // The genesis author; empty without a genesis.
-  const std::string& creator() const;
+  const std::string& creator() const;  // empty without a genesis
+  size_t size() const;                 // admitted decision records
+  bool Contains(const RecordId& id) const;
 
   RegieView Regie() const;
+  // Who held regie at time t_ms (by the times of the genesis and the regie
+  // changes); empty before the genesis.
+  std::string RegieAt(int64_t t_ms) const;
 
-  // Every ConsentGrant whose causal past is complete (valid or not), sorted
-  // by (hlc, id).
+  // Every admitted ConsentGrant, sorted by (hlc, id).
   std::vector<ConsentView> Consents(int64_t now_ms) const;
 
-  // The consent that lets `org` read `f` at `now_ms`: an active, valid
-  // consent of `org` whose domains hold f.domain or "*" (any, when f.domain
-  // is empty); of several, the first by (hlc, id). nullopt: none. The author
-  // and the regie organisation read without one; this does not consider them.
+  // The consent that lets `org` read `f` at `now_ms`: an active consent of
+  // `org` whose domains hold f.domain or "*" (any, when f.domain is empty);
+  // of several, the first by (hlc, id). The author and the regie
+  // organisation read without one; this does not consider them.
   std::optional<RecordId> ConsentFor(std::string_view org, const FragmentFacts& f, int64_t now_ms) const;
-  // The author, the regie organisation, and organisations with a consent for it.
   bool MayRead(std::string_view org, const FragmentFacts& f, int64_t now_ms) const;
   // Everyone MayRead allows, sorted, unique.
   std::vector<std::string> Readers(const FragmentFacts& f, int64_t now_ms) const;
+  // Whether `org` had the right to write in f.domain at time t_ms: it held
+  // regie then, or a consent covering the domain covered t_ms (see above).
+  bool MayWriteAt(std::string_view org, std::string_view domain, int64_t t_ms) const;
 
-  // The "that" information (the case exists, who holds regie, who is
-  // involved): the regie organisation and every organisation with an
-  // active valid consent, sorted, unique.
+  // The "that" information: the regie organisation and every organisation
+  // with an active consent, sorted, unique.
   std::vector<std::string> Involved(int64_t now_ms) const;
+  // Organisations that ever held regie or a consent in this case.
+  bool EverInvolved(std::string_view org) const;
 
-  // Who may hold control record `r` (in the set or not), sorted, unique:
-  //   KeyGrant: its author and grantee only;
+  // Who may hold control record `r` (in the state or not), sorted, unique:
+  //   KeyGrant: its author and grantee only (the node narrows it further:
+  //             the grantee only while it may read the fragment);
   //   others:   Involved(now_ms), the author, and whom the record names:
   //             a consent's grantee, a withdrawn consent's grantee (so an
   //             organisation learns it lost access), a RegieChange's new regie.
   std::vector<std::string> ControlAudience(const ControlRecord& r, int64_t now_ms) const;
 
-  // Whether `r` is valid judged by its parents in this set (the same verdict
-  // Build gives if it is added): for the API (403) and for peers (forged
-  // records). For a record already in the set, its verdict.
-  //   PermissionDenied: its author may not write it (the message names the rule);
-  //   InvalidArgument:  another case, no parents, not descending from the
-  //                     genesis, withdrawing what is not a valid consent;
-  //   Conflict:         a second genesis;
-  //   NotFound:         a parent is missing or pending (the record would be pending).
-  Status CheckNewRecord(const ControlRecord& r) const;
-
-  // Whether KeyGrant `r` was written by someone who could hand out the key:
-  // the regie organisation as of its causal past, or `fragment_author`.
-  // First the verdict of CheckNewRecord; InvalidArgument if r is no KeyGrant;
-  // PermissionDenied if its author is neither.
-  Status CheckKeyGrant(const ControlRecord& r, std::string_view fragment_author) const;
-
-  // Records in the set waiting for missing ancestors, sorted by id.
-  std::vector<RecordId> Pending() const;
-  // Ids named as parents but absent from the set: what to ask peers for; sorted.
-  std::vector<RecordId> Missing() const;
-  // Records whose author was not allowed to write them, or that break the
-  // causal rules (no parents, not descending from the genesis), sorted by id.
-  std::vector<RecordId> Invalid() const;
-  // Valid records (KeyGrants excepted) that no other valid record has as an
-  // ancestor, sorted by id: the `parents` of the next record a node writes.
+  // Admitted records that no other admitted record names as a parent, sorted
+  // by id: the `parents` of the next record a node writes.
   std::vector<RecordId> Heads() const;
+  // The record `org` wrote last in this case (the end of its chain).
+  std::optional<RecordId> LastOf(std::string_view org) const;
+
+  // Only from Build: records left out because they wait for a parent, the
+  // parents they wait for, and records refused; each sorted by id.
+  std::vector<RecordId> Waiting() const;
+  std::vector<RecordId> Missing() const;
+  std::vector<RecordId> Refused() const;
 
   // The earliest time after now_ms at which a decision changes by itself (a
-  // valid_from or valid_until of a valid, not withdrawn consent), for the
-  // node's timer; nullopt if none.
+  // valid_from or valid_until of a consent not withdrawn), for the node's
+  // timer; nullopt if none.
   std::optional<int64_t> NextChange(int64_t now_ms) const;
 
  private:
   struct Rep;
-  explicit CaseState(std::shared_ptr<const Rep> rep);
-  std::shared_ptr<const Rep> rep_;
+  std::shared_ptr<Rep> rep_;
+  Rep& Mutable();
 };
 
 }  // namespace kring

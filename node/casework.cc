@@ -6,32 +6,21 @@
 #include "node/node.h"
 #include "plan/items.h"
 #include "plan/merge.h"
+#include "consent/admission.h"
 #include "protocol/access_record.h"
 #include "protocol/messages.h"
 
 namespace kring {
 
-namespace {
-
-// The causal parents of a record this node writes now: the heads of what it knows.
-std::vector<RecordId> Parents(const CaseState& state) {
-  std::vector<RecordId> heads = state.Heads();
-  // More than kMaxCausalParents concurrent heads would need a partition of
-  // 16 regie organisations; keep the first ones rather than fail.
-  if (heads.size() > kMaxCausalParents) heads.resize(kMaxCausalParents);
-  return heads;
-}
-
-}  // namespace
 
 Result<CaseId> Node::CreateCase(const std::string& label) {
   if (label.size() > 200) return Status::InvalidArgument("label is longer than 200 bytes");
-  std::lock_guard lock(mu_);
   CaseGenesis g;
   RandomBytes(g.nonce);
   g.h.case_id = CaseIdFor(identity_.pub.org, g.nonce);
   g.h.author.v = identity_.pub.org;
   g.h.hlc = clock_.Now();
+  auto lock = LockCase(g.h.case_id);
   KRING_RETURN_IF_ERROR(store_->CreateCase(g.h.case_id, label, NowMs()));
   CaseId id = g.h.case_id;
   auto rec = StoreOwnControl(std::move(g));
@@ -41,7 +30,7 @@ Result<CaseId> Node::CreateCase(const std::string& label) {
 }
 
 Result<RecordId> Node::RecordConsent(const CaseId& case_id, const ConsentInput& in) {
-  std::lock_guard lock(mu_);
+  auto lock = LockCase(case_id);
   auto state = StateLocked(case_id);
   if (!state.ok()) return state.status();
   const std::string& me = identity_.pub.org;
@@ -56,7 +45,7 @@ Result<RecordId> Node::RecordConsent(const CaseId& case_id, const ConsentInput& 
   c.h.case_id = case_id;
   c.h.author.v = me;
   c.h.hlc = clock_.Now();
-  c.h.parents.v = Parents(*state);
+  c.h.parents.v = ParentsFor(*state);
   c.grantee.v = in.grantee;
   std::vector<std::string> domains = in.domains;
   std::sort(domains.begin(), domains.end());
@@ -94,7 +83,7 @@ Result<RecordId> Node::RecordConsent(const CaseId& case_id, const ConsentInput& 
 }
 
 Result<RecordId> Node::WithdrawConsent(const CaseId& case_id, const RecordId& consent) {
-  std::lock_guard lock(mu_);
+  auto lock = LockCase(case_id);
   auto state = StateLocked(case_id);
   if (!state.ok()) return state.status();
   auto consents = state->Consents(NowMs());
@@ -108,7 +97,7 @@ Result<RecordId> Node::WithdrawConsent(const CaseId& case_id, const RecordId& co
   w.h.case_id = case_id;
   w.h.author.v = me;
   w.h.hlc = clock_.Now();
-  w.h.parents.v = Parents(*state);
+  w.h.parents.v = ParentsFor(*state);
   w.consent = consent;
   auto signed_rec = SignControl(w, identity_);
   if (!signed_rec.ok()) return signed_rec.status();
@@ -123,7 +112,7 @@ Result<RecordId> Node::WithdrawConsent(const CaseId& case_id, const RecordId& co
 }
 
 Result<ItemWritten> Node::WriteItem(const CaseId& case_id, const ItemInput& in) {
-  std::lock_guard lock(mu_);
+  auto lock = LockCase(case_id);
   auto state = StateLocked(case_id);
   if (!state.ok()) return state.status();
   const std::string& me = identity_.pub.org;
@@ -138,7 +127,7 @@ Result<ItemWritten> Node::WriteItem(const CaseId& case_id, const ItemInput& in) 
     r.h.case_id = case_id;
     r.h.author.v = me;
     r.h.hlc = clock_.Now();
-    r.h.parents.v = Parents(*state);
+    r.h.parents.v = ParentsFor(*state);
     r.regie.v = in.data.at("org").get<std::string>();
     r.person.v = in.data.at("person").get<std::string>();
     if (r.regie.v != me) {
@@ -181,9 +170,8 @@ Result<ItemWritten> Node::WriteItem(const CaseId& case_id, const ItemInput& in) 
     if (d.item != FragmentId{} && d.item != item) return Status::InvalidArgument("superseded versions belong to different items");
     d.item = item;
   }
-  FragmentFacts facts{FragmentId{}, me, in.domain};
-  bool may_write = state->Regie().org == me || state->ConsentFor(me, facts, now).has_value();
-  if (!may_write)
+  FragmentFacts facts{FragmentId{}, me, in.domain, now};
+  if (!state->MayWriteAt(me, in.domain, now))
     return Status::PermissionDenied("this organisation has no active consent for " +
                                     (in.domain.empty() ? std::string("this case") : "domain '" + in.domain + "'"));
   auto partners = store_->ListPartners();
@@ -206,8 +194,9 @@ Result<ItemWritten> Node::WriteItem(const CaseId& case_id, const ItemInput& in) 
   if (!f.ok()) return f.status();
   FragmentId id = f->Id();
   Bytes record = EncodeFragmentRecord(*f);
-  facts.id = id;
-  RecordRow row{id, RecordType::kFragment, case_id, me, in.kind, in.domain, f->header.hlc, record, state->Readers(facts, now)};
+  facts = FactsOf(id, *f);
+  RecordRow row{id, RecordType::kFragment, case_id, me, in.kind, in.domain, f->header.hlc, record,
+                FragmentAudience(*state, facts, now)};
   auto added = store_->PutRecords({row}, me, now);
   if (!added.ok()) return added.status();
   if (sync_) sync_->Announce(id);
@@ -215,7 +204,7 @@ Result<ItemWritten> Node::WriteItem(const CaseId& case_id, const ItemInput& in) 
 }
 
 Result<PlanRead> Node::ReadPlan(const CaseId& case_id) {
-  std::lock_guard lock(mu_);
+  auto lock = LockCase(case_id);
   auto state = StateLocked(case_id);
   if (!state.ok()) return state.status();
   const std::string& me = identity_.pub.org;
@@ -228,7 +217,7 @@ Result<PlanRead> Node::ReadPlan(const CaseId& case_id) {
   for (const StoredRecord& r : *records) {
     auto f = DecodeFragmentRecord(r.record);
     if (!f.ok()) continue;
-    FragmentFacts facts{r.id, f->header.author.v, f->header.domain.v};
+    FragmentFacts facts = FactsOf(r.id, *f);
     if (f->header.author.v != me && !state->MayRead(me, facts, now)) continue;
     ContentKey key;
     if (!ContentKeyFor(*f, &key).ok()) continue;  // a late grant's key has not arrived yet
@@ -264,7 +253,7 @@ Result<PlanRead> Node::ReadPlan(const CaseId& case_id) {
 namespace kring {
 
 Result<std::vector<AccessEntry>> Node::AccessLogOf(const CaseId& case_id, int64_t from_ms, int64_t to_ms) {
-  std::lock_guard lock(mu_);
+  auto lock = LockCase(case_id);
   auto state = StateLocked(case_id);
   if (!state.ok()) return state.status();
   auto own = store_->AccessOfCase(case_id, from_ms, to_ms);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <set>
 #include <sys/stat.h>
 
@@ -12,6 +13,8 @@
 #include "plan/items.h"
 #include "protocol/access_record.h"
 #include "protocol/messages.h"
+#include "protocol/record.h"
+#include "consent/admission.h"
 
 namespace kring {
 
@@ -55,15 +58,15 @@ Result<std::unique_ptr<Node>> Node::Open(const std::string& data_dir, WallClock 
   // decided afresh before anything is served; the rest wait on the timer.
   auto schedule = node->store_->CaseSchedule();
   if (!schedule.ok()) return schedule.status();
-  std::lock_guard lock(node->mu_);
   const int64_t now = node->NowMs();
   size_t due = 0;
   for (const auto& [c, t] : *schedule) {
     if (t > now) {
-      node->next_change_[c] = t;
+      node->SetDue(c, t);
       continue;
     }
     ++due;
+    auto lock = node->LockCase(c);
     Status st = node->RecomputeLocked(c);
     if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
   }
@@ -141,14 +144,14 @@ bool Node::Stopping() {
 void Node::RecomputeDueCases() {
   std::vector<CaseId> due;
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard meta(meta_mu_);
     int64_t now = NowMs();
     for (auto& [c, t] : next_change_)
       if (t <= now) due.push_back(c);
   }
   // One case at a time, so that API calls and pushes wait for one case at most.
   for (const CaseId& c : due) {
-    std::lock_guard lock(mu_);
+    auto lock = LockCase(c);
     Status st = RecomputeLocked(c);
     if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
   }
@@ -167,7 +170,7 @@ bool Node::SweepAllCases() {
   for (const CaseId& c : *cases) {
     if (Stopping()) return false;
     {
-      std::lock_guard lock(mu_);
+      auto lock = LockCase(c);
       Status st = RecomputeLocked(c);  // a failure leaves the case due: the timer retries it
       if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
     }
@@ -191,14 +194,17 @@ const SignPublicKey* Node::AuthorKey(const std::string& org, const std::vector<P
 }
 
 Result<CaseState> Node::State(const CaseId& case_id) {
-  std::lock_guard lock(mu_);
+  auto lock = LockCase(case_id);
   return StateLocked(case_id);
 }
 
 Result<CaseState> Node::StateLocked(const CaseId& case_id) {
-  if (auto it = state_cache_.find(case_id); it != state_cache_.end()) return it->second;
-  // Key grants decide nothing about consent; keeping them out keeps the
-  // state's cost independent of how many keys were re-sealed.
+  {
+    std::lock_guard meta(meta_mu_);
+    if (auto it = state_cache_.find(case_id); it != state_cache_.end()) return it->second;
+  }
+  // Key grants decide nothing about consent: the state holds only the
+  // decision records, at most kMaxDecisionRecordsPerCase of them.
   std::vector<ControlRecord> controls;
   auto records = store_->DecisionRecordsOfCase(case_id);
   if (!records.ok()) return records.status();
@@ -209,9 +215,32 @@ Result<CaseState> Node::StateLocked(const CaseId& case_id) {
   }
   CaseState state = CaseState::Build(case_id, std::move(controls));
   if (!state.has_genesis()) return Status::NotFound("no case " + CaseIdToHex(case_id) + " on this node");
-  if (state_cache_.size() >= kStateCacheCases) state_cache_.erase(state_cache_.begin());
-  state_cache_.emplace(case_id, state);
+  CacheState(state);
   return state;
+}
+
+void Node::CacheState(const CaseState& state) {
+  std::lock_guard meta(meta_mu_);
+  if (state_cache_.size() >= kStateCacheCases && !state_cache_.count(state.case_id()))
+    state_cache_.erase(state_cache_.begin());
+  state_cache_.insert_or_assign(state.case_id(), state);
+}
+
+void Node::ForgetState(const CaseId& case_id) {
+  std::lock_guard meta(meta_mu_);
+  state_cache_.erase(case_id);
+}
+
+void Node::SetDue(const CaseId& case_id, std::optional<int64_t> at) {
+  std::lock_guard meta(meta_mu_);
+  if (at) next_change_[case_id] = *at;
+  else next_change_.erase(case_id);
+}
+
+std::unique_lock<std::mutex> Node::LockCase(const CaseId& case_id) {
+  size_t stripe = 0;
+  for (uint8_t b : case_id) stripe = stripe * 31 + b;
+  return std::unique_lock<std::mutex>(case_mu_[stripe % kCaseStripes]);
 }
 
 Status Node::ContentKeyFor(const Fragment& f, ContentKey* key) {
@@ -229,138 +258,128 @@ Status Node::ContentKeyFor(const Fragment& f, ContentKey* key) {
   return Status::PermissionDenied("no content key for this organisation");
 }
 
-void Node::LateGrantsLocked(const CaseId& case_id, const CaseState& state, const FragmentId& id, const Fragment& f,
-                            const std::vector<std::string>& readers, const std::vector<Partner>& partners,
-                            std::set<std::pair<FragmentId, std::string>>* granted, std::vector<ControlBody>* out) {
-  const std::string& me = identity_.pub.org;
-  for (const std::string& reader : readers) {
-    if (reader == me || f.IsRecipient(reader) || granted->count({id, reader})) continue;
-    auto partner = std::find_if(partners.begin(), partners.end(), [&](const Partner& p) { return p.identity.org == reader; });
-    if (partner == partners.end()) continue;  // not our partner: someone else re-seals
+Status Node::SealGrantsLocked(const CaseState& state, const std::vector<std::pair<RecordId, std::string>>& wanted,
+                              const std::map<RecordId, Fragment>& fragments) {
+  if (wanted.empty()) return Status::Ok();
+  auto partners = store_->ListPartners();
+  if (!partners.ok()) return partners.status();
+  for (const auto& [id, reader] : wanted) {
+    auto f = fragments.find(id);
+    auto partner = std::find_if(partners->begin(), partners->end(), [&](const Partner& p) { return p.identity.org == reader; });
+    if (f == fragments.end() || partner == partners->end()) continue;
     ContentKey key;
-    if (!ContentKeyFor(f, &key).ok()) continue;
+    if (!ContentKeyFor(f->second, &key).ok()) continue;  // a key this node was never given
     KeyGrant g;
-    g.h.case_id = case_id;
-    g.h.author.v = me;
+    g.h.case_id = state.case_id();
+    g.h.author.v = identity_.pub.org;
     g.h.hlc = clock_.Now();
-    auto heads = state.Heads();
-    g.h.parents.v.assign(heads.begin(), heads.begin() + std::min(heads.size(), kMaxCausalParents));
+    g.h.parents.v = ParentsFor(state);
     g.fragment = id;
     g.grantee.v = reader;
     g.sealed_key = SealKey(key, partner->identity.box_pk);
-    out->push_back(std::move(g));
-    granted->insert({id, reader});
-  }
-}
-
-Status Node::StoreGrantsLocked(const CaseId& case_id, std::vector<ControlBody> grants) {
-  for (ControlBody& body : grants) {
-    auto id = StoreOwnControl(std::move(body));
-    if (!id.ok()) return id.status();
-    KRING_LOG(kInfo, "consent", "re-sealed a content key for a late grant in case " << CaseIdToHex(case_id));
+    auto rec = StoreOwnControl(std::move(g));
+    if (!rec.ok()) return rec.status();
+    KRING_LOG(kDebug, "consent", "re-sealed a content key for " << reader << " in case " << CaseIdToHex(state.case_id()));
   }
   return Status::Ok();
+}
+
+std::vector<RecordId> Node::ParentsFor(const CaseState& state) const {
+  std::vector<RecordId> heads = state.Heads();
+  if (heads.size() <= kMaxCausalParents) return heads;
+  // More heads than a record can name: keep the one that ends our own chain
+  // (an honest record always follows its author's previous one), then the rest.
+  std::vector<RecordId> out;
+  if (auto mine = state.LastOf(identity_.pub.org))
+    if (std::binary_search(heads.begin(), heads.end(), *mine)) out.push_back(*mine);
+  for (const RecordId& h : heads)
+    if (out.size() < kMaxCausalParents && (out.empty() || h != out.front())) out.push_back(h);
+  return out;
 }
 
 Status Node::RecomputeLocked(const CaseId& case_id) {
   // Until this pass completes, the case is due again: a failure (disk full,
   // a busy database) is retried by the timer instead of leaving stale
   // audiences (and after a crash, the stored schedule still says due).
-  next_change_[case_id] = 0;
+  SetDue(case_id, 0);
   auto state_or = StateLocked(case_id);
   if (!state_or.ok()) {
     if (state_or.status().code() != Status::Code::kNotFound) return state_or.status();
-    next_change_.erase(case_id);
+    SetDue(case_id, std::nullopt);
     return store_->SetNextChange(case_id, std::nullopt);
   }
   const CaseState& state = *state_or;
-  const std::string& me = identity_.pub.org;
   const int64_t now = NowMs();
   auto records = store_->RecordsOfCase(case_id);
   if (!records.ok()) return records.status();
   auto partners = store_->ListPartners();
   if (!partners.ok()) return partners.status();
+  std::set<std::string> partner_orgs;
+  for (const Partner& p : *partners) partner_orgs.insert(p.identity.org);
 
-  // Decode everything once.
-  std::map<FragmentId, Fragment> fragments;
-  std::vector<std::pair<RecordId, ControlRecord>> controls;
-  std::set<std::pair<FragmentId, std::string>> granted;  // (fragment, grantee) with a key grant held
+  // Decode once; ask consent/ what follows; apply.
+  std::map<RecordId, Fragment> fragments;
+  std::vector<ControlRecord> controls;
+  controls.reserve(records->size());
+  std::vector<HeldRecord> held;
+  std::vector<RecordId> not_admitted;  // decision records the state refuses (stored by an older version)
   for (const StoredRecord& r : *records) {
-    if (r.type == RecordType::kFragment) {
-      auto f = DecodeFragmentRecord(r.record);
-      if (f.ok()) fragments.emplace(r.id, std::move(*f));
-    } else if (IsControlType(r.type)) {
-      auto c = DecodeControlRecord(r.record);
-      if (!c.ok()) continue;
-      if (auto* g = std::get_if<KeyGrant>(&c->body)) granted.insert({g->fragment, g->grantee.v});
-      controls.emplace_back(r.id, std::move(*c));
-    }
-  }
-
-  std::vector<std::pair<RecordId, std::vector<std::string>>> audiences;
-  std::vector<RecordId> purge;
-  std::vector<std::string> purged_hex;
-  std::vector<ControlBody> new_grants;
-  const bool regie = state.Regie().org == me;
-  for (auto& [id, f] : fragments) {
-    FragmentFacts facts{id, f.header.author.v, f.header.domain.v};
-    std::vector<std::string> readers = state.Readers(facts, now);
-    bool mine = f.header.author.v == me;
-    if (!mine && !std::binary_search(readers.begin(), readers.end(), me)) {
-      purge.push_back(id);
-      purged_hex.push_back(ToHex(id));
-      continue;
-    }
-    // Late grant: the regie organisation or the author re-seals the content
-    // key to readers the author did not seal it to.
-    if (regie || mine) LateGrantsLocked(case_id, state, id, f, readers, *partners, &granted, &new_grants);
-    audiences.emplace_back(id, std::move(readers));
-  }
-  for (auto& [id, c] : controls) {
-    if (auto* g = std::get_if<KeyGrant>(&c.body)) {
-      // A key grant goes to its grantee only while the grantee may read the
-      // fragment; a grantee drops grants to fragments it no longer holds.
-      auto f = fragments.find(g->fragment);
-      bool held = f != fragments.end() && std::find(purge.begin(), purge.end(), g->fragment) == purge.end();
-      if (!held && g->grantee.v == me) {
-        purge.push_back(id);
+    auto any = DecodeRecord(r.record);
+    if (!any.ok()) continue;
+    if (auto* f = std::get_if<Fragment>(&*any)) {
+      HeldRecord h;
+      h.id = r.id;
+      h.fragment = FactsOf(r.id, *f);
+      for (const Recipient& rc : f->header.recipients.v) h.recipients.push_back(rc.org.v);
+      held.push_back(std::move(h));
+      fragments.emplace(r.id, std::move(*f));
+    } else if (auto* c = std::get_if<ControlRecord>(&*any)) {
+      if (!std::holds_alternative<KeyGrant>(c->body) && !state.Contains(r.id)) {
+        not_admitted.push_back(r.id);
         continue;
       }
-      std::vector<std::string> audience = {g->h.author.v};
-      if (held && state.MayRead(g->grantee.v, FragmentFacts{g->fragment, f->second.header.author.v,
-                                                             f->second.header.domain.v}, now))
-        audience.push_back(g->grantee.v);
-      audiences.emplace_back(id, audience);
-      continue;
+      controls.push_back(std::move(*c));
     }
-    audiences.emplace_back(id, state.ControlAudience(c, now));
   }
+  // `held` points into `controls`: filled once controls stops growing.
+  for (size_t i = 0; i < controls.size(); ++i) {
+    HeldRecord h;
+    h.id = controls[i].Id();
+    h.type = controls[i].type();
+    h.control = &controls[i];
+    held.push_back(std::move(h));
+  }
+  CaseChanges changes = Recompute(state, identity_.pub.org, held, partner_orgs, now);
 
-  // Written only where they changed; what gained a member is sent now.
-  auto grown = store_->SetAudiences(audiences);
+  auto grown = store_->SetAudiences(changes.audiences);
   if (!grown.ok()) return grown.status();
-
+  std::vector<RecordId> purge = std::move(changes.purge);
+  purge.insert(purge.end(), not_admitted.begin(), not_admitted.end());
   if (!purge.empty()) {
     auto n = store_->DeleteRecords(purge);
     if (!n.ok()) return n.status();
-    if (!purged_hex.empty()) {
-      KRING_LOG(kInfo, "consent", "purged " << purged_hex.size() << " fragment(s) of case " << CaseIdToHex(case_id)
-                                            << " this organisation may no longer hold");
-      LogSystemAccess("purge", case_id, purged_hex);
-    } else {
-      KRING_LOG(kDebug, "consent", "dropped " << purge.size() << " key grant(s) to fragments not held in case "
-                                              << CaseIdToHex(case_id));
+    if (!changes.purged_fragments.empty()) {
+      KRING_LOG(kInfo, "consent", "purged " << changes.purged_fragments.size() << " fragment(s) of case "
+                                            << CaseIdToHex(case_id) << " this organisation may no longer hold");
+      std::vector<std::string> hex;
+      for (const RecordId& id : changes.purged_fragments) hex.push_back(ToHex(id));
+      LogSystemAccess("purge", case_id, hex);
     }
+    if (purge.size() > changes.purged_fragments.size())
+      KRING_LOG(kDebug, "consent", "dropped " << purge.size() - changes.purged_fragments.size()
+                                              << " key grant(s) or unadmitted record(s) in case " << CaseIdToHex(case_id));
   }
-  KRING_RETURN_IF_ERROR(StoreGrantsLocked(case_id, std::move(new_grants)));
+  KRING_RETURN_IF_ERROR(SealGrantsLocked(state, changes.key_grants, fragments));
   if (sync_)
     for (const RecordId& id : *grown) sync_->Announce(id);
 
-  auto next = state.NextChange(now);
-  KRING_RETURN_IF_ERROR(store_->SetNextChange(case_id, next));
-  if (next) next_change_[case_id] = *next;
-  else next_change_.erase(case_id);
+  KRING_RETURN_IF_ERROR(store_->SetNextChange(case_id, changes.next_change));
+  SetDue(case_id, changes.next_change);
   return Status::Ok();
+}
+
+FragmentFacts Node::FactsOf(const FragmentId& id, const Fragment& f) {
+  return FragmentFacts{id, f.header.author.v, f.header.domain.v, static_cast<int64_t>(HlcMillis(f.header.hlc))};
 }
 
 Result<RecordId> Node::StoreOwnControl(ControlBody body) {
@@ -373,8 +392,17 @@ Result<RecordId> Node::StoreOwnControl(ControlBody body) {
   if (auto* g = std::get_if<KeyGrant>(&rec->body)) audience.push_back(g->grantee.v);
   RecordRow row{id, rec->type(), h.case_id, h.author.v, "", "", h.hlc, bytes, audience};
   auto added = store_->PutRecords({row}, identity_.pub.org, NowMs());
-  state_cache_.erase(h.case_id);  // even on failure: the store may hold it
-  if (!added.ok()) return added.status();
+  if (!added.ok()) {
+    ForgetState(h.case_id);  // the store may hold it after all: read it back next time
+    return added.status();
+  }
+  if (!std::holds_alternative<KeyGrant>(rec->body)) {
+    // The state grows by the record; it is not rebuilt.
+    auto state = StateLocked(h.case_id);
+    CaseState grown = state.ok() ? *state : CaseState(h.case_id);
+    if (grown.Admit(*rec).ok()) CacheState(grown);
+    else ForgetState(h.case_id);
+  }
   if (sync_) sync_->Announce(id);
   return id;
 }
@@ -397,7 +425,8 @@ void Node::LogSystemAccess(const char* action, const CaseId& case_id, std::vecto
 }
 
 Status Node::AppendAccess(AccessEntry* e) {
-  std::lock_guard lock(mu_);
+  if (!e->case_id) return AppendAccessLocked(e);
+  auto lock = LockCase(*e->case_id);
   return AppendAccessLocked(e);
 }
 
@@ -441,35 +470,31 @@ Status Node::AppendAccessLocked(AccessEntry* e) {
 }
 
 // What can be checked of a fragment without the node's state: its author's
-// key, signature, kind and domain, and (when sealed to us) its body. Run on
-// several threads for a large push.
+// key, signature, and (when sealed to us) its body. Run outside the case
+// locks, so API calls and the previous push's Commit go on.
 struct Node::FragmentCheck {
   Fragment f;
   Bytes* bytes = nullptr;
   FragmentId id{};
-  const char* reason = nullptr;  // the first failure, in the order receivers report them
-  std::string detail;
-  bool body_checked = false;     // the body was opened and judged here
-  const char* body_reason = nullptr;
-  std::string body_detail;
+  std::optional<Refusal> refusal;  // the first failure, in the order receivers report them
+  bool body_checked = false;       // the body was opened and judged here
+  std::optional<Refusal> body_refusal;
 };
 
 void Node::CheckFragmentAlone(FragmentCheck& c, const std::vector<Partner>& partners) const {
   const FragmentHeader& h = c.f.header;
   const SignPublicKey* pk = AuthorKey(h.author.v, partners);
   if (pk == nullptr) {
-    c.reason = "unknown_author";
-    c.detail = "fragment by '" + h.author.v + "', who is not a partner";
+    c.refusal = Refusal{Reject::kUnknownAuthor, "fragment by '" + h.author.v + "', who is not a partner"};
     return;
   }
   Status st = VerifyFragmentWithId(c.f, c.id, *pk);
   if (!st.ok()) {
-    c.reason = "bad_fragment";
-    c.detail = "fragment by " + h.author.v + ": " + st.message();
+    c.refusal = Refusal{Reject::kBadFragment, "fragment by " + h.author.v + ": " + st.message()};
     return;
   }
   const SealedKey* sealed = SealedKeyFor(c.f, identity_.pub.org);
-  if (sealed == nullptr) return;  // perhaps through a key grant: judged under the lock
+  if (sealed == nullptr) return;  // perhaps through a key grant: judged in Commit
   ContentKey key;
   if (!OpenContentKey(*sealed, identity_, &key).ok()) return;
   JudgeBody(c, key);
@@ -480,8 +505,8 @@ void Node::JudgeBody(FragmentCheck& c, const ContentKey& key) {
   c.body_checked = true;
   auto body = DecryptFragment(c.f, key);
   if (!body.ok()) {
-    c.body_reason = "bad_fragment";
-    c.body_detail = "fragment " + ToHex(c.id).substr(0, 16) + " does not decrypt: " + body.status().message();
+    c.body_refusal = Refusal{Reject::kBadFragment, "fragment " + ToHex(c.id).substr(0, 16) +
+                                                       " does not decrypt: " + body.status().message()};
     return;
   }
   nlohmann::json data = nlohmann::json::parse(body->begin(), body->end(), nullptr, false);
@@ -489,20 +514,23 @@ void Node::JudgeBody(FragmentCheck& c, const ContentKey& key) {
   Status valid = ValidateFragmentItem(h.kind.v, h.domain.v, data);
   if (valid.ok() && h.predecessors.v.empty() && IsTombstone(data))
     valid = Status::InvalidArgument("a new item cannot be a deletion");
-  if (!valid.ok()) {
-    c.body_reason = "invalid_item";
-    c.body_detail = "fragment " + ToHex(c.id).substr(0, 16) + ": " + valid.message();
-  }
+  if (!valid.ok()) c.body_refusal = Refusal{Reject::kInvalidItem, "fragment " + ToHex(c.id).substr(0, 16) + ": " + valid.message()};
 }
 
-// A push between Prepare and Commit.
+// What a push brings to one case.
+struct Node::CaseWork {
+  std::vector<std::pair<ControlRecord, Bytes>> controls;  // decision records and key grants
+  std::vector<FragmentCheck> fragments;
+  std::vector<std::pair<AccessRecord, Bytes*>> access;
+  std::deque<Bytes> kept;  // bytes of accepted control records, while rows point at them
+};
+
+// A push between Prepare and Commit, sorted by case.
 struct Node::IngestBatch : RecordSink::Batch {
   std::string from;
   std::vector<Bytes> records;  // the others point into these
   std::vector<Partner> partners;
-  std::map<CaseId, std::vector<std::pair<ControlRecord, Bytes*>>> controls;
-  std::vector<FragmentCheck> fragments;
-  std::vector<std::pair<AccessRecord, Bytes*>> access;
+  std::map<CaseId, CaseWork> cases;
 };
 
 std::unique_ptr<RecordSink::Batch> Node::Prepare(const std::string& from, std::vector<Bytes> records_in,
@@ -517,86 +545,108 @@ std::unique_ptr<RecordSink::Batch> Node::Prepare(const std::string& from, std::v
     return batch;
   }
   batch->partners = std::move(*partners_or);
-  const std::vector<Partner>* partners = &batch->partners;
-  auto& controls = batch->controls;
-  auto& fragments = batch->fragments;
-  auto& access = batch->access;
+  const std::vector<Partner>& partners = batch->partners;
+  auto refuse = [&](Reject why, const std::string& detail) { reject(RejectName(why), detail); };
 
-  // Control records first: a fragment's admission depends on them.
+  // Decode once; check what needs no state (signatures).
+  std::vector<FragmentCheck*> fragments;
   for (Bytes& bytes : batch->records) {
-    if (bytes.empty()) {
-      reject("undecodable_record", "empty record");
+    auto any = DecodeRecord(bytes);
+    if (!any.ok()) {
+      refuse(Reject::kUndecodable, any.status().message());
       continue;
     }
-    if (bytes[0] == static_cast<uint8_t>(RecordType::kAccessRecord)) {
-      auto a = DecodeAccessRecord(bytes);
-      if (!a.ok()) {
-        reject("undecodable_record", "undecodable access record: " + a.status().message());
-        continue;
-      }
-      access.emplace_back(std::move(*a), &bytes);
-      continue;
-    }
-    if (bytes[0] == static_cast<uint8_t>(RecordType::kFragment)) {
-      auto f = DecodeFragmentRecord(bytes);
-      if (!f.ok()) {
-        reject("undecodable_record", "undecodable fragment: " + f.status().message());
-        continue;
-      }
-      FragmentCheck& c = fragments.emplace_back();
+    if (auto* f = std::get_if<Fragment>(&*any)) {
+      FragmentCheck& c = batch->cases[f->header.case_id].fragments.emplace_back();
       c.id = f->Id();
       c.f = std::move(*f);
       c.bytes = &bytes;
       continue;
     }
-    auto c = DecodeControlRecord(bytes);
-    if (!c.ok()) {
-      reject("undecodable_record", "undecodable record: " + c.status().message());
+    if (auto* a = std::get_if<AccessRecord>(&*any)) {
+      const SignPublicKey* pk = AuthorKey(a->body.author.v, partners);
+      if (pk == nullptr) {
+        refuse(Reject::kUnknownAuthor, "access record by '" + a->body.author.v + "', who is not a partner");
+        continue;
+      }
+      if (Status st = VerifyAccessRecord(*a, *pk); !st.ok()) {
+        refuse(Reject::kBadRecord, "access record by " + a->body.author.v + ": " + st.message());
+        continue;
+      }
+      CaseId c = a->body.case_id;
+      batch->cases[c].access.emplace_back(std::move(*a), &bytes);
       continue;
     }
-    const ControlHeader& h = c->header();
-    const SignPublicKey* pk = AuthorKey(h.author.v, *partners);
+    auto& c = std::get<ControlRecord>(*any);
+    const ControlHeader& h = c.header();
+    const SignPublicKey* pk = AuthorKey(h.author.v, partners);
     if (pk == nullptr) {
-      reject("unknown_author", "record by '" + h.author.v + "', who is not a partner");
+      refuse(Reject::kUnknownAuthor, "record by '" + h.author.v + "', who is not a partner");
       continue;
     }
-    Status st = VerifyControl(*c, *pk);
-    if (!st.ok()) {
-      reject("bad_record", "record by " + h.author.v + ": " + st.message());
+    if (Status st = VerifyControl(c, *pk); !st.ok()) {
+      refuse(Reject::kBadRecord, "record by " + h.author.v + ": " + st.message());
       continue;
     }
-    controls[h.case_id].emplace_back(std::move(*c), &bytes);
+    CaseId case_id = h.case_id;
+    batch->cases[case_id].controls.emplace_back(std::move(c), bytes);
   }
-
-  // Copies of what we already hold (a record pushed and also asked for,
-  // or sent twice in one push) cost a lookup, not a verification.
-  {
+  // Copies of fragments we already hold cost a lookup, not a verification.
+  for (auto& [case_id, work] : batch->cases) {
     std::vector<RecordId> ids;
-    for (const FragmentCheck& c : fragments) ids.push_back(c.id);
+    for (const FragmentCheck& c : work.fragments) ids.push_back(c.id);
     auto held = store_->Contains(ids);
     std::set<RecordId> seen;
     std::vector<FragmentCheck> fresh;
-    for (size_t i = 0; i < fragments.size(); ++i)
-      if (!(held.ok() && (*held)[i]) && seen.insert(fragments[i].id).second) fresh.push_back(std::move(fragments[i]));
-    fragments = std::move(fresh);
+    for (size_t i = 0; i < work.fragments.size(); ++i)
+      if (!(held.ok() && (*held)[i]) && seen.insert(work.fragments[i].id).second)
+        fresh.push_back(std::move(work.fragments[i]));
+    work.fragments = std::move(fresh);
+    for (FragmentCheck& c : work.fragments) CheckFragmentAlone(c, partners);
   }
-  // The costly checks (signature, opening the key, the body) need no state:
-  // outside the lock, so API calls and the previous push's Commit go on.
-  for (FragmentCheck& c : fragments) CheckFragmentAlone(c, *partners);
   return batch;
+}
+
+void Node::Wait(const std::string& from, ControlRecord c, Bytes bytes, const RejectFn& reject) {
+  std::lock_guard meta(meta_mu_);
+  Waiting& w = waiting_[from];
+  if (w.records.size() >= kMaxWaitingRecords || w.bytes + bytes.size() > kMaxWaitingBytes) {
+    reject(RejectName(Reject::kWaitingFull), "record by " + c.header().author.v + " waits for records that have not arrived, "
+                                             "and " + from + "'s buffer of such records is full");
+    return;
+  }
+  w.bytes += bytes.size();
+  w.records.push_back(WaitingRecord{std::move(c), std::move(bytes), NowMs()});
+}
+
+void Node::TakeWaiting(const std::string& from, IngestBatch* batch, const RejectFn& reject) {
+  std::vector<WaitingRecord> mine;
+  {
+    std::lock_guard meta(meta_mu_);
+    auto it = waiting_.find(from);
+    if (it == waiting_.end()) return;
+    mine = std::move(it->second.records);
+    waiting_.erase(it);
+  }
+  const int64_t now = NowMs();
+  for (WaitingRecord& w : mine) {
+    if (now - w.since_ms > kWaitingMs) {
+      reject(RejectName(Reject::kWaitingExpired), "record by " + w.record.header().author.v + " waited " +
+                                                      std::to_string(kWaitingMs / 1000) + " s for records that never came");
+      continue;
+    }
+    CaseId c = w.record.header().case_id;
+    // Earlier than what this push brings: its parents may be in the push.
+    auto& controls = batch->cases[c].controls;
+    controls.insert(controls.begin(), {std::move(w.record), std::move(w.bytes)});
+  }
 }
 
 size_t Node::Commit(std::unique_ptr<Batch> batch_in, const RejectFn& reject) {
   auto* batch = static_cast<IngestBatch*>(batch_in.get());
   const std::string& from = batch->from;
-  const std::vector<Partner>* partners = &batch->partners;
-  auto& controls = batch->controls;
-  auto& fragments = batch->fragments;
-  auto& access = batch->access;
-  const std::string& me = identity_.pub.org;
-  size_t added = 0;
-
-  std::lock_guard lock(mu_);
+  TakeWaiting(from, batch, reject);
+  auto refuse = [&](Reject why, const std::string& detail) { reject(RejectName(why), detail); };
   // A partner removed or re-keyed since Prepare is no longer trusted.
   auto current = store_->ListPartners();
   if (!current.ok()) {
@@ -607,236 +657,241 @@ size_t Node::Commit(std::unique_ptr<Batch> batch_in, const RejectFn& reject) {
     const SignPublicKey* then = AuthorKey(author, batch->partners);
     const SignPublicKey* now_key = AuthorKey(author, *current);
     if (then != nullptr && now_key != nullptr && *then == *now_key) return true;
-    reject("unknown_author", "record by '" + author + "', who is no longer a partner");
+    refuse(Reject::kUnknownAuthor, "record by '" + author + "', who is no longer a partner");
     return false;
   };
-  partners = &*current;
-  const int64_t now = NowMs();
-  std::set<CaseId> touched;  // control records stored: full recompute
-
-  std::map<FragmentId, std::string> pushed_authors;  // fragments in this push, for their key grants
-  for (FragmentCheck& c : fragments)
-    if (!c.reason) pushed_authors[c.id] = c.f.header.author.v;
-  for (auto& [case_id, list] : controls) {
-    std::erase_if(list, [&](const std::pair<ControlRecord, Bytes*>& c) {
-      if (!still_trusted(c.first.header().author.v)) return true;
-      if (clock_.Plausible(c.first.header().hlc)) return false;
-      reject("clock_skew", "record timestamp lies more than an hour in the future");
-      return true;
-    });
-    // Judge the new records against everything known of the case, them included.
-    std::vector<ControlRecord> all;
-    auto stored = store_->DecisionRecordsOfCase(case_id);
-    if (!stored.ok()) continue;
-    for (const StoredRecord& r : *stored)
-      if (auto c = DecodeControlRecord(r.record); c.ok()) all.push_back(std::move(*c));
-    for (auto& [c, bytes] : list)
-      if (c.type() != RecordType::kKeyGrant) all.push_back(c);
-    CaseState state = CaseState::Build(case_id, all);
-    auto invalid = state.Invalid();
-    std::vector<RecordRow> rows;
-    for (auto& [c, bytes] : list) {
-      RecordId id = c.Id();
-      if (auto* g = std::get_if<KeyGrant>(&c.body)) {
-        // Only keys for us, to fragments we hold or receive now, from the
-        // fragment's author or the regie organisation: nothing else is stored.
-        std::string fragment_author;
-        if (auto f = store_->GetRecord(g->fragment); f.ok() && f->has_value()) {
-          if (auto fd = DecodeFragmentRecord((*f)->record); fd.ok()) fragment_author = fd->header.author.v;
-        } else if (auto it = pushed_authors.find(g->fragment); it != pushed_authors.end()) {
-          fragment_author = it->second;
-        }
-        if (g->grantee.v != me || fragment_author.empty()) {
-          reject("not_addressed", "key grant for " + g->grantee.v + " to a fragment this node does not hold");
-          continue;
-        }
-        Status ok = state.CheckKeyGrant(c, fragment_author);
-        if (!ok.ok()) {
-          reject("forged_record", "key grant by " + c.header().author.v + ": " + ok.message());
-          continue;
-        }
-      } else if (std::find(invalid.begin(), invalid.end(), id) != invalid.end()) {
-        reject("forged_record", "record by " + c.header().author.v + " that it may not write: " +
-                                    state.CheckNewRecord(c).message());
-        continue;
-      }
-      auto audience = state.ControlAudience(c, now);
-      if (!std::binary_search(audience.begin(), audience.end(), me)) {
-        reject("not_addressed", "control record " + ToHex(id).substr(0, 16) + " is not for " + me);
-        continue;
-      }
-      const ControlHeader& h = c.header();
-      rows.push_back(RecordRow{id, c.type(), case_id, h.author.v, "", "", h.hlc, *bytes, audience});
-    }
-    auto ids = store_->PutRecords(rows, from, now);
-    state_cache_.erase(case_id);
-    if (!ids.ok()) {
-      KRING_LOG(kError, "store", "cannot store records from " << from << ": " << ids.status().ToString());
-      continue;
-    }
-    added += ids->size();
-    if (!ids->empty()) touched.insert(case_id);
-    for (const RecordRow& r : rows) clock_.Observe(r.hlc);  // only what we accepted moves our clock
-    for (const RecordRow& r : rows)
-      if (r.type == RecordType::kConsentWithdrawal && std::find(ids->begin(), ids->end(), r.id) != ids->end())
-        withdrawals_processed_.fetch_add(1);
+  size_t added = 0;
+  for (auto& [case_id, work] : batch->cases) {
+    auto lock = LockCase(case_id);  // one case at a time: other cases' calls go on
+    added += CommitCaseLocked(case_id, work, from, still_trusted, reject);
   }
-  std::vector<RecordRow> fragment_rows;
-  std::vector<const FragmentCheck*> accepted;
-  for (FragmentCheck& c : fragments) {
+  return added;
+}
+
+size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::string& from,
+                              const std::function<bool(const std::string&)>& still_trusted, const RejectFn& reject) {
+  auto refuse = [&](Reject why, const std::string& detail) { reject(RejectName(why), detail); };
+  const std::string& me = identity_.pub.org;
+  const int64_t now = NowMs();
+  const Receipt at{me, from, now};
+  auto known = StateLocked(case_id);
+  if (!known.ok() && known.status().code() != Status::Code::kNotFound) {
+    KRING_LOG(kError, "store", "cannot read case " << CaseIdToHex(case_id) << ": " << known.status().ToString());
+    return 0;
+  }
+  CaseState state = known.ok() ? *known : CaseState(case_id);
+  std::vector<RecordRow> rows;
+  bool decided = false;  // a decision record admitted: audiences, purges and key grants follow
+
+  // Decision records, in as many passes as admit something: a push may
+  // carry a record before its parent. Then each must be for us, judged by
+  // the state with all of them; if some are not, admit the others again.
+  std::vector<std::pair<ControlRecord, Bytes>> grants, todo;
+  for (auto& c : work.controls) {
+    if (!still_trusted(c.first.header().author.v)) continue;
+    (std::holds_alternative<KeyGrant>(c.first.body) ? grants : todo).push_back(std::move(c));
+  }
+  std::sort(todo.begin(), todo.end(), [](const auto& a, const auto& b) { return a.first.header().hlc < b.first.header().hlc; });
+  std::vector<std::pair<ControlRecord, Bytes>> admitted;
+  for (int round = 0; round < 2; ++round) {
+    CaseState next = state;
+    admitted.clear();
+    for (bool progress = true; progress;) {
+      progress = false;
+      std::vector<std::pair<ControlRecord, Bytes>> later;
+      for (auto& [c, bytes] : todo) {
+        Admission a = JudgeDecision(next, c, at);
+        if (a.kind == Admission::Kind::kWaiting) {
+          later.emplace_back(std::move(c), std::move(bytes));
+          continue;
+        }
+        if (a.kind == Admission::Kind::kDuplicate) continue;
+        if (a.kind == Admission::Kind::kRefused) {
+          refuse(a.reason, "record " + ToHex(c.Id()).substr(0, 16) + " by " + c.header().author.v + ": " + a.detail);
+          if (a.reason == Reject::kForkedChain)
+            KRING_LOG(kWarn, "consent", c.header().author.v << " signed two histories of case " << CaseIdToHex(case_id)
+                                                            << " (its record " << ToHex(c.Id()).substr(0, 16)
+                                                            << " does not follow its own earlier record)");
+          continue;
+        }
+        next.Admit(c);
+        progress = true;
+        admitted.emplace_back(std::move(c), std::move(bytes));
+      }
+      todo = std::move(later);
+    }
+    bool all_for_us = true;
+    for (auto it = admitted.begin(); it != admitted.end();) {
+      if (auto r = AddressedTo(next, it->first, at)) {
+        refuse(r->reason, r->detail);
+        it = admitted.erase(it);
+        all_for_us = false;
+      } else {
+        ++it;
+      }
+    }
+    if (all_for_us) {
+      state = std::move(next);
+      break;
+    }
+    // Admit the rest again without what was not for us; what followed it waits.
+    todo.insert(todo.begin(), std::make_move_iterator(admitted.begin()), std::make_move_iterator(admitted.end()));
+    admitted.clear();
+    if (round == 1) todo.clear();
+  }
+  for (auto& [c, bytes] : admitted) {
+    decided = true;
+    const ControlHeader& h = c.header();
+    work.kept.push_back(std::move(bytes));
+    rows.push_back(RecordRow{c.Id(), c.type(), case_id, h.author.v, "", "", h.hlc, work.kept.back(),
+                             state.ControlAudience(c, now)});
+  }
+  for (auto& [c, bytes] : todo) Wait(from, std::move(c), std::move(bytes), reject);
+  if (!state.has_genesis()) {
+    for (const FragmentCheck& f : work.fragments)
+      refuse(Reject::kUnknownCase, "fragment " + ToHex(f.id).substr(0, 16) + " of a case this node takes no part in");
+    for (auto& [c, bytes] : grants) refuse(Reject::kUnknownCase, "key grant of a case this node takes no part in");
+    for (auto& [a, bytes] : work.access) refuse(Reject::kUnknownCase, "access record of a case this node takes no part in");
+    return 0;
+  }
+
+  // Fragments, judged by the state the push's decision records made.
+  std::map<FragmentId, const FragmentCheck*> accepted;
+  for (FragmentCheck& c : work.fragments) {
     const FragmentHeader& h = c.f.header;
-    if (c.reason) {
-      reject(c.reason, c.detail);
+    const std::string id = ToHex(c.id).substr(0, 16);
+    if (c.refusal) {
+      refuse(c.refusal->reason, c.refusal->detail);
       continue;
     }
     if (!still_trusted(h.author.v)) continue;
-    const FragmentId& id = c.id;
-    auto state = StateLocked(h.case_id);
-    if (!state.ok()) {
-      reject("unknown_case", "fragment " + ToHex(id).substr(0, 16) + " of a case this node takes no part in");
+    if (Status st = CheckFragmentHeader(h.kind.v, h.domain.v); !st.ok()) {
+      refuse(Reject::kInvalidItem, "fragment " + id + ": " + st.message());
       continue;
     }
-    FragmentFacts facts{id, h.author.v, h.domain.v};
-    // The author must have been allowed to write it: the regie organisation,
-    // or an organisation whose consent covered the domain when it wrote.
-    // (The creator held regie first; a later former regie organisation's
-    // fragments pass only through its consent: see docs/consent.md.)
-    if (h.author.v != me && h.author.v != state->Regie().org && h.author.v != state->creator() &&
-        !state->ConsentFor(h.author.v, facts, static_cast<int64_t>(HlcMillis(h.hlc)))) {
-      reject("forged_record", "fragment " + ToHex(id).substr(0, 16) + " by " + h.author.v +
-                                  ", which has no consent to write in " + (h.domain.v.empty() ? "this case" : h.domain.v));
+    FragmentFacts facts = FactsOf(c.id, c.f);
+    if (auto r = JudgeFragment(state, facts, at)) {
+      refuse(r->reason, r->detail);
       continue;
     }
-    if (h.author.v != me && !state->MayRead(me, facts, now)) {
-      reject("not_addressed", "fragment " + ToHex(id).substr(0, 16) + " is outside what " + me + " may read");
-      continue;
-    }
-    if (!clock_.Plausible(h.hlc)) {
-      reject("clock_skew", "fragment timestamp lies more than an hour in the future");
-      continue;
-    }
-    // The header must name a plan kind and a domain that fits it; the body
-    // must be a valid item of that kind (judged once we can open it).
-    if (!IsFragmentKind(h.kind.v) || (!h.domain.v.empty() && !IsLifeDomain(h.domain.v)) ||
-        (DomainRuleOf(h.kind.v) == DomainRule::kRequired && h.domain.v.empty()) ||
-        (DomainRuleOf(h.kind.v) == DomainRule::kForbidden && !h.domain.v.empty())) {
-      reject("invalid_item", "fragment " + ToHex(id).substr(0, 16) + " has kind '" + h.kind.v + "' and domain '" +
-                                 h.domain.v + "', which do not make a plan item");
-      continue;
-    }
-    // An edit keeps its item's kind and domain and stays within its case and item.
     bool consistent = true;
     for (const FragmentId& p : h.predecessors.v) {
       auto prev = store_->GetRecord(p);
       if (!prev.ok() || !prev->has_value() || (*prev)->type != RecordType::kFragment) continue;  // not here (yet)
       auto pf = DecodeFragmentRecord((*prev)->record);
-      if (!pf.ok()) continue;
-      if (pf->header.case_id != h.case_id || pf->header.kind.v != h.kind.v || pf->header.domain.v != h.domain.v ||
-          pf->ItemId() != c.f.ItemId())
-        consistent = false;
+      if (pf.ok() && !CheckEdit(c.f, *pf).ok()) consistent = false;
     }
     if (!consistent) {
-      reject("invalid_item", "fragment " + ToHex(id).substr(0, 16) + " edits a version of another case, item, kind or domain");
+      refuse(Reject::kInvalidItem, "fragment " + id + " edits a version of another case, item, kind or domain");
       continue;
     }
     if (!c.body_checked) {
-      // Not sealed to us: perhaps a key grant we hold opens it.
-      ContentKey key;
+      ContentKey key;  // not sealed to us: perhaps a key grant we hold opens it
       if (ContentKeyFor(c.f, &key).ok()) JudgeBody(c, key);
     }
-    if (c.body_reason) {
-      reject(c.body_reason, c.body_detail);
+    if (c.body_refusal) {
+      refuse(c.body_refusal->reason, c.body_refusal->detail);
       continue;
     }
-    fragment_rows.push_back(RecordRow{id, RecordType::kFragment, h.case_id, h.author.v, h.kind.v, h.domain.v, h.hlc,
-                                      *c.bytes, state->Readers(facts, now)});
-    accepted.push_back(&c);
-  }
-  // One transaction (one fsync) for all fragments of the push. Their
-  // audiences are stored with them: no recompute needed.
-  if (!fragment_rows.empty()) {
-    auto ids = store_->PutRecords(fragment_rows, from, now);
-    if (!ids.ok()) {
-      KRING_LOG(kError, "store", "cannot store fragments from " << from << ": " << ids.status().ToString());
-    } else {
-      added += ids->size();
-      std::set<RecordId> fresh(ids->begin(), ids->end());
-      // The regie organisation (and an author, sent back its own fragment)
-      // re-seals keys for readers the author could not seal to.
-      std::map<CaseId, std::set<std::pair<FragmentId, std::string>>> granted;
-      for (size_t i = 0; i < fragment_rows.size(); ++i) {
-        const RecordRow& r = fragment_rows[i];
-        clock_.Observe(r.hlc);
-        if (!fresh.count(r.id)) continue;
-        const Fragment& f = accepted[i]->f;
-        if (touched.count(r.case_id)) continue;  // the full recompute below re-seals
-        auto state = StateLocked(r.case_id);
-        if (!state.ok() || (state->Regie().org != me && f.header.author.v != me)) continue;
-        bool unsealed = std::any_of(r.audience.begin(), r.audience.end(), [&](const std::string& o) {
-          return o != me && !f.IsRecipient(o);
-        });
-        if (!unsealed) continue;
-        auto g = granted.find(r.case_id);
-        if (g == granted.end()) {
-          g = granted.emplace(r.case_id, std::set<std::pair<FragmentId, std::string>>{}).first;
-          auto grants = store_->RecordsOfCase(r.case_id, RecordType::kKeyGrant);
-          if (grants.ok())
-            for (const StoredRecord& gr : *grants)
-              if (auto kg = DecodeControlRecord(gr.record); kg.ok())
-                g->second.insert({std::get<KeyGrant>(kg->body).fragment, std::get<KeyGrant>(kg->body).grantee.v});
-        }
-        std::vector<ControlBody> new_grants;
-        LateGrantsLocked(r.case_id, *state, r.id, f, r.audience, *partners, &g->second, &new_grants);
-        Status st = StoreGrantsLocked(r.case_id, std::move(new_grants));
-        if (!st.ok()) {
-          next_change_[r.case_id] = 0;  // the timer's recompute re-seals
-          KRING_LOG(kError, "case", "cannot re-seal in case " << CaseIdToHex(r.case_id) << ": " << st.ToString());
-        }
-      }
-    }
+    rows.push_back(RecordRow{c.id, RecordType::kFragment, case_id, h.author.v, h.kind.v, h.domain.v, h.hlc, *c.bytes,
+                             FragmentAudience(state, facts, now)});
+    accepted.emplace(c.id, &c);
   }
 
-  // Control records change audiences, purge, re-seal: after the fragments
-  // of the push are stored (a key grant arrives with its fragment; the
-  // fragments were judged by the new state already).
-  for (const CaseId& c : touched) {
-    Status st = RecomputeLocked(c);
-    if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(c) << ": " << st.ToString());
+  // Key grants: only for this node, to a fragment it holds or receives now,
+  // at most kMaxKeyGrantsPerFragment each.
+  if (!grants.empty()) {
+    std::map<FragmentId, size_t> held;
+    if (auto stored = store_->RecordsOfCase(case_id, RecordType::kKeyGrant); stored.ok())
+      for (const StoredRecord& r : *stored)
+        if (auto kg = DecodeControlRecord(r.record); kg.ok())
+          if (const auto* g = std::get_if<KeyGrant>(&kg->body); g && g->grantee.v == me) ++held[g->fragment];
+    for (auto& [c, bytes] : grants) {
+      const auto& g = std::get<KeyGrant>(c.body);
+      std::optional<FragmentFacts> facts;
+      if (auto it = accepted.find(g.fragment); it != accepted.end()) {
+        facts = FactsOf(g.fragment, it->second->f);
+      } else if (auto f = store_->GetRecord(g.fragment); f.ok() && f->has_value() && (*f)->type == RecordType::kFragment) {
+        if (auto fd = DecodeFragmentRecord((*f)->record); fd.ok()) facts = FactsOf(g.fragment, *fd);
+      }
+      Admission a = JudgeKeyGrant(state, c, facts ? &*facts : nullptr, held[g.fragment], at);
+      if (a.kind == Admission::Kind::kWaiting) {
+        Wait(from, std::move(c), std::move(bytes), reject);
+        continue;
+      }
+      if (!a.ok()) {
+        refuse(a.reason, "key grant by " + c.header().author.v + ": " + a.detail);
+        continue;
+      }
+      ++held[g.fragment];
+      const ControlHeader& h = c.header();
+      work.kept.push_back(std::move(bytes));
+      rows.push_back(RecordRow{c.Id(), c.type(), case_id, h.author.v, "", "", h.hlc, work.kept.back(),
+                               KeyGrantAudience(state, g, h, *facts, now)});
+    }
   }
 
   // Access-log entries of other organisations: only for the regie organisation.
-  for (auto& [a, bytes] : access) {
+  for (auto& [a, bytes] : work.access) {
     const AccessRecordBody& b = a.body;
-    const SignPublicKey* pk = AuthorKey(b.author.v, *partners);  // verified here, with the current keys
-    if (pk == nullptr) {
-      reject("unknown_author", "access record by '" + b.author.v + "', who is not a partner");
+    if (!still_trusted(b.author.v)) continue;
+    if (auto r = JudgeAccessRecord(state, b, at)) {
+      refuse(r->reason, r->detail);
       continue;
     }
-    Status st = VerifyAccessRecord(a, *pk);
-    if (!st.ok()) {
-      reject("bad_record", "access record by " + b.author.v + ": " + st.message());
-      continue;
-    }
-    auto state = StateLocked(b.case_id);
-    if (!state.ok() || state->Regie().org != me) {
-      reject("not_addressed", "access record for a case " + me + " does not hold regie of");
-      continue;
-    }
-    // Only organisations that take or took part in the case log accesses to it.
-    auto consents = state->Consents(now);
-    bool took_part = b.author.v == state->creator() ||
-                     std::any_of(consents.begin(), consents.end(), [&](const ConsentView& v) {
-                       return v.valid && v.grant->grantee.v == b.author.v;
-                     });
-    if (!took_part) {
-      reject("not_addressed", "access record by " + b.author.v + ", which takes no part in the case");
-      continue;
-    }
-    RecordRow row{a.Id(), RecordType::kAccessRecord, b.case_id, b.author.v, "", "", b.hlc, *bytes, {me, b.author.v}};
-    auto ids = store_->PutRecords({row}, from, now);
-    if (ids.ok()) added += ids->size();
+    rows.push_back(RecordRow{a.Id(), RecordType::kAccessRecord, case_id, b.author.v, "", "", b.hlc, *bytes, {me, b.author.v}});
   }
-  return added;
+
+  // One transaction (one fsync) for everything the push brings to the case.
+  if (rows.empty()) return 0;
+  auto ids = store_->PutRecords(rows, from, now);
+  if (!ids.ok()) {
+    ForgetState(case_id);
+    KRING_LOG(kError, "store", "cannot store records from " << from << ": " << ids.status().ToString());
+    return 0;
+  }
+  if (decided) CacheState(state);
+  for (const RecordRow& r : rows) {
+    clock_.Observe(r.hlc);  // only what we accepted moves our clock
+    if (r.type == RecordType::kConsentWithdrawal) withdrawals_processed_.fetch_add(1);
+  }
+  if (decided) {
+    Status st = RecomputeLocked(case_id);
+    if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(case_id) << ": " << st.ToString());
+  } else if (!accepted.empty()) {
+    // New fragments only: re-seal for readers the author could not seal to,
+    // when this organisation holds regie or wrote them.
+    std::vector<HeldRecord> held;
+    std::map<RecordId, Fragment> fresh;
+    std::vector<ControlRecord> grants_held;
+    if (auto stored = store_->RecordsOfCase(case_id, RecordType::kKeyGrant); stored.ok())
+      for (const StoredRecord& r : *stored)
+        if (auto kg = DecodeControlRecord(r.record); kg.ok()) grants_held.push_back(std::move(*kg));
+    for (auto& [id, c] : accepted) {
+      HeldRecord h;
+      h.id = id;
+      h.fragment = FactsOf(id, c->f);
+      for (const Recipient& rc : c->f.header.recipients.v) h.recipients.push_back(rc.org.v);
+      held.push_back(std::move(h));
+      fresh.emplace(id, c->f);
+    }
+    for (const ControlRecord& g : grants_held) {
+      HeldRecord h;
+      h.type = RecordType::kKeyGrant;
+      h.control = &g;
+      held.push_back(std::move(h));
+    }
+    std::set<std::string> partners;
+    if (auto p = store_->ListPartners(); p.ok())
+      for (const Partner& x : *p) partners.insert(x.identity.org);
+    CaseChanges changes = Recompute(state, me, held, partners, now);
+    Status st = SealGrantsLocked(state, changes.key_grants, fresh);
+    if (!st.ok()) {
+      SetDue(case_id, 0);  // the timer's recompute re-seals
+      KRING_LOG(kError, "case", "cannot re-seal in case " << CaseIdToHex(case_id) << ": " << st.ToString());
+    }
+  }
+  return ids->size();
 }
 
 }  // namespace kring

@@ -6,11 +6,12 @@
 // organisation may no longer hold, re-seals content keys to organisations
 // granted access late, and queues what partners newly may hold.
 //
-// Thread-safety: all public methods may be called from any thread; case
-// operations are serialised on one mutex.
+// Thread-safety: all public methods may be called from any thread; the
+// operations on one case are serialised on that case's lock.
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -137,21 +138,38 @@ class Node : public RecordSink {
   Node(NodeIdentity identity, std::unique_ptr<Store> store, WallClock wall);
 
   int64_t NowMs() const { return static_cast<int64_t>(wall_()); }
+  // Case operations hold their case's lock (one of kCaseStripes), never a
+  // node-wide one: a flood into one case does not hold up reads of another.
+  std::unique_lock<std::mutex> LockCase(const CaseId& case_id);
+  // REQUIRES: the case's lock held (the *Locked methods all do).
   Result<CaseState> StateLocked(const CaseId& case_id);
-  // Recomputes audiences, purges, late key grants for one case; queues
-  // pushes; records when the case's decisions next change.
+  void CacheState(const CaseState& state);
+  void ForgetState(const CaseId& case_id);
+  // When the case's decisions next change by themselves (0: due now; nullopt: never).
+  void SetDue(const CaseId& case_id, std::optional<int64_t> at);
+  // Recomputes audiences, purges, late key grants for one case (asking
+  // consent/Recompute); queues pushes; records when the case next changes.
   Status RecomputeLocked(const CaseId& case_id);
-  // Key grants re-sealing fragment `id`'s content key to those of `readers`
-  // the author did not seal it to (and that are our partners).
-  void LateGrantsLocked(const CaseId& case_id, const CaseState& state, const FragmentId& id, const Fragment& f,
-                        const std::vector<std::string>& readers, const std::vector<Partner>& partners,
-                        std::set<std::pair<FragmentId, std::string>>* granted, std::vector<ControlBody>* out);
-  Status StoreGrantsLocked(const CaseId& case_id, std::vector<ControlBody> grants);
+  // Seals the content keys of `fragments` to the readers named in `wanted`
+  // and stores the key grants.
+  Status SealGrantsLocked(const CaseState& state, const std::vector<std::pair<RecordId, std::string>>& wanted,
+                          const std::map<RecordId, Fragment>& fragments);
+  // The parents of a record written now: the state's heads, keeping our own chain.
+  std::vector<RecordId> ParentsFor(const CaseState& state) const;
+  static FragmentFacts FactsOf(const FragmentId& id, const Fragment& f);
   struct FragmentCheck;
   struct IngestBatch;
   void CheckFragmentAlone(FragmentCheck& c, const std::vector<Partner>& partners) const;
   // Decrypts the body with `key` and validates it as an item of the header's kind.
   static void JudgeBody(FragmentCheck& c, const ContentKey& key);
+  struct CaseWork;
+  size_t CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::string& from,
+                          const std::function<bool(const std::string&)>& still_trusted, const RejectFn& reject);
+  // Records from a partner whose causal past has not arrived: kept in memory
+  // per partner (never stored, never passed on), retried with its next push,
+  // dropped after kWaitingMs.
+  void Wait(const std::string& from, ControlRecord c, Bytes bytes, const RejectFn& reject);
+  void TakeWaiting(const std::string& from, IngestBatch* batch, const RejectFn& reject);
   // A digest of the partners' organisations and keys, to notice changes made while stopped.
   Result<Bytes> PartnersDigest();
   Result<RecordId> StoreOwnControl(ControlBody body);
@@ -174,12 +192,26 @@ class Node : public RecordSink {
   HybridClock clock_;
   std::unique_ptr<SyncEngine> sync_;
 
-  std::mutex mu_;  // serialises case operations
+  static constexpr size_t kCaseStripes = 64;
+  std::mutex case_mu_[kCaseStripes];
+  std::mutex meta_mu_;  // guards the three maps below; held only briefly
   std::map<CaseId, int64_t> next_change_;  // when a case's decisions change by themselves
-  // Consent states by case, dropped when a control record of the case is
-  // stored: every ingest, write, plan read and access-log entry needs one.
+  // Consent states by case, grown as records are admitted.
   static constexpr size_t kStateCacheCases = 4096;
   std::map<CaseId, CaseState> state_cache_;
+  struct WaitingRecord {
+    ControlRecord record;
+    Bytes bytes;
+    int64_t since_ms = 0;
+  };
+  struct Waiting {
+    std::vector<WaitingRecord> records;
+    size_t bytes = 0;
+  };
+  static constexpr size_t kMaxWaitingRecords = 256;          // per partner
+  static constexpr size_t kMaxWaitingBytes = 1024 * 1024;    // per partner
+  static constexpr int64_t kWaitingMs = 60 * 1000;
+  std::map<std::string, Waiting> waiting_;  // by partner
   std::atomic<uint64_t> withdrawals_processed_{0};
   std::atomic<bool> recompute_all_{false};
 

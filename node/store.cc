@@ -513,10 +513,13 @@ Result<std::vector<StoredRecord>> Store::RecordsOfCase(const CaseId& id, std::op
   return ReadRecordRows(s);
 }
 
-Result<std::vector<ItemKey>> Store::ItemsFor(const std::string& org) {
+Result<std::vector<ItemKey>> Store::ItemsFor(const std::string& org, const std::string& also) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT hlc, id FROM audience WHERE org = ? ORDER BY hlc, id");
+  Stmt s(db_, also.empty() ? "SELECT hlc, id FROM audience WHERE org = ? ORDER BY hlc, id"
+                           : "SELECT a.hlc, a.id FROM audience a WHERE a.org = ? AND EXISTS "
+                             "(SELECT 1 FROM audience b WHERE b.id = a.id AND b.org = ?) ORDER BY a.hlc, a.id");
   s.Bind(1, org);
+  if (!also.empty()) s.Bind(2, also);
   std::vector<ItemKey> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
@@ -567,14 +570,16 @@ Result<int64_t> Store::CountFragments() {
 uint64_t Store::generation() const { return generation_.load(); }
 
 Result<std::vector<Bytes>> Store::RecordsForPeer(const std::vector<RecordId>& ids, const std::string& org,
-                                                 size_t max_bytes, std::vector<RecordId>* served) {
+                                                 size_t max_bytes, std::vector<RecordId>* served,
+                                                 const std::string& also) {
   std::lock_guard lock(mu_);
   // The order a receiver can accept them in: the records that decide a
   // case's consent state (causal order follows hlc), then fragments (an
   // edit after its predecessor), then key grants (accepted only for a
   // fragment held), then access records.
   Stmt meta(db_, "SELECT r.type, r.hlc, length(r.record) FROM audience a JOIN records r ON r.id = a.id "
-                 "WHERE a.id = ? AND a.org = ?");
+                 "WHERE a.id = ? AND a.org = ? AND (?3 = '' OR EXISTS "
+                 "(SELECT 1 FROM audience b WHERE b.id = a.id AND b.org = ?3))");
   struct Entry {
     int rank;
     int64_t hlc;
@@ -584,7 +589,7 @@ Result<std::vector<Bytes>> Store::RecordsForPeer(const std::vector<RecordId>& id
   };
   std::vector<Entry> entries;
   for (const RecordId& id : ids) {
-    meta.Bind(1, ByteSpan(id)).Bind(2, org);
+    meta.Bind(1, ByteSpan(id)).Bind(2, org).Bind(3, also);
     int rc = meta.Step();
     if (rc == SQLITE_ROW) {
       auto type = static_cast<RecordType>(meta.Int(0));

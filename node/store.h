@@ -109,8 +109,12 @@ class Store {
   Result<std::vector<StoredRecord>> DecisionRecordsOfCase(const CaseId& id);
   // The cases this node holds any record of.
   Result<std::vector<CaseId>> CasesWithRecords();
-  // The records `org` may hold, as reconciliation keys sorted by (hlc, id).
-  Result<std::vector<ItemKey>> ItemsFor(const std::string& org);
+  // The records `org` may hold, as reconciliation keys sorted by (hlc, id);
+  // with `also`, only those `also` may hold too. A node reconciles with a
+  // partner the records both may hold: both sides compute that same set
+  // from the same consent state, so what one holds and the other may not
+  // never shows up as a difference.
+  Result<std::vector<ItemKey>> ItemsFor(const std::string& org, const std::string& also = "");
   Result<bool> InAudience(const FragmentId& id, const std::string& org);
   Result<std::vector<std::string>> AudienceOf(const RecordId& id);
   // Of `ids`, the records `org` may hold, each once, in an order a receiver
@@ -118,8 +122,10 @@ class Store {
   // then fragments, then key grants, then access records; each by hlc), up
   // to `max_bytes` of records in all.
   // `served`, when given, receives the ids of the records returned, in order.
+  // With `also`, only records `also` may hold too (this node: it never
+  // passes on what it may not hold itself).
   Result<std::vector<Bytes>> RecordsForPeer(const std::vector<RecordId>& ids, const std::string& org, size_t max_bytes,
-                                            std::vector<RecordId>* served = nullptr);
+                                            std::vector<RecordId>* served = nullptr, const std::string& also = "");
   Result<HlcTimestamp> MaxHlc();
   Result<int64_t> CountFragments();  // O(1): a counter kept by triggers
   // When each case's decisions next change by themselves (0: due now).

@@ -351,7 +351,7 @@ struct SyncEngine::Impl {
       todo = &fresh;
     }
     std::vector<RecordId> served;
-    auto records = store->RecordsForPeer(*todo, org, kMaxServeBytes, &served);
+    auto records = store->RecordsForPeer(*todo, org, kMaxServeBytes, &served, me.pub.org);
     if (!records.ok()) {
       KRING_LOG(kError, "store", "cannot read records for " << org << ": " << records.status().ToString());
       return 0;
@@ -482,7 +482,7 @@ struct SyncEngine::Impl {
     uint64_t gen = store->generation();
     auto it = set_cache.find(org);
     if (it != set_cache.end() && it->second.generation == gen) return it->second.set;
-    auto items = store->ItemsFor(org);
+    auto items = store->ItemsFor(org, me.pub.org);
     if (!items.ok()) {
       KRING_LOG(kError, "store", "cannot list items for " << org << ": " << items.status().ToString());
       return nullptr;

@@ -459,4 +459,21 @@ Status ValidateFragmentItem(std::string_view kind, std::string_view domain, cons
   return ValidateItem(kind, domain, data);
 }
 
+Status CheckFragmentHeader(std::string_view kind, std::string_view domain) {
+  bool fits = IsFragmentKind(kind) && (domain.empty() || IsLifeDomain(domain)) &&
+              !(DomainRuleOf(kind) == DomainRule::kRequired && domain.empty()) &&
+              !(DomainRuleOf(kind) == DomainRule::kForbidden && !domain.empty());
+  if (fits) return Status::Ok();
+  return Status::InvalidArgument("kind '" + std::string(kind) + "' and domain '" + std::string(domain) +
+                                 "' do not make a plan item");
+}
+
+Status CheckEdit(const Fragment& edit, const Fragment& prev) {
+  const FragmentHeader& e = edit.header;
+  const FragmentHeader& p = prev.header;
+  if (p.case_id != e.case_id || p.kind.v != e.kind.v || p.domain.v != e.domain.v || prev.ItemId() != edit.ItemId())
+    return Status::InvalidArgument("it edits a version of another case, item, kind or domain");
+  return Status::Ok();
+}
+
 }  // namespace kring

@@ -16,6 +16,8 @@
 
 #include "crypto/status.h"
 
+#include "protocol/fragment.h"
+
 namespace kring {
 
 // Every kind, fragment kinds in the order the plan view lists them, then regisseur.
@@ -63,5 +65,14 @@ Status ValidateItem(std::string_view kind, std::string_view domain, const nlohma
 // ValidateItem for a fragment from a peer or the store: also rejects the
 // "regisseur" kind, which only a RegieChange control record may carry.
 Status ValidateFragmentItem(std::string_view kind, std::string_view domain, const nlohmann::json& data);
+
+// Whether a fragment's cleartext header can make a plan item: a fragment kind
+// and a domain that fits it (a ZRM slug where given). Checked at receipt,
+// before the body can be opened. InvalidArgument names the kind and domain.
+Status CheckFragmentHeader(std::string_view kind, std::string_view domain);
+
+// Whether a version may supersede `prev`: an edit stays within its case and
+// item and keeps the item's kind and domain. InvalidArgument otherwise.
+Status CheckEdit(const Fragment& edit, const Fragment& prev);
 
 }  // namespace kring

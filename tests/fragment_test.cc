@@ -7,7 +7,6 @@
 #include <thread>
 #include <vector>
 
-#include "consent/audience.h"
 #include "crypto/primitives.h"
 #include "protocol/fragment.h"
 #include "protocol/hlc.h"
@@ -493,17 +492,17 @@ TEST_CASE("SealFragment refuses more than kMaxRecipients recipients, the author 
   CHECK(SealFragment(d, o.a).status().code() == Status::Code::kInvalidArgument);
 }
 
-TEST_CASE("MayHold is true exactly for the fragment's recipients") {
+TEST_CASE("IsRecipient is true exactly for the fragment's recipients") {
   Orgs o;
   const Fragment f = o.Sealed();
-  CHECK(MayHold(f, "gemeente-a"));
-  CHECK(MayHold(f, "zorg-b"));
-  CHECK(MayHold(f, "ggd-c"));
-  CHECK_FALSE(MayHold(f, "mallory"));
-  CHECK_FALSE(MayHold(f, ""));
-  CHECK_FALSE(MayHold(f, "zorg"));
-  CHECK_FALSE(MayHold(f, "zorg-b "));
-  CHECK_FALSE(MayHold(f, "ZORG-B"));
+  CHECK(f.IsRecipient("gemeente-a"));
+  CHECK(f.IsRecipient("zorg-b"));
+  CHECK(f.IsRecipient("ggd-c"));
+  CHECK_FALSE(f.IsRecipient("mallory"));
+  CHECK_FALSE(f.IsRecipient(""));
+  CHECK_FALSE(f.IsRecipient("zorg"));
+  CHECK_FALSE(f.IsRecipient("zorg-b "));
+  CHECK_FALSE(f.IsRecipient("ZORG-B"));
 }
 
 TEST_CASE("slugs for kinds and domains are [a-z0-9-] of length 1 to max") {

@@ -1,0 +1,38 @@
+// Why a node refuses a record: one enum for every refusal, whose names are the labels of kring_messages_rejected_total.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace kring {
+
+enum class Reject : uint8_t {
+  kUndecodable,     // "undecodable_record": the bytes are no record of a known type
+  kUnknownAuthor,   // "unknown_author": signed by an organisation that is not a partner
+  kBadRecord,       // "bad_record": a control or access record whose structure or signature fails
+  kBadFragment,     // "bad_fragment": a fragment whose signature, id or ciphertext fails
+  kClockSkew,       // "clock_skew": a time too far ahead of ours, or not after its causal past
+  kUnknownCase,     // "unknown_case": a record of a case this node takes no part in
+  kNotAddressed,    // "not_addressed": a record this organisation may not hold
+  kForgedRecord,    // "forged_record": its author was not allowed to write it
+  kForkedChain,     // "forked_chain": it does not extend its author's own chain in the case (misbehaviour)
+  kLateWrite,       // "late_write": written for a time its author can no longer be held to
+  kInvalidItem,     // "invalid_item": not a valid plan item (kind, domain, body, edit)
+  kCaseFull,        // "case_cap": the case holds the most control records allowed
+  kAuthorFull,      // "author_cap": the author wrote the most control records allowed in the case
+  kKeyGrantFull,    // "key_grant_cap": enough keys for this fragment and organisation are held
+  kWaitingFull,     // "waiting_cap": the partner's buffer of records waiting for parents is full
+  kWaitingExpired,  // "waiting_expired": its parents did not arrive in time
+};
+inline constexpr int kRejectCount = static_cast<int>(Reject::kWaitingExpired) + 1;
+
+// The stable label of a reason (metrics, logs, tests).
+const char* RejectName(Reject r);
+
+// A refusal with a short message for the log.
+struct Refusal {
+  Reject reason;
+  std::string detail;
+};
+
+}  // namespace kring

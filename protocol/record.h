@@ -1,0 +1,20 @@
+// The one decoder of a stored or received record: its type byte picks fragment, control record or access record.
+#pragma once
+
+#include <variant>
+
+#include "protocol/access_record.h"
+#include "protocol/fragment.h"
+#include "protocol/messages.h"
+#include "protocol/records.h"
+
+namespace kring {
+
+using AnyRecord = std::variant<Fragment, ControlRecord, AccessRecord>;
+
+// Decodes [RecordType][encoding] into the record of that type: signatures
+// unchecked. Corruption (with the reason) for an empty, unknown or
+// undecodable record.
+Result<AnyRecord> DecodeRecord(ByteSpan record);
+
+}  // namespace kring
