@@ -104,9 +104,9 @@ Admission JudgeKeyGrant(const CaseState& s, const ControlRecord& r, const Fragme
   if (auto t = CheckTime(r.header().hlc, at.now_ms)) return Refuse(t->reason, t->detail);
   if (g->grantee.v != at.me || fragment == nullptr)
     return Refuse(Reject::kNotAddressed, "key grant for " + g->grantee.v + " to a fragment this node does not hold");
-  if (held >= kMaxKeyGrantsPerFragment)
-    return Refuse(Reject::kKeyGrantFull, "key grant for fragment " + Short(g->fragment) + ", which already has " +
-                                             std::to_string(held) + " for " + at.me);
+  if (held >= kMaxKeyGrantsPerAuthor)
+    return Refuse(Reject::kKeyGrantFull, "key grant by " + r.header().author.v + " for fragment " + Short(g->fragment) +
+                                             ", which already gave " + at.me + " its key");
   Admission a = s.CheckKeyGrant(r, fragment->author);
   if (!a.ok()) return a;
   if (!Contains(KeyGrantAudience(s, *g, r.header(), *fragment, at.now_ms), at.me))

@@ -26,9 +26,10 @@ namespace kring {
 // longer syncs what it wrote then. Other nodes that accepted it in time still
 // pass it on.
 inline constexpr int64_t kLateWriteWindowMs = 15 * 60 * 1000;
-// A key grant is accepted at most this often per (fragment, grantee): one by
-// the author and one by the regie organisation.
-inline constexpr size_t kMaxKeyGrantsPerFragment = 2;
+// A node accepts at most this many key grants per (fragment, grantee, author):
+// a fragment's author and the regie organisation each hand a key out once,
+// and junk from one of them cannot crowd out the other's.
+inline constexpr size_t kMaxKeyGrantsPerAuthor = 1;
 
 // The receiving side of a decision: who we are, who sent it, and when.
 struct Receipt {
@@ -70,7 +71,7 @@ std::vector<std::string> KeyGrantAudience(const CaseState& s, const KeyGrant& g,
                                           const FragmentFacts& fragment, int64_t now_ms);
 // A key grant from a partner. `fragment` is the fragment it opens as this
 // node holds it (nullptr: not held); `held` is how many key grants for the
-// same (fragment, grantee) this node holds already.
+// same (fragment, grantee) by the same author this node holds already.
 Admission JudgeKeyGrant(const CaseState& s, const ControlRecord& r, const FragmentFacts* fragment, size_t held,
                         const Receipt& at);
 

@@ -472,7 +472,19 @@ struct ApiServer::Impl {
         list.push_back(std::move(e));
         scope.items.push_back(ToHex(v.id));
       }
-      SendJson(res, 200, {{"case", CaseIdToHex(case_id)}, {"consents", list}});
+      json body = {{"case", CaseIdToHex(case_id)}, {"consents", list}};
+      // Evidence that an organisation signed two histories of the case: for
+      // the regie organisation, who must act on it.
+      if (state->Regie().org == node->identity().org) {
+        auto forks = node->ForksOf(case_id);
+        if (!forks.ok()) return SendStatusError(res, forks.status());
+        json f = json::array();
+        for (const Node::Fork& x : *forks)
+          f.push_back({{"org", x.org}, {"record", ToHex(x.record)}, {"does_not_follow", ToHex(x.follows_not)},
+                       {"seen", IsoTime(x.seen_ms)}});
+        body["forks"] = f;
+      }
+      SendJson(res, 200, body);
     }));
 
     server->Post(R"(/v1/cases/([^/]+)/items)", CaseRoute("create", [this](const httplib::Request& req,

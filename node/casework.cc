@@ -195,8 +195,10 @@ Result<ItemWritten> Node::WriteItem(const CaseId& case_id, const ItemInput& in) 
   FragmentId id = f->Id();
   Bytes record = EncodeFragmentRecord(*f);
   facts = FactsOf(id, *f);
+  std::set<std::string> partner_orgs;
+  for (const Partner& p : *partners) partner_orgs.insert(p.identity.org);
   RecordRow row{id, RecordType::kFragment, case_id, me, in.kind, in.domain, f->header.hlc, record,
-                FragmentAudience(*state, facts, now)};
+                Sendable(FragmentAudience(*state, facts, now), partner_orgs)};
   auto added = store_->PutRecords({row}, me, now);
   if (!added.ok()) return added.status();
   if (sync_) sync_->Announce(id);

@@ -350,6 +350,7 @@ Status Node::RecomputeLocked(const CaseId& case_id) {
     held.push_back(std::move(h));
   }
   CaseChanges changes = Recompute(state, identity_.pub.org, held, partner_orgs, now);
+  for (auto& [id, audience] : changes.audiences) audience = Sendable(std::move(audience), partner_orgs);
 
   auto grown = store_->SetAudiences(changes.audiences);
   if (!grown.ok()) return grown.status();
@@ -376,6 +377,40 @@ Status Node::RecomputeLocked(const CaseId& case_id) {
   KRING_RETURN_IF_ERROR(store_->SetNextChange(case_id, changes.next_change));
   SetDue(case_id, changes.next_change);
   return Status::Ok();
+}
+
+void Node::RememberFork(const CaseState& state, const ControlRecord& r) {
+  const std::string& author = r.header().author.v;
+  std::string key = "fork/" + CaseIdToHex(r.header().case_id) + "/" + author;
+  auto seen = store_->GetNodeState(key);
+  if (!seen.ok() || seen->has_value()) return;  // one piece of evidence per (case, author) is enough
+  auto last = state.LastOf(author);
+  std::string value = ToHex(r.Id()) + " " + (last ? ToHex(*last) : std::string(64, '0')) + " " + std::to_string(NowMs());
+  Status st = store_->SetNodeState(key, ByteSpan(reinterpret_cast<const uint8_t*>(value.data()), value.size()));
+  if (!st.ok()) KRING_LOG(kError, "store", "cannot keep evidence of a fork: " << st.ToString());
+  KRING_LOG(kWarn, "consent", author << " signed two histories of case " << CaseIdToHex(r.header().case_id)
+                                     << ": its record " << ToHex(r.Id()).substr(0, 16)
+                                     << " does not follow its own record " << (last ? ToHex(*last).substr(0, 16) : "-"));
+}
+
+Result<std::vector<Node::Fork>> Node::ForksOf(const CaseId& case_id) {
+  auto rows = store_->NodeStateWithPrefix("fork/" + CaseIdToHex(case_id) + "/");
+  if (!rows.ok()) return rows.status();
+  std::vector<Fork> out;
+  for (auto& [key, value] : *rows) {
+    Fork f;
+    f.org = key.substr(key.rfind('/') + 1);
+    std::string text(value.begin(), value.end());
+    if (text.size() < 130 || !FromHex(text.substr(0, 64), f.record) || !FromHex(text.substr(65, 64), f.follows_not)) continue;
+    f.seen_ms = std::atoll(text.c_str() + 130);
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
+std::vector<std::string> Node::Sendable(std::vector<std::string> audience, const std::set<std::string>& partners) const {
+  std::erase_if(audience, [&](const std::string& o) { return o != identity_.pub.org && !partners.count(o); });
+  return audience;
 }
 
 FragmentFacts Node::FactsOf(const FragmentId& id, const Fragment& f) {
@@ -660,15 +695,18 @@ size_t Node::Commit(std::unique_ptr<Batch> batch_in, const RejectFn& reject) {
     refuse(Reject::kUnknownAuthor, "record by '" + author + "', who is no longer a partner");
     return false;
   };
+  std::set<std::string> partner_orgs;
+  for (const Partner& p : *current) partner_orgs.insert(p.identity.org);
   size_t added = 0;
   for (auto& [case_id, work] : batch->cases) {
     auto lock = LockCase(case_id);  // one case at a time: other cases' calls go on
-    added += CommitCaseLocked(case_id, work, from, still_trusted, reject);
+    added += CommitCaseLocked(case_id, work, from, partner_orgs, still_trusted, reject);
   }
   return added;
 }
 
 size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::string& from,
+                              const std::set<std::string>& partners,
                               const std::function<bool(const std::string&)>& still_trusted, const RejectFn& reject) {
   auto refuse = [&](Reject why, const std::string& detail) { reject(RejectName(why), detail); };
   const std::string& me = identity_.pub.org;
@@ -708,10 +746,7 @@ size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::
         if (a.kind == Admission::Kind::kDuplicate) continue;
         if (a.kind == Admission::Kind::kRefused) {
           refuse(a.reason, "record " + ToHex(c.Id()).substr(0, 16) + " by " + c.header().author.v + ": " + a.detail);
-          if (a.reason == Reject::kForkedChain)
-            KRING_LOG(kWarn, "consent", c.header().author.v << " signed two histories of case " << CaseIdToHex(case_id)
-                                                            << " (its record " << ToHex(c.Id()).substr(0, 16)
-                                                            << " does not follow its own earlier record)");
+          if (a.reason == Reject::kForkedChain) RememberFork(next, c);
           continue;
         }
         next.Admit(c);
@@ -801,11 +836,12 @@ size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::
   // Key grants: only for this node, to a fragment it holds or receives now,
   // at most kMaxKeyGrantsPerFragment each.
   if (!grants.empty()) {
-    std::map<FragmentId, size_t> held;
+    std::map<std::pair<FragmentId, std::string>, size_t> held;  // (fragment, author) -> grants for us
     if (auto stored = store_->RecordsOfCase(case_id, RecordType::kKeyGrant); stored.ok())
       for (const StoredRecord& r : *stored)
         if (auto kg = DecodeControlRecord(r.record); kg.ok())
-          if (const auto* g = std::get_if<KeyGrant>(&kg->body); g && g->grantee.v == me) ++held[g->fragment];
+          if (const auto* g = std::get_if<KeyGrant>(&kg->body); g && g->grantee.v == me)
+            ++held[{g->fragment, kg->header().author.v}];
     for (auto& [c, bytes] : grants) {
       const auto& g = std::get<KeyGrant>(c.body);
       std::optional<FragmentFacts> facts;
@@ -814,7 +850,8 @@ size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::
       } else if (auto f = store_->GetRecord(g.fragment); f.ok() && f->has_value() && (*f)->type == RecordType::kFragment) {
         if (auto fd = DecodeFragmentRecord((*f)->record); fd.ok()) facts = FactsOf(g.fragment, *fd);
       }
-      Admission a = JudgeKeyGrant(state, c, facts ? &*facts : nullptr, held[g.fragment], at);
+      auto& count = held[{g.fragment, c.header().author.v}];
+      Admission a = JudgeKeyGrant(state, c, facts ? &*facts : nullptr, count, at);
       if (a.kind == Admission::Kind::kWaiting) {
         Wait(from, std::move(c), std::move(bytes), reject);
         continue;
@@ -823,7 +860,7 @@ size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::
         refuse(a.reason, "key grant by " + c.header().author.v + ": " + a.detail);
         continue;
       }
-      ++held[g.fragment];
+      ++count;
       const ControlHeader& h = c.header();
       work.kept.push_back(std::move(bytes));
       rows.push_back(RecordRow{c.Id(), c.type(), case_id, h.author.v, "", "", h.hlc, work.kept.back(),
@@ -844,6 +881,7 @@ size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::
 
   // One transaction (one fsync) for everything the push brings to the case.
   if (rows.empty()) return 0;
+  for (RecordRow& r : rows) r.audience = Sendable(std::move(r.audience), partners);
   auto ids = store_->PutRecords(rows, from, now);
   if (!ids.ok()) {
     ForgetState(case_id);

@@ -121,6 +121,16 @@ class Node : public RecordSink {
   Result<ItemWritten> WriteItem(const CaseId& case_id, const ItemInput& in);
   Result<PlanRead> ReadPlan(const CaseId& case_id);
 
+  // Evidence of misbehaviour this node saw in a case: an organisation that
+  // signed a record not following its own earlier record (a fork).
+  struct Fork {
+    std::string org;
+    RecordId record{};     // the refused record
+    RecordId follows_not{};  // the author's own record it should have followed
+    int64_t seen_ms = 0;
+  };
+  Result<std::vector<Fork>> ForksOf(const CaseId& case_id);
+
   // Appends an entry to this node's access log and, when another
   // organisation holds regie of the case, sends it a signed copy.
   Status AppendAccess(AccessEntry* e);
@@ -157,6 +167,11 @@ class Node : public RecordSink {
   // The parents of a record written now: the state's heads, keeping our own chain.
   std::vector<RecordId> ParentsFor(const CaseState& state) const;
   static FragmentFacts FactsOf(const FragmentId& id, const Fragment& f);
+  // The stored audience: the organisations consent allows that are this node
+  // or its partners (nothing is ever sent to anyone else). Bounded by the
+  // partner count, however many organisations a case names; a partner added
+  // later triggers a recompute of every case.
+  std::vector<std::string> Sendable(std::vector<std::string> audience, const std::set<std::string>& partners) const;
   struct FragmentCheck;
   struct IngestBatch;
   void CheckFragmentAlone(FragmentCheck& c, const std::vector<Partner>& partners) const;
@@ -164,6 +179,7 @@ class Node : public RecordSink {
   static void JudgeBody(FragmentCheck& c, const ContentKey& key);
   struct CaseWork;
   size_t CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::string& from,
+                          const std::set<std::string>& partners,
                           const std::function<bool(const std::string&)>& still_trusted, const RejectFn& reject);
   // Records from a partner whose causal past has not arrived: kept in memory
   // per partner (never stored, never passed on), retried with its next push,
@@ -173,6 +189,8 @@ class Node : public RecordSink {
   // A digest of the partners' organisations and keys, to notice changes made while stopped.
   Result<Bytes> PartnersDigest();
   Result<RecordId> StoreOwnControl(ControlBody body);
+  // Keeps the first fork this node saw per (case, author), for ForksOf.
+  void RememberFork(const CaseState& state, const ControlRecord& r);
   Status AppendAccessLocked(AccessEntry* e);
   const SignPublicKey* AuthorKey(const std::string& org, const std::vector<Partner>& partners) const;
   // Opens a fragment's content key for this organisation: as a recipient or through a key grant.

@@ -667,6 +667,17 @@ Result<std::optional<Bytes>> Store::GetNodeState(const std::string& key) {
   return std::optional<Bytes>(s.Blob(0));
 }
 
+Result<std::vector<std::pair<std::string, Bytes>>> Store::NodeStateWithPrefix(const std::string& prefix) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT key, value FROM node_state WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key");
+  s.Bind(1, prefix);
+  std::vector<std::pair<std::string, Bytes>> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.emplace_back(s.Text(0), s.Blob(1));
+  if (rc != SQLITE_DONE) return s.Error("cannot read node state");
+  return out;
+}
+
 Status Store::SetNodeState(const std::string& key, ByteSpan value) {
   std::lock_guard lock(mu_);
   Stmt s(db_, "INSERT OR REPLACE INTO node_state (key, value) VALUES (?, ?)");

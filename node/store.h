@@ -136,6 +136,8 @@ class Store {
   // Small facts the node keeps about itself between runs.
   Result<std::optional<Bytes>> GetNodeState(const std::string& key);
   Status SetNodeState(const std::string& key, ByteSpan value);
+  // Every (key, value) whose key starts with `prefix`, by key.
+  Result<std::vector<std::pair<std::string, Bytes>>> NodeStateWithPrefix(const std::string& prefix);
   // Bumped on every record this process stores; lets callers cache per-peer sets.
   uint64_t generation() const;
 

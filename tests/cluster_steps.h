@@ -7,8 +7,12 @@
 #include <vector>
 
 #include <sqlite3.h>
+#include <zmq.hpp>
 
 #include "examples/cluster.h"
+#include "crypto/identity.h"
+#include "protocol/card.h"
+#include "protocol/messages.h"
 
 namespace kring::steps {
 
@@ -27,6 +31,34 @@ inline bool DatabaseContains(LocalCluster& c, const std::string& org, const std:
   for (const char* suffix : {"", "-wal", "-shm"})
     if (Slurp(base + suffix).find(needle) != std::string::npos) return true;
   return false;
+}
+
+// Pushes `records` to `to`'s node as `as`, with `as`'s real keys, bypassing
+// its API: what a partner that modified its own node could send.
+inline void PushAs(LocalCluster& c, const std::string& as, const std::string& to, const std::vector<Bytes>& records) {
+  auto me = ReadKeyFile(c.node(as).data_dir + "/node.key");
+  REQUIRE(me.ok());
+  BoxPublicKey server_key;
+  REQUIRE(FromHex(json::parse(c.node(to).card)["transport_key"].get<std::string>(), server_key));
+  PushMessage push;
+  for (const Bytes& r : records) push.records.v.push_back({r});
+  Bytes frame = EncodeMessage(Message(push));
+  zmq::context_t ctx;
+  zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::curve_serverkey, zmq::const_buffer(server_key.data(), server_key.size()));
+  dealer.set(zmq::sockopt::curve_publickey, zmq::const_buffer(me->pub.transport_pk.data(), 32));
+  dealer.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(me->transport_sk.data(), 32));
+  dealer.set(zmq::sockopt::linger, 2000);
+  dealer.connect(c.node(to).listen());
+  dealer.send(zmq::buffer(frame));
+}
+
+// The value of kring_messages_rejected_total{reason} on a node's /metrics (0 if absent).
+inline long Rejected(LocalCluster& c, const std::string& org, const std::string& reason) {
+  std::string raw = c.Raw(org, "GET", "/metrics", "", {}).raw;
+  std::string key = "kring_messages_rejected_total{reason=\"" + reason + "\"} ";
+  auto at = raw.find(key);
+  return at == std::string::npos ? 0 : std::stol(raw.substr(at + key.size()));
 }
 
 inline std::string CreateCase(LocalCluster& c, const std::string& org, const std::string& label = "test household") {
@@ -107,13 +139,14 @@ inline std::vector<std::string> HeldFragmentDomains(LocalCluster& c, const std::
 inline size_t HeldFragments(LocalCluster& c, const std::string& org) { return HeldFragmentDomains(c, org).size(); }
 
 // Records of one type (protocol/messages.h RecordType) in the node's database file.
+// Records of `type` in the node's database; every record when type < 0.
 inline int HeldRecordsOfType(LocalCluster& c, const std::string& org, int type) {
   sqlite3* db = nullptr;
   int n = -1;
   if (sqlite3_open_v2((c.node(org).data_dir + "/kring.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
     sqlite3_busy_timeout(db, 5000);
     sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM records WHERE type = ?", -1, &st, nullptr);
+    sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM records WHERE type = ?1 OR ?1 < 0", -1, &st, nullptr);
     sqlite3_bind_int(st, 1, type);
     if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);

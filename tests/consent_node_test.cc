@@ -40,26 +40,6 @@ std::string ConsentStatus(LocalCluster& c, const std::string& org, const std::st
   return "";
 }
 
-// Pushes `records` to `to`'s node as `as`, with `as`'s real keys, bypassing
-// its API: what a partner that modified its own node could send.
-void PushAs(LocalCluster& c, const std::string& as, const std::string& to, const std::vector<kring::Bytes>& records) {
-  auto me = kring::ReadKeyFile(c.node(as).data_dir + "/node.key");
-  REQUIRE(me.ok());
-  kring::BoxPublicKey server_key;
-  REQUIRE(kring::FromHex(json::parse(c.node(to).card)["transport_key"].get<std::string>(), server_key));
-  kring::PushMessage push;
-  for (const kring::Bytes& r : records) push.records.v.push_back({r});
-  kring::Bytes frame = kring::EncodeMessage(kring::Message(push));
-  zmq::context_t ctx;
-  zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
-  dealer.set(zmq::sockopt::curve_serverkey, zmq::const_buffer(server_key.data(), server_key.size()));
-  dealer.set(zmq::sockopt::curve_publickey, zmq::const_buffer(me->pub.transport_pk.data(), 32));
-  dealer.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(me->transport_sk.data(), 32));
-  dealer.set(zmq::sockopt::linger, 2000);
-  dealer.connect(c.node(to).listen());
-  dealer.send(zmq::buffer(frame));
-}
-
 }  // namespace
 
 TEST_CASE("a partner cannot write plan items outside its consent, not even by signing them itself") {
