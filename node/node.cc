@@ -677,6 +677,18 @@ void Node::TakeWaiting(const std::string& from, IngestBatch* batch, const Reject
   }
 }
 
+bool Node::NeedsResealing(const CaseState& state, const std::map<FragmentId, const FragmentCheck*>& fragments,
+                          const std::set<std::string>& partners, int64_t now) const {
+  const std::string& me = identity_.pub.org;
+  const bool regie = state.Regie().org == me;
+  for (auto& [id, c] : fragments) {
+    if (!regie && c->f.header.author.v != me) continue;
+    for (const std::string& reader : state.Readers(FactsOf(id, c->f), now))
+      if (reader != me && partners.count(reader) && !c->f.IsRecipient(reader)) return true;
+  }
+  return false;
+}
+
 size_t Node::Commit(std::unique_ptr<Batch> batch_in, const RejectFn& reject) {
   auto* batch = static_cast<IngestBatch*>(batch_in.get());
   const std::string& from = batch->from;
@@ -896,7 +908,7 @@ size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::
   if (decided) {
     Status st = RecomputeLocked(case_id);
     if (!st.ok()) KRING_LOG(kError, "case", "cannot recompute case " << CaseIdToHex(case_id) << ": " << st.ToString());
-  } else if (!accepted.empty()) {
+  } else if (!accepted.empty() && NeedsResealing(state, accepted, partners, now)) {
     // New fragments only: re-seal for readers the author could not seal to,
     // when this organisation holds regie or wrote them.
     std::vector<HeldRecord> held;

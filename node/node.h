@@ -173,6 +173,11 @@ class Node : public RecordSink {
   // later triggers a recompute of every case.
   std::vector<std::string> Sendable(std::vector<std::string> audience, const std::set<std::string>& partners) const;
   struct FragmentCheck;
+  // Whether any of these new fragments has a reader, among our partners, the
+  // author did not seal to while we hold regie or wrote it: only then are the
+  // case's key grants read.
+  bool NeedsResealing(const CaseState& state, const std::map<FragmentId, const FragmentCheck*>& fragments,
+                      const std::set<std::string>& partners, int64_t now) const;
   struct IngestBatch;
   void CheckFragmentAlone(FragmentCheck& c, const std::vector<Partner>& partners) const;
   // Decrypts the body with `key` and validates it as an item of the header's kind.
