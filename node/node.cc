@@ -116,7 +116,11 @@ void Node::Stop() {
   }
   timer_cv_.notify_all();
   if (timer_.joinable()) timer_.join();
-  if (sync_) sync_->Stop();
+  if (sync_) {  // a clean stop leaves a checkpoint of the log as it ends
+    Status st = CheckpointIfDue(true);
+    if (!st.ok()) KRING_LOG(kError, "audit", "cannot sign an access-log checkpoint: " << st.ToString());
+    sync_->Stop();
+  }
 }
 
 // Wakes when a consent's window opens or closes somewhere, and recomputes
@@ -129,6 +133,8 @@ void Node::TimerLoop() {
     tl.unlock();
     if (recompute_all_.exchange(false) && !SweepAllCases()) return;
     RecomputeDueCases();
+    if (Status st = CheckpointIfDue(false); !st.ok())
+      KRING_LOG(kError, "audit", "cannot sign an access-log checkpoint: " << st.ToString());
     tl.lock();
   }
 }
