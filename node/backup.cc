@@ -408,7 +408,7 @@ Result<RestoreSummary> RestoreNode(const std::string& from, const std::string& d
     KRING_RETURN_IF_ERROR(s.SetNodeState("partners_digest", ByteSpan(never, 1)));
     auto max_hlc = s.MaxHlc();
     if (!max_hlc.ok()) return max_hlc.status();
-    HybridClock clock(&HybridClock::SystemMillis);
+    HybridClock clock([now_ms] { return static_cast<uint64_t>(now_ms); });
     clock.SetFloor(*max_hlc);
     auto cp = WriteCheckpoint(s, *id, clock.Now(), now_ms);
     if (!cp.ok()) return cp.status();

@@ -223,9 +223,10 @@ Status Node::CheckpointIfDue(bool stopping) {
   if (!checkpoint_loaded_) {
     auto own = store_->OwnCheckpoints();
     if (!own.ok()) return own.status();
+    last_checkpoint_ms_ = now;  // the interval runs from start-up when there is none yet
     if (!own->empty()) {
       last_checkpoint_entries_ = own->back().entries;
-      last_checkpoint_ms_ = own->back().time_ms;
+      last_checkpoint_ms_ = std::min(now, own->back().time_ms);
       last_checkpoint_restores_ = own->back().restores;
     }
     checkpoint_loaded_ = true;

@@ -192,8 +192,11 @@ class Transaction {
   Status Commit() {
     done_ = true;
     if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      // The reason first: the ROLLBACK (often "no transaction is active",
+      // SQLite having rolled back itself) would replace it.
+      Status st = Status::IOError(std::string("commit failed: ") + sqlite3_errmsg(db_));
       sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-      return Status::IOError(std::string("commit failed: ") + sqlite3_errmsg(db_));
+      return st;
     }
     return Status::Ok();
   }
