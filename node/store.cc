@@ -610,7 +610,7 @@ Result<std::vector<Bytes>> Store::RecordsForPeer(const std::vector<RecordId>& id
   // The order a receiver can accept them in: the records that decide a
   // case's consent state (causal order follows hlc), then fragments (an
   // edit after its predecessor), then key grants (accepted only for a
-  // fragment held), then access records.
+  // fragment held), then access records, then checkpoints.
   Stmt meta(db_, "SELECT r.type, r.hlc, length(r.record) FROM audience a JOIN records r ON r.id = a.id "
                  "WHERE a.id = ? AND a.org = ?");
   struct Entry {

@@ -135,8 +135,8 @@ class Store {
   Result<std::vector<std::string>> AudienceOf(const RecordId& id);
   // Of `ids`, the records `org` may hold, each once, in an order a receiver
   // can accept them in (genesis, consents, withdrawals and regie changes,
-  // then fragments, then key grants, then access records; each by hlc), up
-  // to `max_bytes` of records in all.
+  // then fragments, then key grants, then access records, then checkpoints;
+  // each by hlc), up to `max_bytes` of records in all.
   // `served`, when given, receives the ids of the records returned, in order.
   Result<std::vector<Bytes>> RecordsForPeer(const std::vector<RecordId>& ids, const std::string& org, size_t max_bytes,
                                             std::vector<RecordId>* served = nullptr);
