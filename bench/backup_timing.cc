@@ -14,6 +14,7 @@
 
 #include "bench/fill.h"
 #include "node/backup.h"
+#include "node/log.h"
 #include "node/node.h"
 
 namespace {
@@ -43,6 +44,7 @@ int main(int argc, char** argv) {
   app.add_option("--per-case", per_case, "Notes per case")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   InitSodium();
+  SetLogLevel(LogLevel::kWarn);  // the fill records a consent per case
 
   std::string root = "/tmp/kring-backup-timing-XXXXXX";
   if (mkdtemp(root.data()) == nullptr) return 1;
@@ -83,7 +85,7 @@ int main(int argc, char** argv) {
     t = std::chrono::steady_clock::now();
     auto r = RestoreNode(file, a, encrypted ? pass : "", static_cast<int64_t>(HybridClock::SystemMillis()));
     if (!r.ok()) return Fail("restore", r.status());
-    std::printf("%s backup: %.2f s, %lld bytes (%.1f B/fragment); restore: %.2f s\n",
+    std::printf("%s backup: %.2f s, %lld bytes (%.1f B/fragment); restore: %.2f s (both include the file's fsync)\n",
                 encrypted ? "encrypted" : "plain    ", backup_s, static_cast<long long>(s->bytes),
                 static_cast<double>(s->bytes) / static_cast<double>(fragments), Since(t));
   }
