@@ -102,7 +102,7 @@ Result<CheckpointAudit> AuditAccessLog(Store& store, const PublicIdentity& me, c
   audit.chain = *chain;
   if (chain->first_broken_seq != 0) {
     audit.verdict = CheckpointAudit::Verdict::kBroken;
-    audit.findings.push_back("hash chain broken at entry " + std::to_string(chain->first_broken_seq) + ": " + chain->reason);
+    audit.findings.push_back("access log BROKEN at entry " + std::to_string(chain->first_broken_seq) + ": " + chain->reason);
     return audit;  // checkpoints cannot be compared with a chain that does not hold together
   }
   auto markers = RestoreMarkers(store);
@@ -183,6 +183,17 @@ Result<CheckpointAudit> AuditAccessLog(Store& store, const PublicIdentity& me, c
   audit.findings = std::move(broken);
   audit.findings.insert(audit.findings.end(), gaps.begin(), gaps.end());
   return audit;
+}
+
+const char* CheckpointRejectReason(const Status& st) {
+  switch (st.code()) {
+    case Status::Code::kCorruption: return "bad_record";
+    case Status::Code::kUnauthenticated: return "unknown_author";
+    case Status::Code::kPermissionDenied: return "not_addressed";
+    case Status::Code::kConflict: return "rewound_log";  // a partner's access log went back: alert on it
+    case Status::Code::kInvalidArgument: return "bad_record";
+    default: return "store_error";
+  }
 }
 
 std::string CheckpointToJson(const CheckpointRow& c) {
@@ -266,6 +277,9 @@ Status Node::IngestCheckpoint(const std::string& from, ByteSpan bytes) {
   KRING_RETURN_IF_ERROR(VerifyCheckpoint(*cp, *pk));
   if (!clock_.Plausible(b.hlc)) return Status::InvalidArgument("checkpoint hlc more than an hour ahead");
 
+  // Compare with the one held and replace it as one step: pushes are
+  // checked on several threads at once.
+  std::lock_guard lock(checkpoint_mu_);
   auto held = store_->HeldCheckpoints(b.org.v);
   if (!held.ok()) return held.status();
   const CheckpointRow* prev = nullptr;

@@ -68,6 +68,10 @@ struct CheckpointAudit {
 // checkpoint not signed by `me` is a finding (kBroken), not an error.
 Result<CheckpointAudit> AuditAccessLog(Store& store, const PublicIdentity& me, const std::vector<CheckpointSource>& extra);
 
+// The reason a sync rejection of a checkpoint is counted under (metrics,
+// log), for a non-ok Node::IngestCheckpoint status.
+const char* CheckpointRejectReason(const Status& st);
+
 // "2026-11-29T07:21:12Z" for Unix milliseconds.
 std::string FormatUtc(int64_t ms);
 

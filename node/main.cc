@@ -306,7 +306,7 @@ int Main(int argc, char** argv) {
     for (const std::string& f : a.findings) std::cout << f << "\n";
     switch (a.verdict) {
       case CheckpointAudit::Verdict::kBroken:
-        std::cout << "access log BROKEN\n";
+        std::cout << "access log BROKEN: " << a.findings.size() << " finding(s) above\n";
         return 1;
       case CheckpointAudit::Verdict::kGap:
         std::cout << "access log INCOMPLETE: " << a.chain.entries << " entries, hash chain intact, " << a.checkpoints

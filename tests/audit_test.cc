@@ -281,6 +281,7 @@ TEST_CASE("a partner keeps the latest checkpoint of each organisation and refuse
     Status st = b->IngestCheckpoint("gemeente-a", EncodeCheckpoint(rewound));
     CHECK(st.code() == Status::Code::kConflict);
     CHECK(st.message().find("went back from 6 to 4 entries") != std::string::npos);
+    CHECK(std::string(CheckpointRejectReason(st)) == "rewound_log");
     held = b->store().HeldCheckpoints("gemeente-a");
     CHECK((*held)[0].entries == 6);  // the evidence stays
   }
