@@ -338,6 +338,24 @@ Result<RestoreSummary> RestoreNode(const std::string& from, const std::string& d
   const std::string db_path = DatabasePath(data_dir);
   KRING_RETURN_IF_ERROR(CheckDatabaseUnused(db_path));
 
+  // What the database being replaced knows and the backup may not: the
+  // checkpoints signed after the backup, restores made since. Best effort:
+  // a database too damaged to open is what restores are for.
+  std::vector<CheckpointRow> old_checkpoints;
+  std::vector<RestoreMarker> old_markers;
+  {
+    struct stat sb {};
+    if (::stat(db_path.c_str(), &sb) == 0) {
+      auto old = Store::Open(db_path);
+      if (old.ok()) {
+        auto own = (*old)->OwnCheckpoints();
+        auto markers = RestoreMarkers(**old);
+        if (own.ok()) old_checkpoints = std::move(*own);
+        if (markers.ok()) old_markers = std::move(*markers);
+      }
+    }
+  }
+
   Fd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
   if (in.fd < 0) return Status::NotFound("cannot read " + from + ": " + std::strerror(errno));
   TempPath tmp(data_dir, "restore");
@@ -386,7 +404,17 @@ Result<RestoreSummary> RestoreNode(const std::string& from, const std::string& d
     auto revoked = s.RevokeAllTokens(now_ms);
     if (!revoked.ok()) return revoked.status();
     summary.tokens_revoked = *revoked;
-    KRING_RETURN_IF_ERROR(AddRestoreMarker(s, {summary.backup_time_ms, summary.backup_entries, now_ms}));
+    auto markers = RestoreMarkers(s);
+    if (!markers.ok()) return markers.status();
+    // The replaced database's restores include the backup's (it is the same
+    // log, later), unless it was replaced by hand meanwhile.
+    if (old_markers.size() > markers->size()) *markers = old_markers;
+    markers->push_back({summary.backup_time_ms, summary.backup_entries, now_ms});
+    summary.restores = static_cast<uint32_t>(markers->size());
+    KRING_RETURN_IF_ERROR(SetRestoreMarkers(s, *markers));
+    auto carried = s.ImportOwnCheckpoints(old_checkpoints);
+    if (!carried.ok()) return carried.status();
+    summary.checkpoints_carried = *carried;
     AccessEntry e;
     randombytes_buf(e.event_id.data(), e.event_id.size());
     e.time_ms = now_ms;

@@ -46,10 +46,15 @@ struct RestoreSummary {
   int64_t backup_entries = 0;
   int64_t tokens_revoked = 0;
   bool backup_time_known = true;  // false for a raw sqlite3 copy: the last entry's time stands in
+  int64_t checkpoints_carried = 0;  // own checkpoints kept from the replaced database (signed after the backup)
+  uint32_t restores = 0;            // restores this log has been through, this one included
 };
 
 // Replaces DIR's database with the backup in `from`, then declares the
-// restore (see above). DIR must hold the node's key file (restore it first:
+// restore (see above). When the database it replaces still opens, the
+// checkpoints it signed and the restores it counted are carried over, so
+// that audit verify names the checkpoints the restored chain falls short of
+// and a second restore from an old backup still counts as another restore. DIR must hold the node's key file (restore it first:
 // the key is never in a backup). Conflict if a process has the database open
 // (the node is running); InvalidArgument for a backup of another
 // organisation, an encrypted backup without a passphrase; Unauthenticated

@@ -64,9 +64,13 @@ Result<std::vector<RestoreMarker>> RestoreMarkers(Store& store) {
 Status AddRestoreMarker(Store& store, const RestoreMarker& m) {
   auto markers = RestoreMarkers(store);
   if (!markers.ok()) return markers.status();
-  nlohmann::json j = nlohmann::json::array();
   markers->push_back(m);
-  for (const RestoreMarker& r : *markers)
+  return SetRestoreMarkers(store, *markers);
+}
+
+Status SetRestoreMarkers(Store& store, const std::vector<RestoreMarker>& markers) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const RestoreMarker& r : markers)
     j.push_back({{"backup_time_ms", r.backup_time_ms}, {"backup_entries", r.backup_entries}, {"restored_ms", r.restored_ms}});
   std::string s = j.dump();
   return store.SetNodeState(kRestoresKey, ByteSpan(reinterpret_cast<const uint8_t*>(s.data()), s.size()));

@@ -37,6 +37,7 @@ struct RestoreMarker {
   int64_t restored_ms = 0;     // when it was restored
 };
 Result<std::vector<RestoreMarker>> RestoreMarkers(Store& store);
+Status SetRestoreMarkers(Store& store, const std::vector<RestoreMarker>& markers);
 Status AddRestoreMarker(Store& store, const RestoreMarker& m);
 
 // Signs a checkpoint of the log as it is now, stores it among this node's

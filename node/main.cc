@@ -386,6 +386,7 @@ int Main(int argc, char** argv) {
               << (summary->backup_time_known ? "backup of " : "raw copy; last entry at ") << FormatUtc(summary->backup_time_ms)
               << "). Access-log entries written after it are missing and recorded as such; "
               << summary->tokens_revoked << " API token(s) revoked: issue new ones with kring-node token. "
+              << summary->checkpoints_carried << " checkpoint(s) kept from the replaced database. "
               << "Partners re-send what they hold when the node runs.\n";
     return 0;
   }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <set>
 #include <tuple>
 
 #include <fcntl.h>
@@ -939,6 +940,31 @@ Result<std::vector<CheckpointRow>> Store::OwnCheckpoints() {
   }
   if (rc != SQLITE_DONE) return s.Error("cannot read checkpoints");
   return out;
+}
+
+Result<int64_t> Store::ImportOwnCheckpoints(const std::vector<CheckpointRow>& rows) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
+  std::set<Bytes> held;  // one scan, not one per row: a year of checkpoints is ~500,000
+  {
+    Stmt all(db_, "SELECT record FROM own_checkpoints");
+    int rc;
+    while ((rc = all.Step()) == SQLITE_ROW) held.insert(all.Blob(0));
+    if (rc != SQLITE_DONE) return all.Error("cannot read checkpoints");
+  }
+  Stmt ins(db_, "INSERT INTO own_checkpoints (restores, entries, head, time_ms, hlc, record) VALUES (?,?,?,?,?,?)");
+  int64_t added = 0;
+  for (const CheckpointRow& c : rows) {
+    if (!held.insert(c.record).second) continue;
+    ins.Bind(1, int64_t{c.restores}).Bind(2, c.entries).Bind(3, ByteSpan(c.head)).Bind(4, c.time_ms)
+        .Bind(5, static_cast<int64_t>(c.hlc)).Bind(6, ByteSpan(c.record));
+    if (ins.Step() != SQLITE_DONE) return ins.Error("cannot store checkpoint");
+    ins.Reset();
+    ++added;
+  }
+  KRING_RETURN_IF_ERROR(tx.Commit());
+  return added;
 }
 
 Status Store::HoldCheckpoint(const CheckpointRow& c, const std::optional<RecordRow>& transport, int64_t now_ms) {

@@ -179,6 +179,10 @@ class Store {
   // synced set, replacing the previous one. One transaction.
   Status AddOwnCheckpoint(const CheckpointRow& c, const RecordRow& transport);
   Result<std::vector<CheckpointRow>> OwnCheckpoints();  // oldest first
+  // Appends those of `rows` (own checkpoints from the database a restore
+  // replaces) not yet stored, in their order; the synced one is unchanged.
+  // Returns how many were added.
+  Result<int64_t> ImportOwnCheckpoints(const std::vector<CheckpointRow>& rows);
   // Keeps `c` as the checkpoint of c.org held from c.holder, replacing the
   // one held before. `transport`, when given (a partner's own checkpoint),
   // replaces c.org's checkpoint record in the synced set. One transaction.

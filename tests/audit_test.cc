@@ -453,3 +453,42 @@ TEST_CASE("issue 11: a restored node revokes every token, records the restore, a
   SignNow(*a);
   CHECK(Audit(*a).verdict == CheckpointAudit::Verdict::kGap);
 }
+
+TEST_CASE("issue 11: a restore keeps the checkpoints the replaced database signed, and a second restore from the same backup counts again") {
+  TempDir t;
+  auto a = MakeNode(t.path, "gemeente-a");
+  const std::string dir = t.path + "/gemeente-a";
+  Log(*a, 4);
+  SignNow(*a);
+  const int64_t backup_time = static_cast<int64_t>(FakeNow());
+  REQUIRE(BackupNode(dir, t.path + "/a.backup", "", backup_time).ok());
+  Advance(1000);
+  Log(*a, 6);
+  SignNow(*a);  // checkpoint 10: only in the database the restore replaces
+  a.reset();
+
+  auto first = RestoreNode(t.path + "/a.backup", dir, "", static_cast<int64_t>(FakeNow()));
+  REQUIRE(first.ok());
+  CHECK(first->checkpoints_carried == 1);
+  CHECK(first->restores == 1);
+  a = Must(Node::Open(dir, &FakeNow));
+  CheckpointAudit r = Audit(*a);  // no partner needed
+  CHECK(r.verdict == CheckpointAudit::Verdict::kGap);
+  CHECK(Findings(r).find("checkpoint 10 (signed " + FormatUtc(backup_time + 1000) + ", this node) is ahead of the restored chain (4 entries kept)") !=
+        std::string::npos);
+  Advance(1000);
+  Log(*a, 3);
+  SignNow(*a);  // restores 1, entries 8
+  a.reset();
+
+  Advance(1000);
+  auto second = RestoreNode(t.path + "/a.backup", dir, "", static_cast<int64_t>(FakeNow()));
+  REQUIRE(second.ok());
+  CHECK(second->restores == 2);  // the backup knew of none; the replaced database of one
+  a = Must(Node::Open(dir, &FakeNow));
+  CheckpointAudit again = Audit(*a);
+  CHECK(again.verdict == CheckpointAudit::Verdict::kGap);
+  CHECK(Findings(again).find("checkpoint 8 ") != std::string::npos);   // of the first restore's epoch, lost now
+  CHECK(Findings(again).find("checkpoint 10 ") != std::string::npos);
+  CHECK(Must(a->store().OwnCheckpoints()).back().restores == 2);
+}
