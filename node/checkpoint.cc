@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -125,9 +126,23 @@ Result<CheckpointAudit> AuditAccessLog(Store& store, const PublicIdentity& me, c
     return Status::Ok();
   };
   for (const CheckpointRow& r : *own) KRING_RETURN_IF_ERROR(add(r, "this node"));
+  // The copy in the synced set (what partners hold) survives a deletion from own_checkpoints alone.
+  auto synced = store.RecordsOfCase(CaseId{}, RecordType::kCheckpoint);
+  if (!synced.ok()) return synced.status();
+  for (const StoredRecord& r : *synced) {
+    auto cp = DecodeCheckpoint(r.record);
+    if (cp.ok() && cp->body.org.v == me.org) sources.push_back({std::move(*cp), "this node, as sent to partners"});
+  }
   for (const CheckpointRow& r : *held) KRING_RETURN_IF_ERROR(add(r, "held by " + r.holder));
   sources.insert(sources.end(), extra.begin(), extra.end());
 
+  {  // the same checkpoint from several sources is compared once, named by the first
+    std::set<RecordId> seen;
+    std::vector<CheckpointSource> unique;
+    for (CheckpointSource& s : sources)
+      if (seen.insert(s.checkpoint.Id()).second) unique.push_back(std::move(s));
+    sources = std::move(unique);
+  }
   std::vector<std::string> broken, gaps;
   const int64_t n = chain->entries;
   // The entries a declared restore kept of epoch k: the shortest backup

@@ -225,6 +225,14 @@ TEST_CASE("issue 11: with its own checkpoints deleted too, the copy a partner ho
   Exec(db, "DROP TRIGGER own_checkpoints_no_delete; DELETE FROM own_checkpoints;");
   sqlite3_close(db);
   a = Must(Node::Open(t.path + "/gemeente-a", &FakeNow));
+  {
+    CheckpointAudit synced = Audit(*a);  // the checkpoint as sent to partners is still in the synced set
+    CHECK(synced.verdict == CheckpointAudit::Verdict::kBroken);
+    CHECK(Findings(synced).find("this node, as sent to partners") != std::string::npos);
+  }
+  db = Raw(DatabasePath(t.path + "/gemeente-a"));
+  Exec(db, "DELETE FROM audience WHERE id IN (SELECT id FROM records WHERE type = 8); DELETE FROM records WHERE type = 8;");
+  sqlite3_close(db);
   CHECK(Audit(*a).verdict == CheckpointAudit::Verdict::kIntact);  // nothing left here to contradict it
 
   auto from_file = CheckpointFromJson(exported);
@@ -244,8 +252,11 @@ TEST_CASE("a node's own checkpoint handed back by a partner is kept and checked 
   Checkpoint cp = SignNow(*a);
   REQUIRE(a->IngestCheckpoint("wijkteam-b", EncodeCheckpoint(cp)).ok());
   sqlite3* db = Raw(DatabasePath(t.path + "/gemeente-a"));
+  // Everything of it here gone: its own table and the synced set (which is
+  // when reconciliation hands the partner's copy back).
   Exec(db, "DROP TRIGGER access_log_no_delete; DELETE FROM access_log WHERE seq = 5;"
-           "DROP TRIGGER own_checkpoints_no_delete; DELETE FROM own_checkpoints;");
+           "DROP TRIGGER own_checkpoints_no_delete; DELETE FROM own_checkpoints;"
+           "DELETE FROM audience WHERE id IN (SELECT id FROM records WHERE type = 8); DELETE FROM records WHERE type = 8;");
   sqlite3_close(db);
   CheckpointAudit r = Audit(*a);
   CHECK(r.verdict == CheckpointAudit::Verdict::kBroken);
