@@ -44,6 +44,8 @@ const char* RejectName(Reject r) {
     case Reject::kKeyGrantFull: return "key_grant_cap";
     case Reject::kWaitingFull: return "waiting_cap";
     case Reject::kWaitingExpired: return "waiting_expired";
+    case Reject::kRewoundLog: return "rewound_log";
+    case Reject::kStoreError: return "store_error";
   }
   return "unknown";
 }

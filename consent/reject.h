@@ -23,8 +23,10 @@ enum class Reject : uint8_t {
   kKeyGrantFull,    // "key_grant_cap": enough keys for this fragment and organisation are held
   kWaitingFull,     // "waiting_cap": the partner's buffer of records waiting for parents is full
   kWaitingExpired,  // "waiting_expired": its parents did not arrive in time
+  kRewoundLog,      // "rewound_log": a checkpoint whose access log went back without a declared restore
+  kStoreError,      // "store_error": this node could not store or compare it (its own fault, not the sender's)
 };
-inline constexpr int kRejectCount = static_cast<int>(Reject::kWaitingExpired) + 1;
+inline constexpr int kRejectCount = static_cast<int>(Reject::kStoreError) + 1;
 
 // The stable label of a reason (metrics, logs, tests).
 const char* RejectName(Reject r);

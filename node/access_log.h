@@ -17,7 +17,8 @@ namespace kring {
 
 // The actions NEN 7513 distinguishes for us.
 inline constexpr const char* kAccessActions[] = {"create", "read", "update", "consent-record",
-                                                 "consent-withdraw", "purge", "export"};
+                                                 "consent-withdraw", "purge", "export",
+                                                 "restore"};  // restore: a system entry, never about a case
 inline constexpr const char* kAccessOutcomes[] = {"success", "denied", "failure"};
 
 struct AccessEntry {

@@ -482,7 +482,7 @@ struct ApiServer::Impl {
         for (const Node::Fork& x : *forks)
           f.push_back({{"org", x.org}, {"record", ToHex(x.record)}, {"does_not_follow", ToHex(x.follows_not)},
                        {"seen", IsoTime(x.seen_ms)}});
-        body["forks"] = f;
+        if (!f.empty()) body["forks"] = f;
       }
       SendJson(res, 200, body);
     }));

@@ -1,4 +1,5 @@
-// kring-node: the command line for partner IT teams (init, card, peer, token, run).
+// kring-node: the command line for partner IT teams (init, card, peer, token, audit, backup, restore, run).
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -8,6 +9,8 @@
 #include <CLI/CLI.hpp>
 
 #include "node/api.h"
+#include "node/backup.h"
+#include "node/checkpoint.h"
 #include "node/log.h"
 #include "node/node.h"
 #include "protocol/card.h"
@@ -45,7 +48,7 @@ bool SplitHostPort(const std::string& s, std::string* host, int* port) {
 }
 
 int Run(const std::string& dir, const std::string& listen, const std::string& api, int sync_interval_ms,
-        const std::string& tls_cert, const std::string& tls_key) {
+        const std::string& tls_cert, const std::string& tls_key, CheckpointPolicy checkpoints) {
   ApiOptions api_options;
   api_options.tls_cert = tls_cert;
   api_options.tls_key = tls_key;
@@ -63,6 +66,7 @@ int Run(const std::string& dir, const std::string& listen, const std::string& ap
   auto node = Node::Open(dir);
   if (!node.ok()) return Fail(node.status());
   const PublicIdentity& me = (*node)->identity();
+  (*node)->SetCheckpointPolicy(checkpoints);
   SyncOptions sync;
   sync.listen = listen;
   sync.anti_entropy_interval_ms = sync_interval_ms;
@@ -136,8 +140,35 @@ int Main(int argc, char** argv) {
 
   auto* audit = app.add_subcommand("audit", "Check this node's NEN 7513 access log");
   audit->require_subcommand(1);
-  auto* audit_verify = audit->add_subcommand("verify", "Verify the access log's hash chain; names the first broken entry");
+  auto* audit_verify = audit->add_subcommand(
+      "verify", "Verify the access log's hash chain and its signed checkpoints; names the first broken entry or checkpoint.\n"
+                "Exit 0: intact; 1: broken, rewritten or truncated; 2: intact but for entries a restore lost");
   audit_verify->add_option("--data", dir, "Data directory of the node")->required();
+  std::vector<std::string> checkpoint_files;
+  audit_verify->add_option("--checkpoint", checkpoint_files,
+                           "A file of this node's checkpoints a partner exported (kring-node audit checkpoints --org THIS-ORG); repeatable")
+      ->check(CLI::ExistingFile);
+  auto* audit_checkpoints = audit->add_subcommand(
+      "checkpoints", "Print checkpoints this node holds, one JSON line each: partners' (to hand to them for their audit) and its own latest");
+  audit_checkpoints->add_option("--data", dir, "Data directory of the node")->required();
+  std::string checkpoint_org;
+  audit_checkpoints->add_option("--org", checkpoint_org, "Only checkpoints of this organisation (a partner, or this node)");
+  auto* audit_sign = audit->add_subcommand("sign-checkpoint", "Sign a checkpoint of the access log now (a running node also signs them itself)");
+  audit_sign->add_option("--data", dir, "Data directory of the node")->required();
+
+  auto* backup = app.add_subcommand("backup", "Write a consistent backup of the node's database (also while it runs); the key file is not in it");
+  std::string backup_to, passphrase_file;
+  backup->add_option("--data", dir, "Data directory of the node")->required();
+  backup->add_option("--to", backup_to, "Backup file to create (mode 0600; must not exist)")->required();
+  backup->add_option("--passphrase-file", passphrase_file,
+                     "Encrypt with the passphrase on this file's first line (Argon2id + XChaCha20-Poly1305)")
+      ->check(CLI::ExistingFile);
+  auto* restore = app.add_subcommand(
+      "restore", "Replace a stopped node's database with a backup; revokes every API token and records the restore");
+  std::string restore_from;
+  restore->add_option("--from", restore_from, "Backup file written by kring-node backup")->required()->check(CLI::ExistingFile);
+  restore->add_option("--data", dir, "Data directory of the node (must hold its node.key; the node must be stopped)")->required();
+  restore->add_option("--passphrase-file", passphrase_file, "The passphrase of an encrypted backup")->check(CLI::ExistingFile);
 
   auto* run = app.add_subcommand("run", "Run the node in the foreground; logs to stderr; stops on SIGTERM/SIGINT");
   std::string listen = "tcp://127.0.0.1:7400", api = "127.0.0.1:7480";
@@ -150,6 +181,16 @@ int Main(int argc, char** argv) {
   run->add_option("--tls-key", tls_key, "PEM private key for --tls-cert");
   run->add_option("--sync-interval-ms", sync_interval_ms, "Milliseconds between reconciliation rounds with each partner")
       ->check(CLI::Range(50, 600000))
+      ->capture_default_str();
+  CheckpointPolicy checkpoint_policy;
+  int64_t checkpoint_interval_s = checkpoint_policy.interval_ms / 1000;
+  run->add_option("--checkpoint-every", checkpoint_policy.every_entries,
+                  "Sign an access-log checkpoint after this many new entries")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+      ->capture_default_str();
+  run->add_option("--checkpoint-interval-s", checkpoint_interval_s,
+                  "... or this many seconds after the last one, when the log grew")
+      ->check(CLI::Range(int64_t{1}, int64_t{86400}))
       ->capture_default_str();
 
   try {
@@ -241,18 +282,118 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (*audit_verify) {
-    auto store = OpenStoreOf(dir);
-    if (!store.ok()) return Fail(store.status());
-    auto report = (*store)->VerifyAccessLog();
-    if (!report.ok()) return Fail(report.status());
-    if (report->first_broken_seq != 0) {
-      std::cout << "access log BROKEN at entry " << report->first_broken_seq << ": " << report->reason << "\n";
-      return 1;
+    auto id = ReadKeyFile(KeyFilePath(dir));
+    if (!id.ok()) return Fail(id.status());
+    std::vector<CheckpointSource> extra;
+    for (const std::string& file : checkpoint_files) {
+      std::ifstream in(file, std::ios::binary);
+      if (!in) return Fail(Status::NotFound("cannot read checkpoint file " + file));
+      std::string line;
+      int n = 0;
+      while (std::getline(in, line)) {
+        ++n;
+        if (line.empty()) continue;
+        auto cp = CheckpointFromJson(line);
+        if (!cp.ok()) return Fail(Status::InvalidArgument(file + " line " + std::to_string(n) + ": " + cp.status().message()));
+        extra.push_back({std::move(*cp), "file " + file});
+      }
     }
-    std::cout << "access log ok: " << report->entries << " entries, hash chain intact\n";
+    auto store = Store::Open(DatabasePath(dir));
+    if (!store.ok()) return Fail(store.status());
+    auto audit_or = AuditAccessLog(**store, id->pub, extra);
+    if (!audit_or.ok()) return Fail(audit_or.status());
+    const CheckpointAudit& a = *audit_or;
+    for (const std::string& f : a.findings) std::cout << f << "\n";
+    switch (a.verdict) {
+      case CheckpointAudit::Verdict::kBroken:
+        std::cout << "access log BROKEN: " << a.findings.size() << " finding(s) above\n";
+        return 1;
+      case CheckpointAudit::Verdict::kGap:
+        std::cout << "access log INCOMPLETE: " << a.chain.entries << " entries, hash chain intact, " << a.checkpoints
+                  << " checkpoint(s) checked; entries lost by a restore (above)\n";
+        return 2;
+      case CheckpointAudit::Verdict::kIntact:
+        std::cout << "access log ok: " << a.chain.entries << " entries, hash chain intact, matches " << a.checkpoints
+                  << " signed checkpoint(s)\n";
+        return 0;
+    }
+  }
+  if (*audit_checkpoints) {
+    auto id = ReadKeyFile(KeyFilePath(dir));
+    if (!id.ok()) return Fail(id.status());
+    auto store = Store::Open(DatabasePath(dir));
+    if (!store.ok()) return Fail(store.status());
+    auto held = (*store)->HeldCheckpoints(checkpoint_org == id->pub.org ? "" : checkpoint_org);
+    if (!held.ok()) return Fail(held.status());
+    size_t printed = 0;
+    for (const CheckpointRow& c : *held) {
+      // Our own checkpoints handed back by partners are evidence for our audit, not for export.
+      if (c.org == id->pub.org || (!checkpoint_org.empty() && c.org != checkpoint_org)) continue;
+      std::cout << CheckpointToJson(c) << "\n";
+      ++printed;
+    }
+    if (checkpoint_org.empty() || checkpoint_org == id->pub.org) {
+      auto own = (*store)->OwnCheckpoints();
+      if (!own.ok()) return Fail(own.status());
+      if (!own->empty()) {
+        CheckpointRow c = own->back();
+        c.org = c.holder = id->pub.org;
+        std::cout << CheckpointToJson(c) << "\n";
+        ++printed;
+      }
+    }
+    if (printed == 0 && !checkpoint_org.empty())
+      return Fail(Status::NotFound("no checkpoint of '" + checkpoint_org + "' held here"));
     return 0;
   }
-  if (*run) return Run(dir, listen, api, sync_interval_ms, tls_cert, tls_key);
+  if (*audit_sign) {
+    auto id = ReadKeyFile(KeyFilePath(dir));
+    if (!id.ok()) return Fail(id.status());
+    auto store = Store::Open(DatabasePath(dir));
+    if (!store.ok()) return Fail(store.status());
+    auto max_hlc = (*store)->MaxHlc();
+    if (!max_hlc.ok()) return Fail(max_hlc.status());
+    HybridClock clock(&HybridClock::SystemMillis);
+    clock.SetFloor(*max_hlc);
+    auto cp = WriteCheckpoint(**store, *id, clock.Now(), NowMs());
+    if (!cp.ok()) return Fail(cp.status());
+    std::cerr << "kring-node: signed checkpoint " << cp->body.entries << " of the access log\n";
+    return 0;
+  }
+  if (*backup || *restore) {
+    std::string passphrase;
+    if (!passphrase_file.empty()) {
+      auto p = ReadPassphraseFile(passphrase_file);
+      if (!p.ok()) return Fail(p.status());
+      passphrase = std::move(*p);
+    }
+    auto wipe = [&] { sodium_memzero(passphrase.data(), passphrase.size()); };
+    if (*backup) {
+      auto t0 = std::chrono::steady_clock::now();
+      auto summary = BackupNode(dir, backup_to, passphrase, NowMs());
+      wipe();
+      if (!summary.ok()) return Fail(summary.status());
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+      std::cerr << "kring-node: backup written to " << backup_to << " (" << summary->bytes << " bytes, "
+                << (summary->encrypted ? "encrypted" : "NOT encrypted") << ", " << summary->entries
+                << " access-log entries, " << ms << " ms); keep node.key separately\n";
+      return 0;
+    }
+    auto summary = RestoreNode(restore_from, dir, passphrase, NowMs());
+    wipe();
+    if (!summary.ok()) return Fail(summary.status());
+    std::cerr << "kring-node: restored " << dir << " from " << restore_from << " ("
+              << (summary->backup_time_known ? "backup of " : "raw copy; last entry at ") << FormatUtc(summary->backup_time_ms)
+              << "). Access-log entries written after it are missing and recorded as such; "
+              << summary->tokens_revoked << " API token(s) revoked: issue new ones with kring-node token. "
+              << summary->checkpoints_carried << " checkpoint(s) kept from the replaced database. "
+              << "Partners re-send what they hold when the node runs.\n";
+    return 0;
+  }
+  if (*run) {
+    checkpoint_policy.interval_ms = checkpoint_interval_s * 1000;
+    return Run(dir, listen, api, sync_interval_ms, tls_cert, tls_key, checkpoint_policy);
+  }
   return 2;
 }
 

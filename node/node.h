@@ -26,6 +26,7 @@
 
 #include "consent/case_state.h"
 #include "crypto/identity.h"
+#include "node/checkpoint.h"
 #include "node/store.h"
 #include "node/sync.h"
 #include "protocol/fragment.h"
@@ -140,6 +141,19 @@ class Node : public RecordSink {
   // when it holds regie, every partner's entries about the case too. Oldest first.
   Result<std::vector<AccessEntry>> AccessLogOf(const CaseId& case_id, int64_t from_ms, int64_t to_ms);
 
+  // --- access-log checkpoints (node/checkpoint.cc) ---
+  // When the running node signs checkpoints; takes effect at the next tick.
+  void SetCheckpointPolicy(CheckpointPolicy policy);
+  // Signs a checkpoint when the policy says one is due (or, with `stopping`,
+  // whenever the log grew since the last), and queues it for partners.
+  Status CheckpointIfDue(bool stopping);
+  // A checkpoint record (RecordType::kCheckpoint) pushed by partner `from`:
+  // its own (kept as the latest of `from`, and synced back to it alone), or
+  // ours handed back (kept for audit verify). Conflict when `from`'s log went
+  // back without a declared restore (the earlier checkpoint is kept);
+  // Corruption, PermissionDenied, Unauthenticated for records to reject.
+  Status IngestCheckpoint(const std::string& from, ByteSpan bytes);
+
   // RecordSink: records from partner `from`.
   std::unique_ptr<Batch> Prepare(const std::string& from, std::vector<Bytes> records, const RejectFn& reject) override;
   size_t Commit(std::unique_ptr<Batch> batch, const RejectFn& reject) override;
@@ -237,6 +251,15 @@ class Node : public RecordSink {
   std::map<std::string, Waiting> waiting_;  // by partner
   std::atomic<uint64_t> withdrawals_processed_{0};
   std::atomic<bool> recompute_all_{false};
+
+  std::mutex checkpoint_mu_;  // guards the checkpoint state below
+  CheckpointPolicy checkpoint_policy_;
+  bool checkpoint_loaded_ = false;
+  int64_t last_checkpoint_entries_ = 0;
+  int64_t last_checkpoint_ms_ = 0;
+  size_t last_checkpoint_restores_ = 0;
+  int64_t last_checkpoint_check_ms_ = 0;
+  static constexpr int64_t kCheckpointCheckMs = 1000;  // how often the timer looks whether one is due
 
   std::thread timer_;
   std::mutex timer_mu_;

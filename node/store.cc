@@ -2,8 +2,13 @@
 #include "node/store.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <set>
 #include <tuple>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -108,6 +113,35 @@ const char* const kMigrations[] = {
     CREATE TRIGGER records_count_delete AFTER DELETE ON records WHEN OLD.type = 1
       BEGIN UPDATE counters SET n = n - 1 WHERE name = 'fragments'; END;
     )sql",
+    // 3 -> 4: signed access-log checkpoints (protocol/checkpoint.h).
+    // own_checkpoints: every checkpoint this node signed, append-only like
+    // the log; held_checkpoints: the latest checkpoint of an organisation as
+    // received from a holder (a partner's own, or ours handed back by it).
+    R"sql(
+    CREATE TABLE own_checkpoints (
+      n INTEGER PRIMARY KEY,
+      restores INTEGER NOT NULL,
+      entries INTEGER NOT NULL,
+      head BLOB NOT NULL,
+      time_ms INTEGER NOT NULL,
+      hlc INTEGER NOT NULL,
+      record BLOB NOT NULL);
+    CREATE TRIGGER own_checkpoints_no_update BEFORE UPDATE ON own_checkpoints
+      BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+    CREATE TRIGGER own_checkpoints_no_delete BEFORE DELETE ON own_checkpoints
+      BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+    CREATE TABLE held_checkpoints (
+      org TEXT NOT NULL,
+      holder TEXT NOT NULL,
+      restores INTEGER NOT NULL,
+      entries INTEGER NOT NULL,
+      head BLOB NOT NULL,
+      time_ms INTEGER NOT NULL,
+      hlc INTEGER NOT NULL,
+      record BLOB NOT NULL,
+      received_ms INTEGER NOT NULL,
+      PRIMARY KEY (org, holder)) WITHOUT ROWID;
+    )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
@@ -159,8 +193,11 @@ class Transaction {
   Status Commit() {
     done_ = true;
     if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      // The reason first: the ROLLBACK (often "no transaction is active",
+      // SQLite having rolled back itself) would replace it.
+      Status st = Status::IOError(std::string("commit failed: ") + sqlite3_errmsg(db_));
       sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-      return Status::IOError(std::string("commit failed: ") + sqlite3_errmsg(db_));
+      return st;
     }
     return Status::Ok();
   }
@@ -202,9 +239,10 @@ Status Store::Exec(const char* sql) {
   return Status::Ok();
 }
 
-Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const std::string& vfs) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                           vfs.empty() ? nullptr : vfs.c_str());
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close_v2(db);
@@ -317,7 +355,7 @@ Result<bool> Store::CaseKnown(const CaseId& id) {
 Result<std::vector<CaseSummary>> Store::ListCases() {
   std::lock_guard lock(mu_);
   Stmt s(db_, R"sql(
-    WITH ids AS (SELECT case_id FROM cases UNION SELECT DISTINCT case_id FROM records)
+    WITH ids AS (SELECT case_id FROM cases UNION SELECT DISTINCT case_id FROM records WHERE type != 8)
     SELECT ids.case_id, COALESCE(c.label, ''), (SELECT COUNT(*) FROM records r WHERE r.case_id = ids.case_id)
     FROM ids LEFT JOIN cases c ON c.case_id = ids.case_id ORDER BY ids.case_id)sql");
   std::vector<CaseSummary> out;
@@ -361,7 +399,8 @@ Status Store::InsertRecordsLocked(const std::vector<RecordRow>& rows, const std:
     ins.Reset();
     if (sqlite3_changes(db_) == 0) continue;
     added->push_back(r.id);
-    if (r.type != RecordType::kFragment && r.type != RecordType::kAccessRecord && r.type != RecordType::kKeyGrant) {
+    if (r.type != RecordType::kFragment && r.type != RecordType::kAccessRecord && r.type != RecordType::kKeyGrant &&
+        r.type != RecordType::kCheckpoint) {
       due.Bind(1, ByteSpan(r.case_id));
       if (due.Step() != SQLITE_DONE) return due.Error("cannot schedule case");
       due.Reset();
@@ -464,7 +503,7 @@ Result<std::vector<StoredRecord>> Store::DecisionRecordsOfCase(const CaseId& id)
 
 Result<std::vector<CaseId>> Store::CasesWithRecords() {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT DISTINCT case_id FROM records");
+  Stmt s(db_, "SELECT DISTINCT case_id FROM records WHERE type != 8");  // 8: checkpoints belong to no case
   std::vector<CaseId> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
@@ -576,7 +615,7 @@ Result<std::vector<Bytes>> Store::RecordsForPeer(const std::vector<RecordId>& id
   // The order a receiver can accept them in: the records that decide a
   // case's consent state (causal order follows hlc), then fragments (an
   // edit after its predecessor), then key grants (accepted only for a
-  // fragment held), then access records.
+  // fragment held), then access records, then checkpoints.
   Stmt meta(db_, "SELECT r.type, r.hlc, length(r.record) FROM audience a JOIN records r ON r.id = a.id "
                  "WHERE a.id = ? AND a.org = ? AND (?3 = '' OR EXISTS "
                  "(SELECT 1 FROM audience b WHERE b.id = a.id AND b.org = ?3))");
@@ -593,7 +632,8 @@ Result<std::vector<Bytes>> Store::RecordsForPeer(const std::vector<RecordId>& id
     int rc = meta.Step();
     if (rc == SQLITE_ROW) {
       auto type = static_cast<RecordType>(meta.Int(0));
-      int rank = type == RecordType::kFragment ? 1 : type == RecordType::kKeyGrant ? 2 : type == RecordType::kAccessRecord ? 3 : 0;
+      int rank = type == RecordType::kFragment ? 1 : type == RecordType::kKeyGrant ? 2
+               : type == RecordType::kAccessRecord ? 3 : type == RecordType::kCheckpoint ? 4 : 0;
       entries.push_back(Entry{rank, meta.Int(1), id, static_cast<size_t>(meta.Int(2))});
     } else if (rc != SQLITE_DONE) {
       return meta.Error("cannot look up records");
@@ -703,6 +743,14 @@ Status Store::RevokeToken(const std::string& client, int64_t now_ms) {
   if (s.Step() != SQLITE_DONE) return s.Error("cannot revoke token");
   if (sqlite3_changes(db_) == 0) return Status::NotFound("client '" + client + "' has no active token");
   return Status::Ok();
+}
+
+Result<int64_t> Store::RevokeAllTokens(int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "UPDATE tokens SET revoked_ms = ? WHERE revoked_ms IS NULL");
+  s.Bind(1, now_ms);
+  if (s.Step() != SQLITE_DONE) return s.Error("cannot revoke tokens");
+  return static_cast<int64_t>(sqlite3_changes(db_));
 }
 
 Result<std::optional<std::string>> Store::ClientForToken(const Hash& token_hash) {
@@ -829,6 +877,175 @@ Result<AuditReport> Store::VerifyAccessLog() {
   }
   if (rc != SQLITE_DONE) return s.Error("cannot read the access log");
   return report;
+}
+
+Result<AccessHead> Store::AccessLogHead() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT seq, hash, time_ms FROM access_log ORDER BY seq DESC LIMIT 1");
+  AccessHead h;
+  int rc = s.Step();
+  if (rc == SQLITE_DONE) return h;
+  if (rc != SQLITE_ROW) return s.Error("cannot read the access log");
+  h.entries = s.Int(0);
+  h.last_time_ms = s.Int(2);
+  if (!s.Array(1, &h.head)) return Status::Corruption("access log tail has a malformed hash");
+  return h;
+}
+
+Result<std::optional<Hash>> Store::AccessHashAt(int64_t seq) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT hash FROM access_log WHERE seq = ?");
+  s.Bind(1, seq);
+  int rc = s.Step();
+  if (rc == SQLITE_DONE) return std::optional<Hash>();
+  if (rc != SQLITE_ROW) return s.Error("cannot read the access log");
+  Hash h;
+  if (!s.Array(0, &h)) return Status::Corruption("access log entry " + std::to_string(seq) + " has a malformed hash");
+  return std::optional<Hash>(h);
+}
+
+Status Store::DropCheckpointRecordsLocked(const std::string& author) {
+  Stmt aud(db_, "DELETE FROM audience WHERE id IN (SELECT id FROM records WHERE type = 8 AND author = ?)");
+  aud.Bind(1, author);
+  if (aud.Step() != SQLITE_DONE) return aud.Error("cannot replace checkpoint");
+  Stmt rec(db_, "DELETE FROM records WHERE type = 8 AND author = ?");
+  rec.Bind(1, author);
+  if (rec.Step() != SQLITE_DONE) return rec.Error("cannot replace checkpoint");
+  return Status::Ok();
+}
+
+Status Store::AddOwnCheckpoint(const CheckpointRow& c, const RecordRow& transport) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
+  Stmt ins(db_, "INSERT INTO own_checkpoints (restores, entries, head, time_ms, hlc, record) VALUES (?,?,?,?,?,?)");
+  ins.Bind(1, int64_t{c.restores}).Bind(2, c.entries).Bind(3, ByteSpan(c.head)).Bind(4, c.time_ms)
+      .Bind(5, static_cast<int64_t>(c.hlc)).Bind(6, ByteSpan(c.record));
+  if (ins.Step() != SQLITE_DONE) return ins.Error("cannot store checkpoint");
+  KRING_RETURN_IF_ERROR(DropCheckpointRecordsLocked(transport.author));
+  std::vector<RecordId> added;
+  KRING_RETURN_IF_ERROR(InsertRecordsLocked({transport}, transport.author, c.time_ms, &added));
+  KRING_RETURN_IF_ERROR(tx.Commit());
+  generation_.fetch_add(1);  // the synced set changed (one record out, one in)
+  return Status::Ok();
+}
+
+namespace {
+// Reads a row selected as (org, holder, restores, entries, head, time_ms, hlc, record).
+bool ReadCheckpointRow(Stmt& s, CheckpointRow* c) {
+  c->org = s.Text(0);
+  c->holder = s.Text(1);
+  c->restores = static_cast<uint32_t>(s.Int(2));
+  c->entries = s.Int(3);
+  c->time_ms = s.Int(5);
+  c->hlc = static_cast<HlcTimestamp>(s.Int(6));
+  c->record = s.Blob(7);
+  return s.Array(4, &c->head);
+}
+}  // namespace
+
+Result<std::vector<CheckpointRow>> Store::OwnCheckpoints() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT '', '', restores, entries, head, time_ms, hlc, record FROM own_checkpoints ORDER BY n");
+  std::vector<CheckpointRow> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    CheckpointRow c;
+    if (!ReadCheckpointRow(s, &c)) return Status::Corruption("malformed own checkpoint in the database");
+    out.push_back(std::move(c));
+  }
+  if (rc != SQLITE_DONE) return s.Error("cannot read checkpoints");
+  return out;
+}
+
+Result<int64_t> Store::ImportOwnCheckpoints(const std::vector<CheckpointRow>& rows) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
+  std::set<Bytes> held;  // one scan, not one per row: a year of checkpoints is ~500,000
+  {
+    Stmt all(db_, "SELECT record FROM own_checkpoints");
+    int rc;
+    while ((rc = all.Step()) == SQLITE_ROW) held.insert(all.Blob(0));
+    if (rc != SQLITE_DONE) return all.Error("cannot read checkpoints");
+  }
+  Stmt ins(db_, "INSERT INTO own_checkpoints (restores, entries, head, time_ms, hlc, record) VALUES (?,?,?,?,?,?)");
+  int64_t added = 0;
+  for (const CheckpointRow& c : rows) {
+    if (!held.insert(c.record).second) continue;
+    ins.Bind(1, int64_t{c.restores}).Bind(2, c.entries).Bind(3, ByteSpan(c.head)).Bind(4, c.time_ms)
+        .Bind(5, static_cast<int64_t>(c.hlc)).Bind(6, ByteSpan(c.record));
+    if (ins.Step() != SQLITE_DONE) return ins.Error("cannot store checkpoint");
+    ins.Reset();
+    ++added;
+  }
+  KRING_RETURN_IF_ERROR(tx.Commit());
+  return added;
+}
+
+Status Store::HoldCheckpoint(const CheckpointRow& c, const std::optional<RecordRow>& transport, int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
+  Stmt ins(db_, "INSERT OR REPLACE INTO held_checkpoints (org, holder, restores, entries, head, time_ms, hlc, record, "
+                "received_ms) VALUES (?,?,?,?,?,?,?,?,?)");
+  ins.Bind(1, c.org).Bind(2, c.holder).Bind(3, int64_t{c.restores}).Bind(4, c.entries).Bind(5, ByteSpan(c.head))
+      .Bind(6, c.time_ms).Bind(7, static_cast<int64_t>(c.hlc)).Bind(8, ByteSpan(c.record)).Bind(9, now_ms);
+  if (ins.Step() != SQLITE_DONE) return ins.Error("cannot store checkpoint");
+  if (transport) {
+    KRING_RETURN_IF_ERROR(DropCheckpointRecordsLocked(transport->author));
+    std::vector<RecordId> added;
+    KRING_RETURN_IF_ERROR(InsertRecordsLocked({*transport}, c.holder, now_ms, &added));
+  }
+  KRING_RETURN_IF_ERROR(tx.Commit());
+  if (transport) generation_.fetch_add(1);
+  return Status::Ok();
+}
+
+Result<std::vector<CheckpointRow>> Store::HeldCheckpoints(const std::string& org) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT org, holder, restores, entries, head, time_ms, hlc, record FROM held_checkpoints "
+              "WHERE ?1 = '' OR org = ?1 ORDER BY org, holder");
+  s.Bind(1, org);
+  std::vector<CheckpointRow> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    CheckpointRow c;
+    if (!ReadCheckpointRow(s, &c)) return Status::Corruption("malformed held checkpoint in the database");
+    out.push_back(std::move(c));
+  }
+  if (rc != SQLITE_DONE) return s.Error("cannot read checkpoints");
+  return out;
+}
+
+Status Store::BackupTo(const std::string& dest) {
+  // O_EXCL: never overwrite; 0600 before a byte is written (the umask cannot widen it).
+  int fd = ::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::IOError("cannot create " + dest + ": " + std::strerror(errno));
+  ::close(fd);
+  sqlite3* out = nullptr;
+  auto fail = [&](const std::string& what) {
+    std::string msg = what + ": " + (out ? sqlite3_errmsg(out) : "out of memory");
+    sqlite3_close_v2(out);
+    ::unlink(dest.c_str());
+    return Status::IOError(msg);
+  };
+  if (sqlite3_open_v2(dest.c_str(), &out, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) return fail("cannot open " + dest);
+  {
+    std::lock_guard lock(mu_);
+    sqlite3_backup* b = sqlite3_backup_init(out, "main", db_, "main");
+    if (b == nullptr) return fail("cannot start the backup");
+    // All pages in one step: one read transaction, so one consistent snapshot
+    // (WAL: writers carry on meanwhile; they wait only for mu_ of this connection).
+    int rc = sqlite3_backup_step(b, -1);
+    sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE) return fail("backup failed");
+  }
+  // A backup is one self-contained file: no -wal beside it.
+  if (sqlite3_exec(out, "PRAGMA journal_mode=DELETE", nullptr, nullptr, nullptr) != SQLITE_OK)
+    return fail("cannot finish the backup");
+  if (sqlite3_close(out) != SQLITE_OK) return fail("cannot close the backup");
+  return Status::Ok();
 }
 
 }  // namespace kring

@@ -28,7 +28,7 @@ struct sqlite3;
 
 namespace kring {
 
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 struct Partner {
   PublicIdentity identity;
@@ -62,10 +62,30 @@ struct RecordRow {
   std::vector<std::string> audience;
 };
 
+// An access-log checkpoint as stored: the signed record and the fields the store indexes.
+struct CheckpointRow {
+  std::string org;       // whose log
+  std::string holder;    // held checkpoints: who handed it to us (org itself for a partner's own)
+  uint32_t restores = 0;
+  int64_t entries = 0;
+  Hash head{};
+  int64_t time_ms = 0;
+  HlcTimestamp hlc = 0;
+  Bytes record;          // [RecordType::kCheckpoint][encoding]
+};
+
+// The access log's length and its last entry's hash (zeros when empty).
+struct AccessHead {
+  int64_t entries = 0;
+  Hash head{};
+  int64_t last_time_ms = 0;  // the last entry's time; 0 when empty
+};
+
 class Store {
  public:
   // Opens or creates the database at `path` and migrates it to kSchemaVersion.
-  static Result<std::unique_ptr<Store>> Open(const std::string& path);
+  // `vfs` names a registered SQLite VFS (tests: node/fault_vfs.h); empty: the default.
+  static Result<std::unique_ptr<Store>> Open(const std::string& path, const std::string& vfs = "");
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -119,8 +139,8 @@ class Store {
   Result<std::vector<std::string>> AudienceOf(const RecordId& id);
   // Of `ids`, the records `org` may hold, each once, in an order a receiver
   // can accept them in (genesis, consents, withdrawals and regie changes,
-  // then fragments, then key grants, then access records; each by hlc), up
-  // to `max_bytes` of records in all.
+  // then fragments, then key grants, then access records, then checkpoints;
+  // each by hlc), up to `max_bytes` of records in all.
   // `served`, when given, receives the ids of the records returned, in order.
   // With `also`, only records `also` may hold too (this node: it never
   // passes on what it may not hold itself).
@@ -145,6 +165,8 @@ class Store {
   Status AddToken(const std::string& client, const Hash& token_hash, int64_t now_ms);  // AlreadyExists if active
   Status RevokeToken(const std::string& client, int64_t now_ms);                       // NotFound if none active
   Result<std::optional<std::string>> ClientForToken(const Hash& token_hash);          // active tokens only
+  // Revokes every active token (after a restore); returns how many.
+  Result<int64_t> RevokeAllTokens(int64_t now_ms);
 
   // --- access log (NEN 7513) ---
   // Appends `e` to the chain: sets seq, prev_hash and hash; stores `copies`
@@ -155,11 +177,38 @@ class Store {
   Result<std::vector<AccessEntry>> AccessOfCase(const CaseId& case_id, int64_t from_ms, int64_t to_ms);
   // Recomputes the whole chain and names the first entry that does not match.
   Result<AuditReport> VerifyAccessLog();
+  Result<AccessHead> AccessLogHead();
+  // The hash stored for entry `seq`; nullopt when there is none.
+  Result<std::optional<Hash>> AccessHashAt(int64_t seq);
+
+  // --- access-log checkpoints (node/checkpoint.h decides; this only stores) ---
+  // Appends a checkpoint this node signed, and makes `transport` (its record,
+  // audience: this node and its partners) the one own checkpoint in the
+  // synced set, replacing the previous one. One transaction.
+  Status AddOwnCheckpoint(const CheckpointRow& c, const RecordRow& transport);
+  Result<std::vector<CheckpointRow>> OwnCheckpoints();  // oldest first
+  // Appends those of `rows` (own checkpoints from the database a restore
+  // replaces) not yet stored, in their order; the synced one is unchanged.
+  // Returns how many were added.
+  Result<int64_t> ImportOwnCheckpoints(const std::vector<CheckpointRow>& rows);
+  // Keeps `c` as the checkpoint of c.org held from c.holder, replacing the
+  // one held before. `transport`, when given (a partner's own checkpoint),
+  // replaces c.org's checkpoint record in the synced set. One transaction.
+  Status HoldCheckpoint(const CheckpointRow& c, const std::optional<RecordRow>& transport, int64_t now_ms);
+  // Held checkpoints, of `org` only unless it is empty; by org, then holder.
+  Result<std::vector<CheckpointRow>> HeldCheckpoints(const std::string& org = "");
+
+  // Copies the database to `dest` with SQLite's online backup API: one
+  // consistent snapshot, while other connections keep writing. `dest` must
+  // not exist; it is created mode 0600.
+  Status BackupTo(const std::string& dest);
 
  private:
   explicit Store(sqlite3* db);
   Status Migrate();
   Status Exec(const char* sql);
+  // Deletes `author`'s checkpoint records from the synced set (inside a transaction, with mu_).
+  Status DropCheckpointRecordsLocked(const std::string& author);
   // PutRecords' inserts, inside a transaction the caller holds (with mu_).
   Status InsertRecordsLocked(const std::vector<RecordRow>& rows, const std::string& received_from, int64_t now_ms,
                              std::vector<RecordId>* added);

@@ -33,6 +33,7 @@ enum class RecordType : uint8_t {
   kRegieChange = 5,
   kKeyGrant = 6,
   kAccessRecord = 7,  // protocol/access_record.h
+  kCheckpoint = 8,    // protocol/checkpoint.h
 };
 
 struct PushMessage {

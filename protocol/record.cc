@@ -16,6 +16,11 @@ Result<AnyRecord> DecodeRecord(ByteSpan record) {
       if (!a.ok()) return Status::Corruption("undecodable access record: " + a.status().message());
       return AnyRecord(std::move(*a));
     }
+    case RecordType::kCheckpoint: {
+      auto c = DecodeCheckpoint(record);
+      if (!c.ok()) return Status::Corruption("undecodable checkpoint: " + c.status().message());
+      return AnyRecord(std::move(*c));
+    }
     default: {
       auto c = DecodeControlRecord(record);
       if (!c.ok()) return Status::Corruption("undecodable record: " + c.status().message());

@@ -1,16 +1,17 @@
-// The one decoder of a stored or received record: its type byte picks fragment, control record or access record.
+// The one decoder of a stored or received record: its type byte picks fragment, control record, access record or checkpoint.
 #pragma once
 
 #include <variant>
 
 #include "protocol/access_record.h"
+#include "protocol/checkpoint.h"
 #include "protocol/fragment.h"
 #include "protocol/messages.h"
 #include "protocol/records.h"
 
 namespace kring {
 
-using AnyRecord = std::variant<Fragment, ControlRecord, AccessRecord>;
+using AnyRecord = std::variant<Fragment, ControlRecord, AccessRecord, Checkpoint>;
 
 // Decodes [RecordType][encoding] into the record of that type: signatures
 // unchecked. Corruption (with the reason) for an empty, unknown or

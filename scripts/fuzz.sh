@@ -1,15 +1,20 @@
 #!/bin/sh
 # Builds every libFuzzer target in tests/fuzz with clang in build-fuzz and runs each for KRING_FUZZ_SECONDS (default 30) seconds.
+# KRING_FUZZ_ONLY="checkpoint_fuzz records_fuzz" limits the run to those targets.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 build="$root/build-fuzz"
 seconds=${KRING_FUZZ_SECONDS:-30}
+only=${KRING_FUZZ_ONLY:-}
 
 # A fuzz target is tests/fuzz/NAME.cc with an add_executable(NAME ...) in tests/CMakeLists.txt.
 targets=""
 for src in "$root"/tests/fuzz/*_fuzz.cc; do
   [ -e "$src" ] || continue
   name=$(basename "$src" .cc)
+  if [ -n "$only" ] && ! echo " $only " | grep -q " $name "; then
+    continue
+  fi
   if grep -q "add_executable($name " "$root/tests/CMakeLists.txt"; then
     targets="$targets $name"
   else
