@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "crypto/primitives.h"
+#include "node/api_listener.h"
 #include "node/log.h"
 #include "node/node.h"
 #include "node/openapi.h"
@@ -123,6 +124,53 @@ const char* OutcomeOf(int status) {
 
 }  // namespace
 
+bool JsonNestingWithin(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;  // the escaped character cannot end the string
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return false;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return true;
+}
+
+ApiBody ParseApiBody(std::string_view content_type, std::string_view body) {
+  ApiBody out;
+  auto fail = [&](int status, const char* error, std::string message) {
+    out.status = status;
+    out.error = error;
+    out.message = std::move(message);
+    return std::move(out);
+  };
+  std::string media(content_type.substr(0, content_type.find(';')));
+  while (!media.empty() && media.back() == ' ') media.pop_back();
+  std::transform(media.begin(), media.end(), media.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (!body.empty() && !media.empty() && media != "application/json")
+    return fail(415, "unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'");
+  if (body.empty()) {
+    out.value = json::object();  // no body: no fields
+    return out;
+  }
+  if (body.size() > kMaxApiBodyBytes)
+    return fail(413, "too_large", "request body is larger than " + std::to_string(kMaxApiBodyBytes) + " bytes");
+  if (!JsonNestingWithin(body, kMaxApiJsonDepth))
+    return fail(400, "too_deep", "request body nests arrays and objects deeper than " +
+                                     std::to_string(kMaxApiJsonDepth) + " levels");
+  out.value = json::parse(body, nullptr, false);
+  if (out.value.is_discarded()) return fail(400, "malformed_json", "request body is not valid JSON");
+  if (!out.value.is_object()) return fail(400, "invalid_argument", "request body must be a JSON object");
+  return out;
+}
+
 struct ApiServer::Impl {
   Node* node;
   std::unique_ptr<httplib::Server> server;
@@ -131,7 +179,32 @@ struct ApiServer::Impl {
   std::map<int, uint64_t> requests_by_status;
   bool tls = false;
 
+  // The plain-HTTP server (also `server`): admission, deadlines, lanes.
+  ApiListener* listener = nullptr;
+
   explicit Impl(Node* n) : node(n) {}
+
+  // Limits, metrics and routes, the same for HTTP, HTTPS and ServeSocket.
+  void Configure() {
+    server->set_payload_max_length(kMaxApiBodyBytes);
+    // httplib writes headers and body separately; without TCP_NODELAY a
+    // keep-alive client waits ~40 ms on Nagle and delayed ACKs for every answer.
+    server->set_tcp_nodelay(true);
+    // Per recv and send; plain HTTP also has ApiListener's overall deadline.
+    server->set_read_timeout(10, 0);
+    server->set_write_timeout(10, 0);
+    if (!listener) server->new_task_queue = [] { return new httplib::ThreadPool(4); };
+    // Counted before the answer is written, so a client that reads /metrics
+    // right after an answer sees it counted.
+    server->set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      {
+        std::lock_guard lock(metrics_mu);
+        ++requests_by_status[res.status];
+      }
+      KRING_LOG(kDebug, "api", req.method << " " << req.path << " -> " << res.status);
+    });
+    Routes();
+  }
 
   // Writes the NEN 7513 entry for a call that touched case data, before the
   // answer leaves. If the log cannot be written the caller gets a 500
@@ -234,29 +307,12 @@ struct ApiServer::Impl {
 
   // Parses a JSON object body; on failure answers and returns nullopt.
   std::optional<json> ParseBody(const httplib::Request& req, httplib::Response& res) {
-    std::string type = req.get_header_value("Content-Type");
-    std::string media = type.substr(0, type.find(';'));
-    while (!media.empty() && media.back() == ' ') media.pop_back();
-    std::transform(media.begin(), media.end(), media.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (!req.body.empty() && !media.empty() && media != "application/json") {
-      SendError(res, 415, "unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'");
+    ApiBody body = ParseApiBody(req.get_header_value("Content-Type"), req.body);
+    if (body.status != 0) {
+      SendError(res, body.status, body.error, body.message);
       return std::nullopt;
     }
-    if (req.body.empty()) return json::object();  // no body: no fields
-    if (req.body.size() > kMaxApiBodyBytes) {
-      SendError(res, 413, "too_large", "request body is larger than " + std::to_string(kMaxApiBodyBytes) + " bytes");
-      return std::nullopt;
-    }
-    json j = json::parse(req.body, nullptr, false);
-    if (j.is_discarded()) {
-      SendError(res, 400, "malformed_json", "request body is not valid JSON");
-      return std::nullopt;
-    }
-    if (!j.is_object()) {
-      SendError(res, 400, "invalid_argument", "request body must be a JSON object");
-      return std::nullopt;
-    }
-    return j;
+    return std::move(body.value);
   }
 
   // What a call touched, filled in by its handler for the access log.
@@ -598,26 +654,12 @@ Status ApiServer::Start(const ApiOptions& options) {
     if (!ssl->is_valid()) return Status::InvalidArgument("TLS certificate or key is not usable (PEM, matching pair?)");
     impl_->server = std::move(ssl);
   } else {
-    impl_->server = std::make_unique<httplib::Server>();
+    auto listener = std::make_unique<ApiListener>();
+    impl_->listener = listener.get();
+    impl_->server = std::move(listener);
   }
+  impl_->Configure();
   httplib::Server& server = *impl_->server;
-  server.set_payload_max_length(kMaxApiBodyBytes);
-  // httplib writes headers and body separately; without TCP_NODELAY a
-  // keep-alive client waits ~40 ms on Nagle and delayed ACKs for every answer.
-  server.set_tcp_nodelay(true);
-  server.set_read_timeout(10, 0);
-  server.set_write_timeout(10, 0);
-  server.new_task_queue = [] { return new httplib::ThreadPool(4); };
-  // Counted before the answer is written, so a client that reads /metrics
-  // right after an answer sees it counted.
-  server.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    {
-      std::lock_guard lock(impl_->metrics_mu);
-      ++impl_->requests_by_status[res.status];
-    }
-    KRING_LOG(kDebug, "api", req.method << " " << req.path << " -> " << res.status);
-  });
-  impl_->Routes();
   if (!server.bind_to_port(options.host, options.port))
     return Status::IOError("cannot bind the API to " + options.host + ":" + std::to_string(options.port) + " (in use?)");
   impl_->tls = tls;
@@ -627,11 +669,22 @@ Status ApiServer::Start(const ApiOptions& options) {
 
 bool ApiServer::tls() const { return impl_->tls; }
 
+void ApiServer::ServeSocket(int fd) {
+  if (!impl_->server) {
+    auto listener = std::make_unique<ApiListener>();
+    impl_->listener = listener.get();
+    impl_->server = std::move(listener);
+    impl_->Configure();
+  }
+  if (impl_->listener) impl_->listener->ServeSocket(fd);
+}
+
 void ApiServer::Stop() {
   if (impl_->thread.joinable()) {
     impl_->server->stop();
     impl_->thread.join();
   }
+  if (impl_->listener) impl_->listener->Shutdown();
 }
 
 }  // namespace kring

@@ -1,0 +1,390 @@
+// Admission, deadlines and worker lanes for the API's connections (see api_listener.h).
+#include "node/api_listener.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace kring {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int MillisUntil(Clock::time_point t) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - Clock::now()).count();
+  return static_cast<int>(std::clamp<int64_t>(ms, 0, 1000000));
+}
+
+// Waits until `fd` has `events` or `deadline` passes.
+bool WaitFor(int fd, short events, Clock::time_point deadline) {
+  for (;;) {
+    pollfd p{fd, events, 0};
+    int n = ::poll(&p, 1, MillisUntil(deadline));
+    if (n > 0) return true;
+    if (n == 0) return false;
+    if (errno != EINTR) return false;
+  }
+}
+
+// A short answer written without waiting, for connections we will not serve.
+void RefuseNow(int fd, int status, const char* reason, const std::string& message) {
+  std::string body = "{\"error\":\"" + std::string(status == 503 ? "unavailable" : "http_error") +
+                     "\",\"message\":\"" + message + "\"}";
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + reason +
+                    "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+                    std::to_string(body.size()) + "\r\n\r\n" + body;
+  ssize_t n = ::send(fd, out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  (void)n;
+}
+
+void AddressOf(int fd, bool peer, std::string& ip, int& port) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  int rc = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len)
+                : ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ip.clear();
+  port = -1;
+  if (rc != 0) return;
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (addr.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+    ::inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
+    port = ntohs(a->sin_port);
+  } else if (addr.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
+    port = ntohs(a->sin6_port);
+  }
+  ip = buf;
+}
+
+// Routes that must answer while every other worker is busy.
+bool IsHealthRequest(const std::string& head) {
+  for (const char* p : {"GET /v1/health ", "GET /v1/health?", "GET /metrics ", "GET /metrics?"})
+    if (head.rfind(p, 0) == 0) return true;
+  return false;
+}
+
+}  // namespace
+
+// One client connection: its socket, the bytes read ahead of httplib (the
+// headers admission collected), and the deadline of the request it is on.
+struct ApiListener::Connection {
+  int fd = -1;
+  std::string buffered;
+  Clock::time_point deadline;
+  size_t requests = 0;
+  ~Connection() {
+    if (fd >= 0) {
+      ::shutdown(fd, SHUT_RDWR);
+      ::close(fd);
+    }
+  }
+  bool HeadersComplete() const { return buffered.find("\r\n\r\n") != std::string::npos; }
+};
+
+// What httplib reads from and writes to: the buffered bytes first, then the
+// socket, never past the request's deadline. Reads no more than asked, so
+// a pipelined next request stays in the socket for admission.
+class ApiListener::DeadlineStream : public httplib::Stream {
+ public:
+  DeadlineStream(Connection& c, int write_deadline_ms) : c_(c), write_ms_(write_deadline_ms) {}
+
+  bool is_readable() const override { return !c_.buffered.empty() || WaitFor(c_.fd, POLLIN, c_.deadline); }
+  bool is_writable() const override { return WaitFor(c_.fd, POLLOUT, WriteDeadline()); }
+
+  ssize_t read(char* ptr, size_t size) override {
+    if (!c_.buffered.empty()) {
+      size_t n = std::min(size, c_.buffered.size());
+      std::memcpy(ptr, c_.buffered.data(), n);
+      c_.buffered.erase(0, n);
+      return static_cast<ssize_t>(n);
+    }
+    if (!WaitFor(c_.fd, POLLIN, c_.deadline)) {
+      timed_out_ = true;
+      return -1;
+    }
+    ssize_t n = ::recv(c_.fd, ptr, size, MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EINTR) ? 0 : n;
+  }
+
+  ssize_t write(const char* ptr, size_t size) override {
+    size_t done = 0;
+    while (done < size) {
+      if (!WaitFor(c_.fd, POLLOUT, WriteDeadline())) return -1;
+      ssize_t n = ::send(c_.fd, ptr + done, size - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) continue;
+        return -1;
+      }
+      done += static_cast<size_t>(n);
+    }
+    return static_cast<ssize_t>(size);
+  }
+
+  void get_remote_ip_and_port(std::string& ip, int& port) const override { AddressOf(c_.fd, true, ip, port); }
+  void get_local_ip_and_port(std::string& ip, int& port) const override { AddressOf(c_.fd, false, ip, port); }
+  socket_t socket() const override { return c_.fd; }
+
+  bool timed_out() const { return timed_out_; }
+
+ private:
+  // The answer's deadline starts with its first byte: handling time is not
+  // the client's to spend, writing time is.
+  Clock::time_point WriteDeadline() const {
+    if (!write_started_) {
+      write_started_ = true;
+      write_deadline_ = Clock::now() + std::chrono::milliseconds(write_ms_);
+    }
+    return write_deadline_;
+  }
+
+  Connection& c_;
+  int write_ms_;
+  bool timed_out_ = false;
+  mutable bool write_started_ = false;
+  mutable Clock::time_point write_deadline_;
+};
+
+struct ApiListener::Impl {
+  ApiListener* self;
+  ApiLimits limits;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::unique_ptr<Connection>> incoming;  // from the accept thread to admission
+  std::deque<std::unique_ptr<Connection>> work;       // complete headers, for the workers
+  std::deque<std::unique_ptr<Connection>> health;     // complete headers, for the health worker
+  bool stopping = false;
+  std::atomic<size_t> open{0};
+  std::atomic<uint64_t> refused{0};
+  std::atomic<uint64_t> timed_out{0};
+
+  int wake_fd = -1;
+  std::thread admission;
+  std::vector<std::thread> threads;
+  bool started = false;
+
+  Impl(ApiListener* s, ApiLimits l) : self(s), limits(l) {}
+
+  void StartThreads() {
+    wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    admission = std::thread([this] { AdmissionLoop(); });
+    for (int i = 0; i < limits.workers; ++i) threads.emplace_back([this] { WorkerLoop(&work); });
+    threads.emplace_back([this] { WorkerLoop(&health); });
+    started = true;
+  }
+
+  void Wake() {
+    uint64_t one = 1;
+    ssize_t n = ::write(wake_fd, &one, sizeof one);
+    (void)n;
+  }
+
+  // Takes a connection in (accepted, or back after an answer), or refuses it.
+  void Admit(std::unique_ptr<Connection> c) {
+    c->deadline = Clock::now() + std::chrono::milliseconds(limits.request_deadline_ms);
+    {
+      std::lock_guard lock(mu);
+      if (stopping) return;  // closed by the destructor
+      incoming.push_back(std::move(c));
+    }
+    Wake();
+  }
+
+  void Close(std::unique_ptr<Connection> c) {
+    c.reset();
+    open.fetch_sub(1);
+  }
+
+  // Reads what has arrived of `c`'s headers. False when the connection is
+  // to be closed (closed by the client, error, or headers too large: answered).
+  bool ReadAhead(Connection& c) {
+    char buf[4096];
+    for (;;) {
+      if (c.HeadersComplete()) return true;
+      if (c.buffered.size() >= limits.max_header_bytes) {
+        RefuseNow(c.fd, 431, "Request Header Fields Too Large",
+                  "request headers are larger than " + std::to_string(limits.max_header_bytes) + " bytes");
+        return false;
+      }
+      size_t want = std::min(sizeof buf, limits.max_header_bytes - c.buffered.size());
+      ssize_t n = ::recv(c.fd, buf, want, MSG_DONTWAIT);
+      if (n == 0) return false;
+      if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+      c.buffered.append(buf, static_cast<size_t>(n));
+    }
+  }
+
+  void Dispatch(std::unique_ptr<Connection> c) {
+    bool to_health = IsHealthRequest(c->buffered);
+    {
+      std::lock_guard lock(mu);
+      auto& q = to_health ? health : work;
+      if (q.size() < limits.max_queued) {
+        q.push_back(std::move(c));
+        cv.notify_all();
+        return;
+      }
+    }
+    refused.fetch_add(1);
+    RefuseNow(c->fd, 503, "Service Unavailable", "the API is busy; try again shortly");
+    Close(std::move(c));
+  }
+
+  void AdmissionLoop() {
+    std::vector<std::unique_ptr<Connection>> waiting;
+    std::vector<pollfd> fds;
+    for (;;) {
+      {
+        std::lock_guard lock(mu);
+        if (stopping) break;
+        for (auto& c : incoming) waiting.push_back(std::move(c));
+        incoming.clear();
+      }
+      // Bytes already buffered (a pipelined request) may hold a whole request.
+      Clock::time_point now = Clock::now();
+      Clock::time_point next = now + std::chrono::seconds(1);
+      std::vector<std::unique_ptr<Connection>> keep;
+      for (auto& c : waiting) {
+        if (c->HeadersComplete()) {
+          Dispatch(std::move(c));
+        } else if (c->deadline <= now) {
+          timed_out.fetch_add(1);
+          Close(std::move(c));
+        } else {
+          next = std::min(next, c->deadline);
+          keep.push_back(std::move(c));
+        }
+      }
+      waiting = std::move(keep);
+      fds.assign(1, pollfd{wake_fd, POLLIN, 0});
+      for (auto& c : waiting) fds.push_back(pollfd{c->fd, POLLIN, 0});
+      int n = ::poll(fds.data(), fds.size(), MillisUntil(next));
+      if (n < 0 && errno != EINTR) break;
+      if (fds[0].revents & POLLIN) {
+        uint64_t v;
+        ssize_t r = ::read(wake_fd, &v, sizeof v);
+        (void)r;
+      }
+      for (size_t i = 1; i < fds.size(); ++i) {
+        if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        auto& c = waiting[i - 1];
+        if (!ReadAhead(*c)) Close(std::move(c));
+      }
+      std::erase_if(waiting, [](const auto& c) { return c == nullptr; });
+    }
+    for (auto& c : waiting) Close(std::move(c));
+  }
+
+  void WorkerLoop(std::deque<std::unique_ptr<Connection>>* queue) {
+    for (;;) {
+      std::unique_ptr<Connection> c;
+      {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return stopping || !queue->empty(); });
+        if (stopping) return;
+        c = std::move(queue->front());
+        queue->pop_front();
+      }
+      bool last = ++c->requests >= limits.max_requests_per_connection;
+      if (self->ServeOneRequest(*c, last) && !last) Admit(std::move(c));
+      else Close(std::move(c));
+    }
+  }
+
+  void Stop() {
+    {
+      std::lock_guard lock(mu);
+      if (!started) return;
+      started = false;
+      stopping = true;
+    }
+    cv.notify_all();
+    Wake();
+    if (admission.joinable()) admission.join();
+    for (std::thread& t : threads) t.join();
+    threads.clear();
+    std::lock_guard lock(mu);
+    for (auto* q : {&work, &health})
+      while (!q->empty()) {
+        Close(std::move(q->front()));
+        q->pop_front();
+      }
+    for (auto& c : incoming) Close(std::move(c));
+    incoming.clear();
+    if (wake_fd >= 0) ::close(wake_fd);
+    wake_fd = -1;
+  }
+};
+
+namespace {
+// Runs each accepted socket's task on the accept thread: it only hands the
+// socket to admission, which never blocks.
+class InlineQueue : public httplib::TaskQueue {
+ public:
+  void enqueue(std::function<void()> fn) override { fn(); }
+  void shutdown() override {}
+};
+}  // namespace
+
+ApiListener::ApiListener(ApiLimits limits) : impl_(std::make_unique<Impl>(this, limits)) {
+  new_task_queue = [] { return new InlineQueue(); };
+  impl_->StartThreads();
+}
+
+ApiListener::~ApiListener() { Shutdown(); }
+
+void ApiListener::Shutdown() { impl_->Stop(); }
+
+ApiListenerStats ApiListener::Stats() const { return {impl_->refused.load(), impl_->timed_out.load()}; }
+
+bool ApiListener::process_and_close_socket(socket_t sock) {
+  auto c = std::make_unique<Connection>();
+  c->fd = sock;
+  if (impl_->open.fetch_add(1) >= impl_->limits.max_connections) {
+    impl_->refused.fetch_add(1);
+    RefuseNow(sock, 503, "Service Unavailable", "too many open connections; try again shortly");
+    impl_->Close(std::move(c));
+    return false;
+  }
+  impl_->Admit(std::move(c));
+  return true;
+}
+
+bool ApiListener::ServeOneRequest(Connection& c, bool last) {
+  DeadlineStream stream(c, impl_->limits.write_deadline_ms);
+  bool connection_closed = false;
+  bool ok = process_request(stream, last || !is_running(), connection_closed, nullptr);
+  if (stream.timed_out()) impl_->timed_out.fetch_add(1);
+  return ok && !connection_closed && !stream.timed_out();
+}
+
+void ApiListener::ServeSocket(int fd) {
+  Connection c;
+  c.fd = fd;
+  for (;;) {
+    c.deadline = Clock::now() + std::chrono::milliseconds(impl_->limits.request_deadline_ms);
+    while (!c.HeadersComplete()) {
+      if (!WaitFor(fd, POLLIN, c.deadline) || !impl_->ReadAhead(c)) return;
+    }
+    bool last = ++c.requests >= impl_->limits.max_requests_per_connection;
+    if (!ServeOneRequest(c, last) || last) return;
+  }
+}
+
+}  // namespace kring

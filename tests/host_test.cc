@@ -1,0 +1,179 @@
+// Issue 11: a node stays up, small and honest under hostile load, bad input and mistakes on its own host.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "examples/cluster.h"
+#include "node/api.h"
+#include "tests/cluster_steps.h"
+
+using kring::LocalCluster;
+using nlohmann::json;
+using namespace kring::steps;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t MillisSince(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count();
+}
+
+// A TCP connection to 127.0.0.1:port, or -1.
+int ConnectLoopback(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// True when the server closed `fd` (EOF or reset) within `timeout_ms`.
+bool ClosedByServer(int fd, int timeout_ms) {
+  auto start = Clock::now();
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    int left = timeout_ms - static_cast<int>(MillisSince(start));
+    if (left <= 0) return false;
+    if (::poll(&p, 1, left) <= 0) return false;
+    char buf[512];
+    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n <= 0) return true;  // closed, or reset; an answer (a 408/400) is read past
+  }
+}
+
+std::map<std::string, std::string> Professional(LocalCluster& c, const std::string& org) {
+  return {{"Authorization", "Bearer " + c.node(org).token},
+          {"X-Kring-Actor", "demo-professional"},
+          {"X-Kring-Actor-Name", "Demo Professional"},
+          {"X-Kring-Role", "regisseur"}};
+}
+
+}  // namespace
+
+TEST_CASE("issue 11: JSON nesting is counted without recursion and bounded at the API's limit") {
+  std::string deep(200000, '[');
+  CHECK_FALSE(kring::JsonNestingWithin(deep, kring::kMaxApiJsonDepth));
+  std::string ok = std::string(kring::kMaxApiJsonDepth, '[') + std::string(kring::kMaxApiJsonDepth, ']');
+  CHECK(kring::JsonNestingWithin(ok, kring::kMaxApiJsonDepth));
+  CHECK_FALSE(kring::JsonNestingWithin("[" + ok + "]", kring::kMaxApiJsonDepth));
+  // Brackets inside strings, escaped quotes included, are text.
+  CHECK(kring::JsonNestingWithin("{\"a\":\"" + deep + "\\\"" + deep + "\"}", 1));
+
+  auto body = kring::ParseApiBody("application/json", "{\"data\":" + deep + "}");
+  CHECK(body.status == 400);
+  CHECK(body.error == "too_deep");
+  CHECK(body.message.find("64 levels") != std::string::npos);
+  // The body's own object is the first level.
+  std::string inner = std::string(kring::kMaxApiJsonDepth - 1, '[') + std::string(kring::kMaxApiJsonDepth - 1, ']');
+  CHECK(kring::ParseApiBody("application/json", "{\"a\":" + inner + "}").status == 0);
+  CHECK(kring::ParseApiBody("application/json", "{\"a\":" + ok + "}").status == 400);
+  CHECK(kring::ParseApiBody("text/plain", "{}").status == 415);
+  CHECK(kring::ParseApiBody("application/json", "[]").status == 400);
+  CHECK(kring::ParseApiBody("application/json", "{").error == "malformed_json");
+  CHECK(kring::ParseApiBody("", "").value == json::object());
+}
+
+TEST_CASE("issue 11: a body nested 131,000 levels deep gets 400 and the node keeps answering") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  REQUIRE(c.Start("gemeente"));
+  std::string deep = "{\"kind\":\"note\",\"data\":" + std::string(131000, '[') + std::string(131000, ']') + "}";
+  SUBCASE("plan items, for a case that does not exist") {
+    auto r = c.Raw("gemeente", "POST", "/v1/cases/00112233445566778899aabbccddeeff/items", deep,
+                   Professional(c, "gemeente"));
+    CHECK(r.status == 400);
+    CHECK(r.body["error"] == "too_deep");
+    CHECK(r.body["message"].get<std::string>().find("64 levels") != std::string::npos);
+  }
+  SUBCASE("opening a case") {
+    auto r = c.Raw("gemeente", "POST", "/v1/cases", deep, Professional(c, "gemeente"));
+    CHECK(r.status == 400);
+    CHECK(r.body["error"] == "too_deep");
+  }
+  SUBCASE("consent") {
+    std::string case_id = CreateCase(c, "gemeente");
+    REQUIRE(!case_id.empty());
+    auto r = c.Raw("gemeente", "POST", "/v1/cases/" + case_id + "/consents", deep, Professional(c, "gemeente"));
+    CHECK(r.status == 400);
+    CHECK(r.body["error"] == "too_deep");
+  }
+  CHECK(c.Raw("gemeente", "GET", "/v1/health", "", {}).status == 200);
+  CHECK(c.Running("gemeente"));
+  // A body within the limit still works.
+  std::string case_id = CreateCase(c, "gemeente");
+  REQUIRE(!case_id.empty());
+  CHECK(Note(c, "gemeente", case_id, "housing", "na de aanval").status == 201);
+}
+
+TEST_CASE("issue 11: 50 slowloris connections neither block /v1/health and plan reads nor stay open past the deadline") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  REQUIRE(c.Start("gemeente"));
+  std::string case_id = CreateCase(c, "gemeente");
+  REQUIRE(!case_id.empty());
+  const int port = c.node("gemeente").api_port;
+
+  // 50 connections on loopback, each sending one header byte a second; the
+  // driver stops by itself after 15 s whatever happens.
+  constexpr int kSlow = 50;
+  std::vector<int> fds;
+  for (int i = 0; i < kSlow; ++i) {
+    int fd = ConnectLoopback(port);
+    REQUIRE(fd >= 0);
+    fds.push_back(fd);
+  }
+  std::atomic<bool> stop{false};
+  std::thread drip([&] {
+    const std::string request = "GET /v1/cases HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+    auto start = Clock::now();
+    for (size_t k = 0; !stop && MillisSince(start) < 15000; ++k) {
+      for (int fd : fds) ::send(fd, &request[k % request.size()], 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      for (int i = 0; i < 10 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+
+  int64_t worst_ms = 0;
+  for (int i = 0; i < 5; ++i) {
+    auto t0 = Clock::now();
+    auto health = c.Raw("gemeente", "GET", "/v1/health", "", {});
+    worst_ms = std::max(worst_ms, MillisSince(t0));
+    CHECK(health.status == 200);
+  }
+  auto t0 = Clock::now();
+  CHECK(Plan(c, "gemeente", case_id).is_object());
+  int64_t plan_ms = MillisSince(t0);
+  MESSAGE("during a " << kSlow << "-connection slowloris: /v1/health worst of 5 took " << worst_ms
+                      << " ms, a plan read " << plan_ms << " ms");
+  CHECK(worst_ms < 5000);
+  CHECK(plan_ms < 5000);
+
+  // The overall deadline (10 s for a request's headers and body) closes them
+  // although each keeps sending.
+  int closed = 0;
+  for (int fd : fds) closed += ClosedByServer(fd, 12000) ? 1 : 0;
+  stop = true;
+  drip.join();
+  for (int fd : fds) ::close(fd);
+  CHECK(closed == kSlow);
+  CHECK(c.Raw("gemeente", "GET", "/v1/health", "", {}).status == 200);
+}
