@@ -24,6 +24,9 @@ Result<PublicIdentity> InitNode(const std::string& data_dir, const std::string& 
     return Status::InvalidArgument("--name must be 1 to 128 characters without control characters");
   if (::mkdir(data_dir.c_str(), 0700) != 0 && errno != EEXIST)
     return Status::IOError("cannot create " + data_dir + ": " + std::strerror(errno));
+  // An existing directory (say a fresh 0755 mount point) becomes the node's alone.
+  if (::chmod(data_dir.c_str(), 0700) != 0)
+    return Status::IOError("cannot make " + data_dir + " owner-only (chmod 700): " + std::strerror(errno));
   struct stat st {};
   if (::stat(KeyFilePath(data_dir).c_str(), &st) == 0)
     return Status::AlreadyExists(data_dir + " already holds a node (" + KeyFilePath(data_dir) + "); refusing to overwrite its keys");

@@ -2,7 +2,11 @@
 #include "node/store.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <tuple>
 
 #include <sqlite3.h>
@@ -203,6 +207,17 @@ Status Store::Exec(const char* sql) {
 }
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+  // SQLite creates the database with mode 0644 less the umask, and gives
+  // -wal and -shm the mode of the database: creating it 0600 first keeps all
+  // three owner-only. An existing file keeps its mode (`run` refuses a
+  // readable one; see data_dir.h).
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    ::fchmod(fd, 0600);  // a default ACL could have widened it
+    ::close(fd);
+  } else if (errno != EEXIST) {
+    return Status::IOError("cannot create database " + path + ": " + std::strerror(errno));
+  }
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {

@@ -177,3 +177,80 @@ TEST_CASE("issue 11: 50 slowloris connections neither block /v1/health and plan 
   CHECK(closed == kSlow);
   CHECK(c.Raw("gemeente", "GET", "/v1/health", "", {}).status == 200);
 }
+
+namespace {
+
+unsigned ModeOf(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<unsigned>(st.st_mode & 0777) : 01000;
+}
+
+// `kring-node run` on `dir` that gives up after 5 s, whatever it does.
+kring::CommandResult RunBriefly(const std::string& dir) {
+  return kring::RunCommand({"/usr/bin/timeout", "5", KRING_NODE_BINARY, "run", "--data", dir, "--listen",
+                            "tcp://127.0.0.1:" + std::to_string(kring::FreePort()), "--api",
+                            "127.0.0.1:" + std::to_string(kring::FreePort())});
+}
+
+}  // namespace
+
+TEST_CASE("issue 11: init makes the data directory 0700 and the database files 0600, also in an existing 0755 directory") {
+  LocalCluster c(KRING_NODE_BINARY);
+  const std::string dir = c.dir() + "/existing";
+  REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
+  REQUIRE(::chmod(dir.c_str(), 0755) == 0);
+  auto init = c.Cli({"init", "--data", dir, "--org", "gemeente", "--name", "Gemeente"});
+  REQUIRE(init.exit_code == 0);
+  CHECK(ModeOf(dir) == 0700);
+  CHECK(ModeOf(dir + "/kring.db") == 0600);
+  CHECK(ModeOf(dir + "/node.key") == 0600);
+
+  // A running node's -wal and -shm, and the lock file, are owner-only too.
+  c.AddNode("wijkteam", "Wijkteam");
+  REQUIRE(c.Start("wijkteam"));
+  REQUIRE(!CreateCase(c, "wijkteam").empty());
+  const std::string db = c.node("wijkteam").data_dir + "/kring.db";
+  CHECK(ModeOf(db) == 0600);
+  CHECK(ModeOf(db + "-wal") == 0600);
+  CHECK(ModeOf(db + "-shm") == 0600);
+  CHECK(ModeOf(c.node("wijkteam").data_dir + "/lock") == 0600);
+}
+
+TEST_CASE("issue 11: run refuses a data directory or database that group or others can read, and says how to fix it") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  const std::string dir = c.node("gemeente").data_dir;
+  SUBCASE("the directory") {
+    REQUIRE(::chmod(dir.c_str(), 0755) == 0);
+    auto r = RunBriefly(dir);
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("run: chmod 700 " + dir) != std::string::npos);
+  }
+  SUBCASE("the database") {
+    REQUIRE(::chmod((dir + "/kring.db").c_str(), 0644) == 0);
+    auto r = RunBriefly(dir);
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("run: chmod 600 " + dir + "/kring.db") != std::string::npos);
+  }
+  SUBCASE("the database's WAL") {
+    std::ofstream(dir + "/kring.db-wal").flush();
+    REQUIRE(::chmod((dir + "/kring.db-wal").c_str(), 0640) == 0);
+    auto r = RunBriefly(dir);
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("chmod 600 " + dir + "/kring.db-wal") != std::string::npos);
+  }
+}
+
+TEST_CASE("issue 11: a second run on the same data directory exits non-zero naming the process that runs it") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  REQUIRE(c.Start("gemeente"));
+  auto second = RunBriefly(c.node("gemeente").data_dir);
+  CHECK(second.exit_code == 1);
+  CHECK(second.err.find("another kring-node (pid " + std::to_string(c.node("gemeente").pid) + ") is running on " +
+                        c.node("gemeente").data_dir) != std::string::npos);
+  CHECK(c.Raw("gemeente", "GET", "/v1/health", "", {}).status == 200);
+  // Once the first has stopped, the node runs again.
+  REQUIRE(c.Stop("gemeente") == 0);
+  REQUIRE(c.Start("gemeente"));
+}
