@@ -49,10 +49,18 @@ Result<std::unique_ptr<Node>> Node::Open(const std::string& data_dir, WallClock 
   auto store = Store::Open(DatabasePath(data_dir));
   if (!store.ok()) return store.status();
   std::unique_ptr<Node> node(new Node(std::move(*id), std::move(*store), std::move(wall)));
-  // The clock must never go back past what we already wrote or received.
-  auto max_hlc = node->store_->MaxHlc();
-  if (!max_hlc.ok()) return max_hlc.status();
-  node->clock_.SetFloor(*max_hlc);
+  // The clock must never go back past what this node wrote itself. Only
+  // its own records count: a partner's timestamp (an access record's, say)
+  // set in 2126 must not become every later record's time after a restart.
+  // And not beyond the skew bound: records written while a bad floor held
+  // must not keep the clock in the future either.
+  auto own_hlc = node->store_->MaxOwnHlc(node->identity_.pub.org);
+  if (!own_hlc.ok()) return own_hlc.status();
+  const HlcTimestamp plausible = MakeHlc(node->wall_() + kMaxClockSkewMillis, 0);
+  if (*own_hlc > plausible)
+    KRING_LOG(kWarn, "clock", "this node's newest record is dated " << (HlcMillis(*own_hlc) - node->wall_()) / 60000
+                                 << " minute(s) ahead of the wall clock; the clock resumes from the skew bound");
+  node->clock_.SetFloor(std::min(*own_hlc, plausible));
   // Cases whose decisions changed while the node was down (a consent's
   // window opened or closed), or whose last recompute did not finish, are
   // decided afresh before anything is served; the rest wait on the timer.

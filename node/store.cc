@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -111,6 +112,11 @@ const char* const kMigrations[] = {
       BEGIN UPDATE counters SET n = NEW.hlc WHERE name = 'max_hlc'; END;
     CREATE TRIGGER records_count_delete AFTER DELETE ON records WHEN OLD.type = 1
       BEGIN UPDATE counters SET n = n - 1 WHERE name = 'fragments'; END;
+    )sql",
+    // 3 -> 4: the clock's floor at start is the newest record this node
+    // wrote itself (MaxOwnHlc), found without a scan.
+    R"sql(
+    CREATE INDEX records_by_author ON records (author, hlc);
     )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
@@ -369,6 +375,10 @@ Status Store::InsertRecordsLocked(const std::vector<RecordRow>& rows, const std:
   // its next change (SetNextChange), even across a crash.
   Stmt due(db_, "INSERT OR REPLACE INTO case_schedule (case_id, next_change_ms) VALUES (?, 0)");
   for (const RecordRow& r : rows) {
+    // SQLite integers are signed: a larger hlc would be stored negative and
+    // sort before every real one.
+    if (r.hlc > static_cast<HlcTimestamp>(std::numeric_limits<int64_t>::max()))
+      return Status::InvalidArgument("record " + ToHex(r.id).substr(0, 16) + " has an hlc beyond 2^63-1");
     ins.Bind(1, ByteSpan(r.id)).Bind(2, int64_t{static_cast<uint8_t>(r.type)}).Bind(3, ByteSpan(r.case_id))
         .Bind(4, r.author).Bind(5, r.kind).Bind(6, r.domain).Bind(7, static_cast<int64_t>(r.hlc)).Bind(8, r.record)
         .Bind(9, received_from).Bind(10, now_ms);
@@ -569,6 +579,14 @@ Result<HlcTimestamp> Store::MaxHlc() {
   std::lock_guard lock(mu_);
   Stmt s(db_, "SELECT n FROM counters WHERE name = 'max_hlc'");  // kept by a trigger: no scan
   if (s.Step() != SQLITE_ROW) return s.Error("cannot read max hlc");
+  return static_cast<HlcTimestamp>(s.Int(0));
+}
+
+Result<HlcTimestamp> Store::MaxOwnHlc(const std::string& org) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT COALESCE(MAX(hlc), 0) FROM records WHERE author = ?");  // records_by_author: no scan
+  s.Bind(1, org);
+  if (s.Step() != SQLITE_ROW) return s.Error("cannot read the newest own hlc");
   return static_cast<HlcTimestamp>(s.Int(0));
 }
 

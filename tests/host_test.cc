@@ -17,7 +17,10 @@
 #include <unistd.h>
 
 #include "examples/cluster.h"
+#include "crypto/primitives.h"
 #include "node/api.h"
+#include "node/node.h"
+#include "node/store.h"
 #include "tests/cluster_steps.h"
 
 using kring::LocalCluster;
@@ -253,4 +256,50 @@ TEST_CASE("issue 11: a second run on the same data directory exits non-zero nami
   // Once the first has stopped, the node runs again.
   REQUIRE(c.Stop("gemeente") == 0);
   REQUIRE(c.Start("gemeente"));
+}
+
+TEST_CASE("issue 11: a far-future hlc in the store does not become the clock's floor after a restart") {
+  LocalCluster c(KRING_NODE_BINARY);  // for its temporary directory only
+  const std::string dir = c.dir() + "/gemeente";
+  REQUIRE(kring::InitNode(dir, "gemeente", "Gemeente").ok());
+  const uint64_t year_2126_ms = 4923000000000ull;
+  const kring::Bytes junk = {1, 2, 3};
+  auto row = [&](const std::string& author, kring::HlcTimestamp hlc) {
+    kring::RecordRow r;
+    kring::RandomBytes(r.id);
+    kring::RandomBytes(r.case_id);
+    r.type = kring::RecordType::kAccessRecord;
+    r.author = author;
+    r.hlc = hlc;
+    r.record = kring::ByteSpan(junk);
+    r.audience = {"gemeente"};
+    return r;
+  };
+  {
+    auto store = kring::Store::Open(kring::DatabasePath(dir));
+    REQUIRE(store.ok());
+    SUBCASE("a partner's access record from 2126") {
+      REQUIRE((*store)->PutRecords({row("wijkteam", kring::MakeHlc(year_2126_ms, 0))}, "wijkteam", 0).ok());
+    }
+    SUBCASE("this node's own record from 2126, written while a poisoned floor held") {
+      REQUIRE((*store)->PutRecords({row("gemeente", kring::MakeHlc(year_2126_ms, 0))}, "gemeente", 0).ok());
+    }
+    // An hlc SQLite would store negative is refused, and nothing of the batch is stored.
+    auto wrapped = (*store)->PutRecords({row("wijkteam", kring::MakeHlc(1, 0)), row("wijkteam", ~0ull)}, "wijkteam", 0);
+    REQUIRE_FALSE(wrapped.ok());
+    CHECK(wrapped.status().code() == kring::Status::Code::kInvalidArgument);
+  }
+  auto node = kring::Node::Open(dir);
+  REQUIRE(node.ok());
+  auto case_id = (*node)->CreateCase("na de herstart");
+  REQUIRE(case_id.ok());
+  auto records = (*node)->store().RecordsOfCase(*case_id);
+  REQUIRE(records.ok());
+  REQUIRE(!records->empty());
+  const uint64_t now = kring::HybridClock::SystemMillis();
+  const uint64_t written = kring::HlcMillis(records->front().hlc);
+  MESSAGE("the first record after the restart is dated " << static_cast<int64_t>(written - now) << " ms from now");
+  CHECK(written + 60000 > now);
+  CHECK(written <= now + kring::kMaxClockSkewMillis + 1000);
+  CHECK((*node)->store().MaxHlc().ok());
 }
