@@ -409,6 +409,7 @@ TEST_CASE("a version 2 database is migrated: every case is due once and the frag
   REQUIRE(sqlite3_exec(db, "DROP TRIGGER records_count_insert; DROP TRIGGER records_count_delete; DROP TABLE counters;"
                            "DROP TRIGGER records_max_hlc; DROP TABLE node_state; DROP TABLE case_schedule;"
                            "DROP INDEX records_by_case_type; CREATE INDEX records_by_case ON records (case_id, hlc);"
+                           "DROP INDEX records_by_author;"
                            "PRAGMA user_version=2;",
                        nullptr, nullptr, nullptr) == SQLITE_OK);
   sqlite3_close(db);
