@@ -16,7 +16,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zmq.hpp>
+
+#include "crypto/identity.h"
 #include "examples/cluster.h"
+#include "protocol/messages.h"
 #include "crypto/primitives.h"
 #include "node/api.h"
 #include "node/node.h"
@@ -302,4 +306,146 @@ TEST_CASE("issue 11: a far-future hlc in the store does not become the clock's f
   CHECK(written + 60000 > now);
   CHECK(written <= now + kring::kMaxClockSkewMillis + 1000);
   CHECK((*node)->store().MaxHlc().ok());
+}
+
+namespace {
+
+// A CURVE connection to `to`'s sync port with `as`'s real keys: what a
+// partner that modified its own node could open, as many times as it likes.
+std::unique_ptr<zmq::socket_t> DialAs(zmq::context_t& ctx, LocalCluster& c, const std::string& as, const std::string& to) {
+  auto me = kring::ReadKeyFile(c.node(as).data_dir + "/node.key");
+  REQUIRE(me.ok());
+  kring::BoxPublicKey server_key;
+  REQUIRE(kring::FromHex(json::parse(c.node(to).card)["transport_key"].get<std::string>(), server_key));
+  auto s = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
+  s->set(zmq::sockopt::curve_serverkey, zmq::const_buffer(server_key.data(), server_key.size()));
+  s->set(zmq::sockopt::curve_publickey, zmq::const_buffer(me->pub.transport_pk.data(), 32));
+  s->set(zmq::sockopt::curve_secretkey, zmq::const_buffer(me->transport_sk.data(), 32));
+  s->set(zmq::sockopt::linger, 0);
+  // Reads nothing: what the node sends piles up on its side.
+  s->set(zmq::sockopt::rcvhwm, 1);
+  s->set(zmq::sockopt::rcvbuf, 4096);
+  s->connect(c.node(to).listen());
+  return s;
+}
+
+// Resident memory of process `pid` in bytes (VmRSS), 0 if unknown.
+uint64_t RssBytes(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  return 0;
+}
+
+uint64_t FileBytes(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
+// The sum of kring_messages_rejected_total over `reasons` (all when empty).
+uint64_t Rejected(LocalCluster& c, const std::string& org, const std::vector<std::string>& except = {}) {
+  auto m = c.Raw(org, "GET", "/metrics", "", {});
+  std::istringstream in(m.raw);
+  std::string line;
+  uint64_t total = 0;
+  const std::string prefix = "kring_messages_rejected_total{reason=\"";
+  while (std::getline(in, line)) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    std::string reason = line.substr(prefix.size(), line.find('"', prefix.size()) - prefix.size());
+    if (std::find(except.begin(), except.end(), reason) != except.end()) continue;
+    total += std::stoull(line.substr(line.rfind(' ') + 1));
+  }
+  return total;
+}
+
+}  // namespace
+
+TEST_CASE("issue 11: 20 connections of one partner asking for held records and never reading keep the node under 256 MB") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  c.AddNode("wijkteam", "Wijkteam");
+  REQUIRE(c.Connect("gemeente", "wijkteam"));
+  REQUIRE(c.Start("gemeente"));
+  std::string case_id = CreateCase(c, "gemeente");
+  REQUIRE(!case_id.empty());
+  REQUIRE(!Grant(c, "gemeente", case_id, "wijkteam", {"*"}).empty());
+  // ~3.5 MB the partner may hold: every want is answered with all of it.
+  std::vector<kring::Hash> ids;
+  for (int i = 0; i < 800; ++i) {
+    auto w = Note(c, "gemeente", case_id, "housing", std::to_string(i) + std::string(3990, 'x'));
+    REQUIRE(w.status == 201);
+    kring::Hash id;
+    REQUIRE(kring::FromHex(w.body["version"].get<std::string>(), id));
+    ids.push_back(id);
+  }
+  kring::WantMessage want;
+  want.ids.v = ids;
+  const kring::Bytes frame = kring::EncodeMessage(kring::Message(want));
+  const pid_t pid = c.node("gemeente").pid;
+  const uint64_t before = RssBytes(pid);
+
+  zmq::context_t ctx;
+  std::vector<std::unique_ptr<zmq::socket_t>> conns;
+  for (int i = 0; i < 20; ++i) conns.push_back(DialAs(ctx, c, "wijkteam", "gemeente"));
+  uint64_t peak = before;
+  size_t sent = 0;
+  auto start = Clock::now();
+  // At most 10 s; given up early past 1 GB, so that the old behaviour fails without exhausting the host.
+  while (MillisSince(start) < 10000 && peak < (1ull << 30)) {
+    for (auto& s : conns)
+      if (s->send(zmq::buffer(frame), zmq::send_flags::dontwait)) ++sent;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    peak = std::max(peak, RssBytes(pid));
+  }
+  MESSAGE("gemeente's RSS: " << before / 1048576 << " MiB before, peak " << peak / 1048576 << " MiB while 20 connections sent "
+                             << sent << " wants for " << ids.size() << " records (~3.5 MB) and read nothing");
+  CHECK(peak < 256ull * 1024 * 1024);
+  conns.clear();
+  CHECK(c.Raw("gemeente", "GET", "/v1/health", "", {}).status == 200);
+  CHECK(c.Running("gemeente"));
+}
+
+TEST_CASE("issue 11: a partner flooding invalid records gets them counted exactly but logged in a few lines") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  c.AddNode("wijkteam", "Wijkteam");
+  REQUIRE(c.Connect("gemeente", "wijkteam"));
+  REQUIRE(c.Start("gemeente"));
+  const std::string log = c.node("gemeente").log_path;
+  const uint64_t log_before = FileBytes(log);
+  const uint64_t rejected_before = Rejected(c, "gemeente", {"replaced_connection"});
+
+  // Pushes of 512 tiny records, each a fragment that does not decode.
+  kring::PushMessage push;
+  for (int i = 0; i < 512; ++i) {
+    kring::Bytes r = {static_cast<uint8_t>(kring::RecordType::kFragment), 0xff, static_cast<uint8_t>(i), 0x00, 0x01};
+    push.records.v.push_back({r});
+  }
+  const kring::Bytes frame = kring::EncodeMessage(kring::Message(push));
+  zmq::context_t ctx;
+  auto s = DialAs(ctx, c, "wijkteam", "gemeente");
+  uint64_t records = 0, bytes = 0;
+  auto start = Clock::now();
+  while (MillisSince(start) < 6000) {
+    if (s->send(zmq::buffer(frame), zmq::send_flags::dontwait)) {
+      records += 512;
+      bytes += frame.size();
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  const double seconds = static_cast<double>(MillisSince(start)) / 1000.0;
+  // Every record is counted, however few lines say so.
+  CHECK(LocalCluster::WaitFor([&] { return Rejected(c, "gemeente", {"replaced_connection"}) - rejected_before >= records; }, 30000));
+  CHECK(Rejected(c, "gemeente", {"replaced_connection"}) - rejected_before == records);
+  // Past the summary interval, so the summary of the flood is in the log too.
+  std::this_thread::sleep_for(std::chrono::milliseconds(10500));
+  const uint64_t log_bytes = FileBytes(log) - log_before;
+  MESSAGE("flood of " << records << " invalid records (" << bytes / 1024 << " KiB) in " << seconds << " s: " << log_bytes
+                      << " log bytes, " << static_cast<uint64_t>(static_cast<double>(log_bytes) * 60.0 / (seconds + 10.5))
+                      << " log bytes per minute");
+  CHECK(log_bytes < 200 * 1024);
+  CHECK(c.Log("gemeente").find("more message(s) or record(s) from wijkteam") != std::string::npos);
+  CHECK(c.Running("gemeente"));
 }
