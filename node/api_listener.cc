@@ -7,6 +7,7 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -114,12 +115,15 @@ class ApiListener::DeadlineStream : public httplib::Stream {
       c_.buffered.erase(0, n);
       return static_cast<ssize_t>(n);
     }
-    if (!WaitFor(c_.fd, POLLIN, c_.deadline)) {
-      timed_out_ = true;
-      return -1;
+    for (;;) {
+      if (!WaitFor(c_.fd, POLLIN, c_.deadline)) {
+        timed_out_ = true;
+        return -1;
+      }
+      // 0 is the end of the stream to httplib: a spurious wake-up must not look like one.
+      ssize_t n = ::recv(c_.fd, ptr, size, MSG_DONTWAIT);
+      if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return n;
     }
-    ssize_t n = ::recv(c_.fd, ptr, size, MSG_DONTWAIT);
-    return n < 0 && (errno == EAGAIN || errno == EINTR) ? 0 : n;
   }
 
   ssize_t write(const char* ptr, size_t size) override {
@@ -170,6 +174,7 @@ struct ApiListener::Impl {
   std::deque<std::unique_ptr<Connection>> work;       // complete headers, for the workers
   std::deque<std::unique_ptr<Connection>> health;     // complete headers, for the health worker
   bool stopping = false;
+  std::set<int> serving;  // sockets a worker is on: Stop() cuts them short
   std::atomic<size_t> open{0};
   std::atomic<uint64_t> refused{0};
   std::atomic<uint64_t> timed_out{0};
@@ -300,9 +305,15 @@ struct ApiListener::Impl {
         if (stopping) return;
         c = std::move(queue->front());
         queue->pop_front();
+        serving.insert(c->fd);
       }
       bool last = ++c->requests >= limits.max_requests_per_connection;
-      if (self->ServeOneRequest(*c, last) && !last) Admit(std::move(c));
+      bool again = self->ServeOneRequest(*c, last) && !last;
+      {
+        std::lock_guard lock(mu);
+        serving.erase(c->fd);
+      }
+      if (again) Admit(std::move(c));
       else Close(std::move(c));
     }
   }
@@ -313,6 +324,10 @@ struct ApiListener::Impl {
       if (!started) return;
       started = false;
       stopping = true;
+      // A worker waiting for a slow body would hold up the stop by up to
+      // the deadline: end those reads now (the fds stay open until the
+      // worker closes them, so none can be reused meanwhile).
+      for (int fd : serving) ::shutdown(fd, SHUT_RDWR);
     }
     cv.notify_all();
     Wake();
