@@ -262,6 +262,15 @@ struct ApiServer::Impl {
       << "kring_consent_withdrawals_processed_total " << node->withdrawals_processed() << "\n";
     m << "# HELP kring_api_requests_total API requests answered, by HTTP status.\n"
       << "# TYPE kring_api_requests_total counter\n";
+    if (listener) {
+      ApiListenerStats conn = listener->Stats();
+      m << "# HELP kring_api_connections_refused_total API connections answered 503 at once: too many open, or every worker busy.\n"
+        << "# TYPE kring_api_connections_refused_total counter\n"
+        << "kring_api_connections_refused_total " << conn.refused << "\n"
+        << "# HELP kring_api_requests_timed_out_total API connections closed because a request did not arrive within its deadline.\n"
+        << "# TYPE kring_api_requests_timed_out_total counter\n"
+        << "kring_api_requests_timed_out_total " << conn.timed_out << "\n";
+    }
     std::lock_guard lock(metrics_mu);
     for (auto& [status, n] : requests_by_status) m << "kring_api_requests_total{status=\"" << status << "\"} " << n << "\n";
     return m.str();
@@ -345,7 +354,8 @@ struct ApiServer::Impl {
 
   // Refuses a body with fields outside `allowed`.
   static bool OnlyFields(const json& body, std::initializer_list<const char*> allowed, httplib::Response& res) {
-    for (auto& [k, v] : body.items()) {
+    for (const auto& field : body.items()) {
+      const std::string& k = field.key();  // not a structured binding: clang 14 cannot capture those
       if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return k == a; })) {
         SendError(res, 400, "unknown_field", "unknown field '" + k + "'");
         return false;

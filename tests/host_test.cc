@@ -183,6 +183,11 @@ TEST_CASE("issue 11: 50 slowloris connections neither block /v1/health and plan 
   for (int fd : fds) ::close(fd);
   CHECK(closed == kSlow);
   CHECK(c.Raw("gemeente", "GET", "/v1/health", "", {}).status == 200);
+  std::string metrics = c.Raw("gemeente", "GET", "/metrics", "", {}).raw;
+  const std::string counter = "\nkring_api_requests_timed_out_total ";
+  auto at = metrics.find(counter);
+  REQUIRE(at != std::string::npos);
+  CHECK(std::stoul(metrics.substr(at + counter.size())) >= kSlow);
 }
 
 namespace {
