@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,6 +43,8 @@ Fixture& TheNode() {
     std::string tmpl = (access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp") + std::string("/kring-api-fuzz-XXXXXX");
     if (!mkdtemp(tmpl.data())) Fail("mkdtemp failed");
     fx->dir = tmpl + "/node";
+    static std::string root = tmpl;
+    std::atexit([] { std::filesystem::remove_all(root); });  // libFuzzer exits through exit()
     if (!kring::InitNode(fx->dir, "gemeente-a", "Gemeente A").ok()) Fail("init failed");
     auto node = kring::Node::Open(fx->dir);
     if (!node.ok()) Fail("open failed");
