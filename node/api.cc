@@ -179,7 +179,7 @@ struct ApiServer::Impl {
   std::map<int, uint64_t> requests_by_status;
   bool tls = false;
 
-  // The plain-HTTP server (also `server`): admission, deadlines, lanes.
+  // The server (also `server`): admission, deadlines, lanes; TLS when given.
   ApiListener* listener = nullptr;
 
   explicit Impl(Node* n) : node(n) {}
@@ -190,10 +190,10 @@ struct ApiServer::Impl {
     // httplib writes headers and body separately; without TCP_NODELAY a
     // keep-alive client waits ~40 ms on Nagle and delayed ACKs for every answer.
     server->set_tcp_nodelay(true);
-    // Per recv and send; plain HTTP also has ApiListener's overall deadline.
+    // ApiListener enforces its own overall deadlines; these are httplib's
+    // per-call ones, kept as a second bound.
     server->set_read_timeout(10, 0);
     server->set_write_timeout(10, 0);
-    if (!listener) server->new_task_queue = [] { return new httplib::ThreadPool(4); };
     // Counted before the answer is written, so a client that reads /metrics
     // right after an answer sees it counted.
     server->set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -660,11 +660,10 @@ Status ApiServer::Start(const ApiOptions& options) {
   if (tls) {
     for (const std::string* f : {&options.tls_cert, &options.tls_key})
       if (::access(f->c_str(), R_OK) != 0) return Status::NotFound("cannot read TLS file " + *f);
-    auto ssl = std::make_unique<httplib::SSLServer>(options.tls_cert.c_str(), options.tls_key.c_str());
-    if (!ssl->is_valid()) return Status::InvalidArgument("TLS certificate or key is not usable (PEM, matching pair?)");
-    impl_->server = std::move(ssl);
-  } else {
+  }
+  {
     auto listener = std::make_unique<ApiListener>();
+    if (tls) KRING_RETURN_IF_ERROR(listener->UseTls(options.tls_cert, options.tls_key));
     impl_->listener = listener.get();
     impl_->server = std::move(listener);
   }

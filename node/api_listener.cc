@@ -14,10 +14,15 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 namespace kring {
 
@@ -86,10 +91,18 @@ bool IsHealthRequest(const std::string& head) {
 // headers admission collected), and the deadline of the request it is on.
 struct ApiListener::Connection {
   int fd = -1;
+  SSL* ssl = nullptr;        // with TLS: the session, its handshake run by admission
+  bool handshake_done = false;
+  short wait_for = POLLIN;   // what admission polls for (a handshake may need to write)
   std::string buffered;
   Clock::time_point deadline;
   size_t requests = 0;
   ~Connection() {
+    if (ssl) {
+      if (handshake_done && SSL_shutdown(ssl) < 0) ERR_clear_error();  // a close_notify if it fits, no waiting
+      SSL_free(ssl);
+      ERR_clear_error();
+    }
     if (fd >= 0) {
       ::shutdown(fd, SHUT_RDWR);
       ::close(fd);
@@ -105,7 +118,9 @@ class ApiListener::DeadlineStream : public httplib::Stream {
  public:
   DeadlineStream(Connection& c, int write_deadline_ms) : c_(c), write_ms_(write_deadline_ms) {}
 
-  bool is_readable() const override { return !c_.buffered.empty() || WaitFor(c_.fd, POLLIN, c_.deadline); }
+  bool is_readable() const override {
+    return !c_.buffered.empty() || (c_.ssl && SSL_pending(c_.ssl) > 0) || WaitFor(c_.fd, POLLIN, c_.deadline);
+  }
   bool is_writable() const override { return WaitFor(c_.fd, POLLOUT, WriteDeadline()); }
 
   ssize_t read(char* ptr, size_t size) override {
@@ -115,6 +130,7 @@ class ApiListener::DeadlineStream : public httplib::Stream {
       c_.buffered.erase(0, n);
       return static_cast<ssize_t>(n);
     }
+    if (c_.ssl) return TlsRead(ptr, size);
     for (;;) {
       if (!WaitFor(c_.fd, POLLIN, c_.deadline)) {
         timed_out_ = true;
@@ -126,7 +142,33 @@ class ApiListener::DeadlineStream : public httplib::Stream {
     }
   }
 
+  ssize_t TlsRead(char* ptr, size_t size) {
+    int want = static_cast<int>(std::min<size_t>(size, 1 << 30));
+    for (;;) {
+      ERR_clear_error();
+      int n = SSL_read(c_.ssl, ptr, want);
+      if (n > 0) return n;
+      int err = SSL_get_error(c_.ssl, n);
+      short ev = err == SSL_ERROR_WANT_READ ? POLLIN : err == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+      if (ev == 0) return err == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+      if (!WaitFor(c_.fd, ev, c_.deadline)) {
+        timed_out_ = true;
+        return -1;
+      }
+    }
+  }
+
   ssize_t write(const char* ptr, size_t size) override {
+    if (c_.ssl) {
+      for (;;) {
+        ERR_clear_error();
+        int n = SSL_write(c_.ssl, ptr, static_cast<int>(std::min<size_t>(size, 1 << 30)));
+        if (n > 0) return n;
+        int err = SSL_get_error(c_.ssl, n);
+        short ev = err == SSL_ERROR_WANT_READ ? POLLIN : err == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+        if (ev == 0 || !WaitFor(c_.fd, ev, WriteDeadline())) return -1;
+      }
+    }
     size_t done = 0;
     while (done < size) {
       if (!WaitFor(c_.fd, POLLOUT, WriteDeadline())) return -1;
@@ -179,6 +221,7 @@ struct ApiListener::Impl {
   std::atomic<uint64_t> refused{0};
   std::atomic<uint64_t> timed_out{0};
 
+  SSL_CTX* tls = nullptr;  // set by UseTls before any connection
   int wake_fd = -1;
   std::thread admission;
   std::vector<std::thread> threads;
@@ -219,6 +262,7 @@ struct ApiListener::Impl {
   // Reads what has arrived of `c`'s headers. False when the connection is
   // to be closed (closed by the client, error, or headers too large: answered).
   bool ReadAhead(Connection& c) {
+    if (c.ssl) return TlsReadAhead(c);
     char buf[4096];
     for (;;) {
       if (c.HeadersComplete()) return true;
@@ -233,6 +277,44 @@ struct ApiListener::Impl {
       if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
       c.buffered.append(buf, static_cast<size_t>(n));
     }
+  }
+
+  // ReadAhead over TLS: the handshake first, then decrypted header bytes.
+  // The socket is non-blocking; `wait_for` says what to poll for next.
+  bool TlsReadAhead(Connection& c) {
+    c.wait_for = POLLIN;
+    auto again = [&](int rc) {
+      int err = SSL_get_error(c.ssl, rc);
+      if (err == SSL_ERROR_WANT_READ) return true;
+      if (err == SSL_ERROR_WANT_WRITE) {
+        c.wait_for = POLLOUT;
+        return true;
+      }
+      return false;
+    };
+    if (!c.handshake_done) {
+      ERR_clear_error();
+      int rc = SSL_accept(c.ssl);
+      if (rc != 1) return again(rc);
+      c.handshake_done = true;
+    }
+    char buf[4096];
+    while (!c.HeadersComplete()) {
+      if (c.buffered.size() >= limits.max_header_bytes) {
+        ERR_clear_error();
+        std::string body = "{\"error\":\"http_error\",\"message\":\"request headers are too large\"}";
+        std::string out = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\n"
+                          "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+        SSL_write(c.ssl, out.data(), static_cast<int>(out.size()));
+        return false;
+      }
+      int want = static_cast<int>(std::min(sizeof buf, limits.max_header_bytes - c.buffered.size()));
+      ERR_clear_error();
+      int n = SSL_read(c.ssl, buf, want);
+      if (n <= 0) return again(n);
+      c.buffered.append(buf, static_cast<size_t>(n));
+    }
+    return true;
   }
 
   void Dispatch(std::unique_ptr<Connection> c) {
@@ -278,7 +360,7 @@ struct ApiListener::Impl {
       }
       waiting = std::move(keep);
       fds.assign(1, pollfd{wake_fd, POLLIN, 0});
-      for (auto& c : waiting) fds.push_back(pollfd{c->fd, POLLIN, 0});
+      for (auto& c : waiting) fds.push_back(pollfd{c->fd, c->wait_for, 0});
       int n = ::poll(fds.data(), fds.size(), MillisUntil(next));
       if (n < 0 && errno != EINTR) break;
       if (fds[0].revents & POLLIN) {
@@ -287,7 +369,7 @@ struct ApiListener::Impl {
         (void)r;
       }
       for (size_t i = 1; i < fds.size(); ++i) {
-        if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        if (!(fds[i].revents & (POLLIN | POLLOUT | POLLHUP | POLLERR))) continue;
         auto& c = waiting[i - 1];
         if (!ReadAhead(*c)) Close(std::move(c));
       }
@@ -362,7 +444,29 @@ ApiListener::ApiListener(ApiLimits limits) : impl_(std::make_unique<Impl>(this, 
   impl_->StartThreads();
 }
 
-ApiListener::~ApiListener() { Shutdown(); }
+ApiListener::~ApiListener() {
+  Shutdown();
+  if (impl_->tls) SSL_CTX_free(impl_->tls);
+}
+
+Status ApiListener::UseTls(const std::string& cert_chain_file, const std::string& key_file) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx) return Status::IOError("cannot create a TLS context");
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  // SSL_write may be retried with a buffer that moved (httplib's strings).
+  SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert_chain_file.c_str()) != 1 ||
+      SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx) != 1) {
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return Status::InvalidArgument("TLS certificate or key is not usable (PEM, matching pair?)");
+  }
+  if (impl_->tls) SSL_CTX_free(impl_->tls);
+  impl_->tls = ctx;
+  return Status::Ok();
+}
 
 void ApiListener::Shutdown() { impl_->Stop(); }
 
@@ -371,6 +475,17 @@ ApiListenerStats ApiListener::Stats() const { return {impl_->refused.load(), imp
 bool ApiListener::process_and_close_socket(socket_t sock) {
   auto c = std::make_unique<Connection>();
   c->fd = sock;
+  // httplib sets this in the socket handling we replace: it writes headers
+  // and body separately, and without it a keep-alive client waits ~40 ms on
+  // Nagle and delayed ACKs for every answer.
+  int one = 1;
+  ::setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (impl_->tls) {
+    // OpenSSL on a non-blocking socket: every wait is our poll, with our deadline.
+    ::fcntl(sock, F_SETFL, ::fcntl(sock, F_GETFL) | O_NONBLOCK);
+    c->ssl = SSL_new(impl_->tls);
+    if (!c->ssl || SSL_set_fd(c->ssl, sock) != 1) return false;  // c closes the socket
+  }
   if (impl_->open.fetch_add(1) >= impl_->limits.max_connections) {
     impl_->refused.fetch_add(1);
     RefuseNow(sock, 503, "Service Unavailable", "too many open connections; try again shortly");

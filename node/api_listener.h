@@ -17,8 +17,8 @@
 //
 // At most ApiLimits::max_connections are open at once and at most
 // ApiLimits::max_queued wait for a worker; beyond that a new connection gets
-// 503 at once. Plain HTTP only: TLS connections are served by httplib's
-// SSLServer, whose reads have only the per-recv timeout (docs/operations.md).
+// 503 at once. With UseTls(), admission also runs the TLS handshake, within
+// the same deadline, and collects the decrypted headers.
 //
 // Thread-safety: configure routes before listen_after_bind(); Shutdown()
 // after stop(), from the thread that owns the listener.
@@ -29,6 +29,8 @@
 #include <memory>
 
 #include <httplib.h>
+
+#include "crypto/status.h"
 
 namespace kring {
 
@@ -51,6 +53,11 @@ class ApiListener : public httplib::Server {
  public:
   explicit ApiListener(ApiLimits limits = {});
   ~ApiListener() override;
+
+  // Speaks HTTPS with this certificate chain and key (PEM files), TLS 1.2 or
+  // newer, no renegotiation. Call before listen_after_bind(). InvalidArgument
+  // when the files do not load or do not match.
+  Status UseTls(const std::string& cert_chain_file, const std::string& key_file);
 
   // Serves the connection on `fd` (a connected stream socket) on the calling
   // thread, request after request, with the same deadlines, then closes it.

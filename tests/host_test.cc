@@ -133,14 +133,28 @@ TEST_CASE("issue 11: a body nested 131,000 levels deep gets 400 and the node kee
 
 TEST_CASE("issue 11: 50 slowloris connections neither block /v1/health and plan reads nor stay open past the deadline") {
   LocalCluster c(KRING_NODE_BINARY);
-  c.AddNode("gemeente", "Gemeente");
+  auto& n = c.AddNode("gemeente", "Gemeente");
+  // What each slow connection sends, one byte a second.
+  std::string drip_bytes;
+  SUBCASE("plain HTTP: the headers of a request") {
+    drip_bytes = "GET /v1/cases HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+  }
+  SUBCASE("HTTPS: a TLS handshake record announcing 512 bytes") {
+    std::string cert = c.dir() + "/api.crt", key = c.dir() + "/api.key";
+    auto gen = kring::RunCommand({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                                  "-out", cert, "-days", "1", "-subj", "/CN=localhost"});
+    REQUIRE(gen.exit_code == 0);
+    n.run_args = {"--tls-cert", cert, "--tls-key", key};
+    n.tls = true;
+    drip_bytes = std::string("\x16\x03\x01\x02\x00", 5) + std::string(507, '\0');
+  }
   REQUIRE(c.Start("gemeente"));
   std::string case_id = CreateCase(c, "gemeente");
   REQUIRE(!case_id.empty());
-  const int port = c.node("gemeente").api_port;
+  const int port = n.api_port;
 
-  // 50 connections on loopback, each sending one header byte a second; the
-  // driver stops by itself after 15 s whatever happens.
+  // 50 connections on loopback, each sending one byte a second; the driver
+  // stops by itself after 15 s whatever happens.
   constexpr int kSlow = 50;
   std::vector<int> fds;
   for (int i = 0; i < kSlow; ++i) {
@@ -150,10 +164,9 @@ TEST_CASE("issue 11: 50 slowloris connections neither block /v1/health and plan 
   }
   std::atomic<bool> stop{false};
   std::thread drip([&] {
-    const std::string request = "GET /v1/cases HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
     auto start = Clock::now();
     for (size_t k = 0; !stop && MillisSince(start) < 15000; ++k) {
-      for (int fd : fds) ::send(fd, &request[k % request.size()], 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      for (int fd : fds) ::send(fd, &drip_bytes[k % drip_bytes.size()], 1, MSG_NOSIGNAL | MSG_DONTWAIT);
       for (int i = 0; i < 10 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   });
@@ -169,13 +182,13 @@ TEST_CASE("issue 11: 50 slowloris connections neither block /v1/health and plan 
   auto t0 = Clock::now();
   CHECK(Plan(c, "gemeente", case_id).is_object());
   int64_t plan_ms = MillisSince(t0);
-  MESSAGE("during a " << kSlow << "-connection slowloris: /v1/health worst of 5 took " << worst_ms
-                      << " ms, a plan read " << plan_ms << " ms");
+  MESSAGE("during a " << kSlow << "-connection slowloris" << std::string(n.tls ? " (HTTPS)" : " (HTTP)") << ": /v1/health worst of 5 took "
+                      << worst_ms << " ms, a plan read " << plan_ms << " ms");
   CHECK(worst_ms < 5000);
   CHECK(plan_ms < 5000);
 
-  // The overall deadline (10 s for a request's headers and body) closes them
-  // although each keeps sending.
+  // The overall deadline (10 s for a request's headers and body, and the
+  // TLS handshake) closes them although each keeps sending.
   int closed = 0;
   for (int fd : fds) closed += ClosedByServer(fd, 12000) ? 1 : 0;
   stop = true;
