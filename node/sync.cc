@@ -60,6 +60,12 @@ constexpr int kRouterSndHwm = 8;
 constexpr int kRouterRcvHwm = 4;
 // Replaced connections remembered per partner, so that their messages are dropped.
 constexpr size_t kMaxRetiredConnections = 64;
+// A partner's key is admitted (ZAP) for at most kZapBurst new connections at
+// once, then one per kZapRefillMs. A connection takes memory before it has
+// sent a whole message (a frame in flight, up to kMaxFrameBytes), when
+// ServeConnection cannot yet replace it; a node reconnects far less often.
+constexpr double kZapBurst = 4;
+constexpr int64_t kZapRefillMs = 2000;
 // Rejections are counted exactly (kring_messages_rejected_total) but logged
 // sparingly: per partner and reason, the first in each interval with its
 // detail, the rest in one summary line per partner at the interval's end.
@@ -176,6 +182,11 @@ struct SyncEngine::Impl {
   std::map<std::string, std::string> org_by_key;  // transport key hex -> org
   std::map<std::string, CachedSet> set_cache;   // by org
   std::map<std::string, int64_t> refused_logged;  // key hex -> last log time
+  struct ConnectionBudget {
+    double tokens = kZapBurst;
+    int64_t refilled_ms = 0;
+  };
+  std::map<std::string, ConnectionBudget> zap_budget;  // partner key hex -> its admissions
 
   // Rejections in the current log interval (see kRejectLogIntervalMs), by
   // (partner, reason): logged, or counted for the summary. Bounded by the
@@ -334,6 +345,17 @@ struct SyncEngine::Impl {
       reply("400", "not a partner", "");
       return;
     }
+    ConnectionBudget& budget = zap_budget[key_hex];  // partners' keys only: bounded
+    int64_t now = NowMs();
+    budget.tokens = std::min(kZapBurst, budget.tokens + static_cast<double>(now - budget.refilled_ms) / kZapRefillMs);
+    budget.refilled_ms = now;
+    if (budget.tokens < 1) {
+      Reject(it->second, "too_many_connections", "refused a new connection from " + address + ": more than " +
+                                                     std::to_string(static_cast<int>(kZapBurst)) + " in a short time");
+      reply("400", "too many connections", "");
+      return;
+    }
+    budget.tokens -= 1;
     KRING_LOG(kDebug, "sync", "admitted " << it->second << " from " << address);
     reply("200", "OK", key_hex);
   }

@@ -419,6 +419,10 @@ TEST_CASE("issue 11: 20 connections of one partner asking for held records and n
   MESSAGE("gemeente's RSS: " << before / 1048576 << " MiB before, peak " << peak / 1048576 << " MiB while 20 connections sent "
                              << sent << " wants for " << ids.size() << " records (~3.5 MB) and read nothing");
   CHECK(peak < 256ull * 1024 * 1024);
+  // Most of the 20 were refused at the handshake; of those admitted, each newer one closed the older.
+  std::string metrics = c.Raw("gemeente", "GET", "/metrics", "", {}).raw;
+  CHECK(metrics.find("kring_messages_rejected_total{reason=\"too_many_connections\"}") != std::string::npos);
+  CHECK(metrics.find("kring_messages_rejected_total{reason=\"replaced_connection\"}") != std::string::npos);
   conns.clear();
   CHECK(c.Raw("gemeente", "GET", "/v1/health", "", {}).status == 200);
   CHECK(c.Running("gemeente"));
