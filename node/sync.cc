@@ -105,9 +105,12 @@ int64_t NowMs() { return static_cast<int64_t>(HybridClock::SystemMillis()); }
 void SetCommonOptions(zmq::socket_t& s) {
   s.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(kMaxFrameBytes));
   s.set(zmq::sockopt::linger, 0);
-  // Messages are up to 4 MiB: a few dozen queued per connection bound the
-  // memory a partner's backlog takes; beyond that TCP's window holds the sender.
-  s.set(zmq::sockopt::sndhwm, 64);
+  // Messages are up to 4 MiB: a dozen or so queued per connection bound the
+  // memory a partner's backlog takes; beyond that TCP's window holds the
+  // sender. 16 pushes of 3 MiB outrun one reconciliation round's serving
+  // (kMaxServeBytes), and cap what a partner that stops reading leaves
+  // queued on our connection to it at 48 MiB.
+  s.set(zmq::sockopt::sndhwm, 16);
   s.set(zmq::sockopt::rcvhwm, 16);
   s.set(zmq::sockopt::heartbeat_ivl, kHeartbeatIvlMs);
   s.set(zmq::sockopt::heartbeat_timeout, kHeartbeatTimeoutMs);
