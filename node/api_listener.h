@@ -3,7 +3,7 @@
 // httplib gives each connection a worker thread that blocks in recv() with a
 // per-recv timeout, so a client sending one byte every few seconds holds a
 // worker forever, and a handful of such clients stop the API (slowloris).
-// ApiListener takes over from httplib's accept loop:
+// ApiListener takes each connection over from httplib's accept loop:
 //
 //  1. admission: one thread polls every open connection and collects its
 //     request headers; a connection whose headers are not complete within
