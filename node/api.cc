@@ -6,6 +6,7 @@
 #include <thread>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <httplib.h>
@@ -671,6 +672,7 @@ Status ApiServer::Start(const ApiOptions& options) {
   httplib::Server& server = *impl_->server;
   if (!server.bind_to_port(options.host, options.port))
     return Status::IOError("cannot bind the API to " + options.host + ":" + std::to_string(options.port) + " (in use?)");
+  impl_->listener->RaiseListenBacklog(SOMAXCONN);
   impl_->tls = tls;
   impl_->thread = std::thread([this] { impl_->server->listen_after_bind(); });
   return Status::Ok();

@@ -470,6 +470,10 @@ Status ApiListener::UseTls(const std::string& cert_chain_file, const std::string
 
 void ApiListener::Shutdown() { impl_->Stop(); }
 
+void ApiListener::RaiseListenBacklog(int backlog) {
+  if (svr_sock_ != INVALID_SOCKET) ::listen(svr_sock_, backlog);
+}
+
 ApiListenerStats ApiListener::Stats() const { return {impl_->refused.load(), impl_->timed_out.load()}; }
 
 bool ApiListener::process_and_close_socket(socket_t sock) {

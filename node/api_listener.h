@@ -59,6 +59,11 @@ class ApiListener : public httplib::Server {
   // when the files do not load or do not match.
   Status UseTls(const std::string& cert_chain_file, const std::string& key_file);
 
+  // httplib listens with a backlog of 5: a burst of new connections beyond
+  // that waits for SYN retransmits (1 s, then 3 s, ...). Call after
+  // bind_to_port(); Linux applies a second listen() to the bound socket.
+  void RaiseListenBacklog(int backlog);
+
   // Serves the connection on `fd` (a connected stream socket) on the calling
   // thread, request after request, with the same deadlines, then closes it.
   // For the fuzzer and tests: no admission thread is needed.

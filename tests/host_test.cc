@@ -471,3 +471,87 @@ TEST_CASE("issue 11: a partner flooding invalid records gets them counted exactl
   CHECK(c.Log("gemeente").find("more message(s) or record(s) from wijkteam") != std::string::npos);
   CHECK(c.Running("gemeente"));
 }
+
+namespace {
+
+// Everything the server sends on `fd` until it closes or `timeout_ms` of quiet.
+std::string ReadAll(int fd, int timeout_ms) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, timeout_ms) <= 0) return out;
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+size_t Count(const std::string& haystack, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("issue 11: the API still serves keep-alive, pipelined and slow-but-timely requests, and refuses what is beyond its limits") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  REQUIRE(c.Start("gemeente"));
+  const int port = c.node("gemeente").api_port;
+  const std::string health = "GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+  SUBCASE("three pipelined requests on one connection get three answers") {
+    int fd = ConnectLoopback(port);
+    REQUIRE(fd >= 0);
+    std::string three = health + health + "GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    REQUIRE(::send(fd, three.data(), three.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(three.size()));
+    CHECK(Count(ReadAll(fd, 5000), "HTTP/1.1 200 OK") == 3);
+    ::close(fd);
+  }
+  SUBCASE("a body sent in pieces over 3 s, within the deadline, is served") {
+    int fd = ConnectLoopback(port);
+    REQUIRE(fd >= 0);
+    std::string body = "{\"label\":\"langzaam maar op tijd\"}";
+    std::string head = "POST /v1/cases HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + c.node("gemeente").token +
+                       "\r\nX-Kring-Actor: p1\r\nX-Kring-Actor-Name: P\r\nX-Kring-Role: r\r\nConnection: close\r\n"
+                       "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+    REQUIRE(::send(fd, head.data(), head.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(head.size()));
+    for (size_t i = 0; i < body.size(); i += 12) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+      std::string piece = body.substr(i, 12);
+      ::send(fd, piece.data(), piece.size(), MSG_NOSIGNAL);
+    }
+    CHECK(ReadAll(fd, 5000).rfind("HTTP/1.1 201", 0) == 0);
+    ::close(fd);
+  }
+  SUBCASE("headers over 16 KiB get 431") {
+    int fd = ConnectLoopback(port);
+    REQUIRE(fd >= 0);
+    std::string big = "GET /v1/health HTTP/1.1\r\nX-Big: " + std::string(17 * 1024, 'a') + "\r\n\r\n";
+    ::send(fd, big.data(), big.size(), MSG_NOSIGNAL);
+    CHECK(ReadAll(fd, 5000).rfind("HTTP/1.1 431", 0) == 0);
+    ::close(fd);
+  }
+  SUBCASE("connections beyond 256 open at once get 503 at once") {
+    std::vector<int> fds;
+    for (int i = 0; i < 256; ++i) {
+      int fd = ConnectLoopback(port);
+      REQUIRE(fd >= 0);
+      fds.push_back(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    int extra = ConnectLoopback(port);
+    REQUIRE(extra >= 0);
+    auto t0 = Clock::now();
+    std::string answer = ReadAll(extra, 5000);
+    CHECK(answer.rfind("HTTP/1.1 503", 0) == 0);
+    CHECK(MillisSince(t0) < 2000);
+    ::close(extra);
+    for (int fd : fds) ::close(fd);
+    // Once they are gone, the API serves again.
+    CHECK(LocalCluster::WaitFor([&] { return c.Raw("gemeente", "GET", "/v1/health", "", {}).status == 200; }, 5000));
+  }
+  CHECK(c.Running("gemeente"));
+}
