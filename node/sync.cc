@@ -543,12 +543,17 @@ struct SyncEngine::Impl {
     if (!link.live_rid.empty()) {
       // The fd may have been closed and reused by another connection since:
       // close it only while it still joins the same two addresses.
-      if (link.live_fd >= 0 && link.live_fd != fd && !link.live_name.empty() &&
-          ConnectionName(link.live_fd) == link.live_name)
-        ::shutdown(link.live_fd, SHUT_RDWR);
+      const bool still_open = link.live_fd >= 0 && link.live_fd != fd && !link.live_name.empty() &&
+                              ConnectionName(link.live_fd) == link.live_name;
       link.retired_rids.push_back(std::move(link.live_rid));
       if (link.retired_rids.size() > kMaxRetiredConnections) link.retired_rids.pop_front();
-      Reject(org, "replaced_connection", "a newer connection replaces the one served until now; the older is closed");
+      if (still_open) {
+        ::shutdown(link.live_fd, SHUT_RDWR);
+        Reject(org, "replaced_connection", "a newer connection replaces the one served until now; the older is closed");
+      } else {
+        // The usual case: the partner reconnected after the old one was gone.
+        KRING_LOG(kDebug, "sync", "partner " << org << " reconnected");
+      }
     }
     link.live_rid = std::move(rid);
     link.live_fd = fd;
