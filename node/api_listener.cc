@@ -7,8 +7,10 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -78,6 +80,40 @@ void AddressOf(int fd, bool peer, std::string& ip, int& port) {
   ip = buf;
 }
 
+// The Content-Length of a request whose headers are `head`, when a worker
+// would read exactly that many body bytes after them; nullopt when the body
+// is framed otherwise (chunked), or the length is missing, repeated or malformed
+// (httplib then decides).
+std::optional<size_t> ContentLengthOf(std::string_view head) {
+  std::optional<size_t> length;
+  size_t pos = head.find("\r\n");
+  while (pos != std::string_view::npos && pos + 2 < head.size()) {
+    size_t start = pos + 2;
+    size_t end = head.find("\r\n", start);
+    if (end == std::string_view::npos) break;
+    std::string_view line = head.substr(start, end - start);
+    pos = end;
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string name(line.substr(0, colon));
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    if (name == "transfer-encoding") return std::nullopt;
+    if (name != "content-length") continue;
+    if (length) return std::nullopt;
+    std::string_view v = line.substr(colon + 1);
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    if (v.empty() || v.size() > 12) return std::nullopt;
+    size_t n = 0;
+    for (char ch : v) {
+      if (ch < '0' || ch > '9') return std::nullopt;
+      n = n * 10 + static_cast<size_t>(ch - '0');
+    }
+    length = n;
+  }
+  return length;
+}
+
 // Routes that must answer while every other worker is busy.
 bool IsHealthRequest(const std::string& head) {
   for (const char* p : {"GET /v1/health ", "GET /v1/health?", "GET /metrics ", "GET /metrics?"})
@@ -95,6 +131,8 @@ struct ApiListener::Connection {
   bool handshake_done = false;
   short wait_for = POLLIN;   // what admission polls for (a handshake may need to write)
   std::string buffered;
+  size_t head_end = 0;  // bytes of the current request's headers, once they are all in
+  size_t need = 0;      // bytes of the current request admission waits for
   Clock::time_point deadline;
   size_t requests = 0;
   ~Connection() {
@@ -108,7 +146,19 @@ struct ApiListener::Connection {
       ::close(fd);
     }
   }
-  bool HeadersComplete() const { return buffered.find("\r\n\r\n") != std::string::npos; }
+  // Whether the current request is whole enough for a worker: its headers,
+  // and its body when that is small (ApiLimits::max_prefetch_body).
+  bool Ready() const { return head_end > 0 && buffered.size() >= need; }
+  void NoteHeaders(size_t max_prefetch_body) {
+    if (head_end > 0) return;
+    size_t at = buffered.find("\r\n\r\n");
+    if (at == std::string::npos) return;
+    head_end = at + 4;
+    auto body = ContentLengthOf(std::string_view(buffered).substr(0, head_end));
+    need = head_end + (body && *body <= max_prefetch_body ? *body : 0);
+  }
+  // After an answer: what is buffered beyond it (pipelined) is the next request.
+  void NextRequest() { head_end = need = 0; }
 };
 
 // What httplib reads from and writes to: the buffered bytes first, then the
@@ -259,62 +309,78 @@ struct ApiListener::Impl {
     open.fetch_sub(1);
   }
 
-  // Reads what has arrived of `c`'s headers. False when the connection is
-  // to be closed (closed by the client, error, or headers too large: answered).
-  bool ReadAhead(Connection& c) {
-    if (c.ssl) return TlsReadAhead(c);
-    char buf[4096];
-    for (;;) {
-      if (c.HeadersComplete()) return true;
-      if (c.buffered.size() >= limits.max_header_bytes) {
-        RefuseNow(c.fd, 431, "Request Header Fields Too Large",
-                  "request headers are larger than " + std::to_string(limits.max_header_bytes) + " bytes");
-        return false;
-      }
-      size_t want = std::min(sizeof buf, limits.max_header_bytes - c.buffered.size());
+  static constexpr ssize_t kWouldBlock = -2;
+
+  // One non-blocking read: bytes, 0 at the end of the stream, kWouldBlock
+  // (with TLS, `wait_for` says for what), or -1 on an error.
+  ssize_t Receive(Connection& c, char* buf, size_t want) {
+    if (!c.ssl) {
       ssize_t n = ::recv(c.fd, buf, want, MSG_DONTWAIT);
-      if (n == 0) return false;
-      if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
-      c.buffered.append(buf, static_cast<size_t>(n));
+      return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? kWouldBlock : n;
     }
+    ERR_clear_error();
+    int n = SSL_read(c.ssl, buf, static_cast<int>(want));
+    return n > 0 ? n : TlsWait(c, n);
   }
 
-  // ReadAhead over TLS: the handshake first, then decrypted header bytes.
-  // The socket is non-blocking; `wait_for` says what to poll for next.
-  bool TlsReadAhead(Connection& c) {
+  // What a failed TLS call means: wait (for `wait_for`), the end, or an error.
+  static ssize_t TlsWait(Connection& c, int rc) {
+    int err = SSL_get_error(c.ssl, rc);
+    if (err == SSL_ERROR_WANT_READ) return kWouldBlock;
+    if (err == SSL_ERROR_WANT_WRITE) {
+      c.wait_for = POLLOUT;
+      return kWouldBlock;
+    }
+    return err == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+  }
+
+  void RefuseHeaders(Connection& c) {
+    std::string message = "request headers are larger than " + std::to_string(limits.max_header_bytes) + " bytes";
+    if (!c.ssl) return RefuseNow(c.fd, 431, "Request Header Fields Too Large", message);
+    std::string body = "{\"error\":\"http_error\",\"message\":\"" + message + "\"}";
+    std::string out = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\n"
+                      "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+    ERR_clear_error();
+    SSL_write(c.ssl, out.data(), static_cast<int>(out.size()));
+  }
+
+  // Reads what has arrived of `c`'s current request (after the TLS
+  // handshake, with TLS): its headers, and a small body whole, so that a
+  // client sending either slowly holds no worker. True while the connection
+  // stays open (c.Ready() says whether the request is whole enough); false
+  // when it is to be closed: closed by the client before its headers were
+  // in, an error, or headers too large (answered 431).
+  bool ReadAhead(Connection& c) {
     c.wait_for = POLLIN;
-    auto again = [&](int rc) {
-      int err = SSL_get_error(c.ssl, rc);
-      if (err == SSL_ERROR_WANT_READ) return true;
-      if (err == SSL_ERROR_WANT_WRITE) {
-        c.wait_for = POLLOUT;
-        return true;
-      }
-      return false;
-    };
-    if (!c.handshake_done) {
+    if (c.ssl && !c.handshake_done) {
       ERR_clear_error();
       int rc = SSL_accept(c.ssl);
-      if (rc != 1) return again(rc);
+      if (rc != 1) return TlsWait(c, rc) == kWouldBlock;
       c.handshake_done = true;
     }
     char buf[4096];
-    while (!c.HeadersComplete()) {
-      if (c.buffered.size() >= limits.max_header_bytes) {
-        ERR_clear_error();
-        std::string body = "{\"error\":\"http_error\",\"message\":\"request headers are too large\"}";
-        std::string out = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\n"
-                          "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-        SSL_write(c.ssl, out.data(), static_cast<int>(out.size()));
-        return false;
+    for (;;) {
+      c.NoteHeaders(limits.max_prefetch_body);
+      if (c.Ready()) return true;
+      size_t want = sizeof buf;
+      if (c.head_end == 0) {
+        if (c.buffered.size() >= limits.max_header_bytes) {
+          RefuseHeaders(c);
+          return false;
+        }
+        want = std::min(want, limits.max_header_bytes - c.buffered.size());
+      } else {
+        want = std::min(want, c.need - c.buffered.size());
       }
-      int want = static_cast<int>(std::min(sizeof buf, limits.max_header_bytes - c.buffered.size()));
-      ERR_clear_error();
-      int n = SSL_read(c.ssl, buf, want);
-      if (n <= 0) return again(n);
+      ssize_t n = Receive(c, buf, want);
+      if (n == kWouldBlock) return true;
+      if (n == 0 && c.head_end > 0) {
+        c.need = c.buffered.size();  // a truncated body: the worker answers it
+        return true;
+      }
+      if (n <= 0) return false;
       c.buffered.append(buf, static_cast<size_t>(n));
     }
-    return true;
   }
 
   void Dispatch(std::unique_ptr<Connection> c) {
@@ -348,7 +414,8 @@ struct ApiListener::Impl {
       Clock::time_point next = now + std::chrono::seconds(1);
       std::vector<std::unique_ptr<Connection>> keep;
       for (auto& c : waiting) {
-        if (c->HeadersComplete()) {
+        c->NoteHeaders(limits.max_prefetch_body);
+        if (c->Ready()) {
           Dispatch(std::move(c));
         } else if (c->deadline <= now) {
           timed_out.fetch_add(1);
@@ -395,6 +462,7 @@ struct ApiListener::Impl {
         std::lock_guard lock(mu);
         serving.erase(c->fd);
       }
+      c->NextRequest();
       if (again) Admit(std::move(c));
       else Close(std::move(c));
     }
@@ -513,11 +581,13 @@ void ApiListener::ServeSocket(int fd) {
   c.fd = fd;
   for (;;) {
     c.deadline = Clock::now() + std::chrono::milliseconds(impl_->limits.request_deadline_ms);
-    while (!c.HeadersComplete()) {
-      if (!WaitFor(fd, POLLIN, c.deadline) || !impl_->ReadAhead(c)) return;
+    c.NoteHeaders(impl_->limits.max_prefetch_body);
+    while (!c.Ready()) {
+      if (!WaitFor(fd, c.wait_for, c.deadline) || !impl_->ReadAhead(c)) return;
     }
     bool last = ++c.requests >= impl_->limits.max_requests_per_connection;
     if (!ServeOneRequest(c, last) || last) return;
+    c.NextRequest();
   }
 }
 

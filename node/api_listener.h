@@ -9,9 +9,11 @@
 //     request headers; a connection whose headers are not complete within
 //     ApiLimits::request_deadline_ms of it being accepted (or of its
 //     previous answer) is closed. Waiting costs a buffer, not a thread.
-//  2. a worker reads the body, runs httplib's routing and writes the answer,
-//     with every read bounded by the same deadline and the answer by
-//     ApiLimits::write_deadline_ms.
+//     A body up to ApiLimits::max_prefetch_body (with a Content-Length) is
+//     collected too (most of the API's bodies are a few KiB).
+//  2. a worker reads the rest of the body, runs httplib's routing and writes
+//     the answer, with every read bounded by the same deadline and the
+//     answer by ApiLimits::write_deadline_ms.
 //  3. GET /v1/health and GET /metrics go to their own worker, so they answer
 //     while every other worker is busy.
 //
@@ -38,6 +40,7 @@ struct ApiLimits {
   int request_deadline_ms = 10000;  // a request's headers and body, from accept or the previous answer
   int write_deadline_ms = 10000;    // writing one answer
   size_t max_header_bytes = 16 * 1024;
+  size_t max_prefetch_body = 64 * 1024;  // a body up to this is read whole before a worker takes it
   size_t max_connections = 256;     // open at once, however far along
   size_t max_queued = 64;           // complete headers waiting for a worker
   int workers = 4;
