@@ -187,14 +187,9 @@ struct ApiServer::Impl {
 
   // Limits, metrics and routes, the same for HTTP, HTTPS and ServeSocket.
   void Configure() {
+    // Deadlines, TCP_NODELAY and the worker threads are ApiListener's: it
+    // replaces httplib's socket handling, whose timeouts apply per call.
     server->set_payload_max_length(kMaxApiBodyBytes);
-    // httplib writes headers and body separately; without TCP_NODELAY a
-    // keep-alive client waits ~40 ms on Nagle and delayed ACKs for every answer.
-    server->set_tcp_nodelay(true);
-    // ApiListener enforces its own overall deadlines; these are httplib's
-    // per-call ones, kept as a second bound.
-    server->set_read_timeout(10, 0);
-    server->set_write_timeout(10, 0);
     // Counted before the answer is written, so a client that reads /metrics
     // right after an answer sees it counted.
     server->set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -261,8 +256,6 @@ struct ApiServer::Impl {
     m << "# HELP kring_consent_withdrawals_processed_total Consent withdrawals this node recorded or received.\n"
       << "# TYPE kring_consent_withdrawals_processed_total counter\n"
       << "kring_consent_withdrawals_processed_total " << node->withdrawals_processed() << "\n";
-    m << "# HELP kring_api_requests_total API requests answered, by HTTP status.\n"
-      << "# TYPE kring_api_requests_total counter\n";
     if (listener) {
       ApiListenerStats conn = listener->Stats();
       m << "# HELP kring_api_connections_refused_total API connections answered 503 at once: too many open, or every worker busy.\n"
@@ -272,6 +265,8 @@ struct ApiServer::Impl {
         << "# TYPE kring_api_requests_timed_out_total counter\n"
         << "kring_api_requests_timed_out_total " << conn.timed_out << "\n";
     }
+    m << "# HELP kring_api_requests_total API requests answered, by HTTP status.\n"
+      << "# TYPE kring_api_requests_total counter\n";
     std::lock_guard lock(metrics_mu);
     for (auto& [status, n] : requests_by_status) m << "kring_api_requests_total{status=\"" << status << "\"} " << n << "\n";
     return m.str();
