@@ -415,6 +415,12 @@ struct ApiListener::Impl {
       std::vector<std::unique_ptr<Connection>> keep;
       for (auto& c : waiting) {
         c->NoteHeaders(limits.max_prefetch_body);
+        // Decrypted bytes OpenSSL holds (a pipelined request in the record
+        // the worker read) never make the socket readable: take them now.
+        if (c->ssl && c->handshake_done && !c->Ready() && SSL_pending(c->ssl) > 0 && !ReadAhead(*c)) {
+          Close(std::move(c));
+          continue;
+        }
         if (c->Ready()) {
           Dispatch(std::move(c));
         } else if (c->deadline <= now) {
