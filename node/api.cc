@@ -6,12 +6,14 @@
 #include <thread>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include "crypto/primitives.h"
+#include "node/api_listener.h"
 #include "node/log.h"
 #include "node/node.h"
 #include "node/openapi.h"
@@ -123,6 +125,53 @@ const char* OutcomeOf(int status) {
 
 }  // namespace
 
+bool JsonNestingWithin(std::string_view text, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;  // the escaped character cannot end the string
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return false;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return true;
+}
+
+ApiBody ParseApiBody(std::string_view content_type, std::string_view body) {
+  ApiBody out;
+  auto fail = [&](int status, const char* error, std::string message) {
+    out.status = status;
+    out.error = error;
+    out.message = std::move(message);
+    return std::move(out);
+  };
+  std::string media(content_type.substr(0, content_type.find(';')));
+  while (!media.empty() && media.back() == ' ') media.pop_back();
+  std::transform(media.begin(), media.end(), media.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (!body.empty() && !media.empty() && media != "application/json")
+    return fail(415, "unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'");
+  if (body.empty()) {
+    out.value = json::object();  // no body: no fields
+    return out;
+  }
+  if (body.size() > kMaxApiBodyBytes)
+    return fail(413, "too_large", "request body is larger than " + std::to_string(kMaxApiBodyBytes) + " bytes");
+  if (!JsonNestingWithin(body, kMaxApiJsonDepth))
+    return fail(400, "too_deep", "request body nests arrays and objects deeper than " +
+                                     std::to_string(kMaxApiJsonDepth) + " levels");
+  out.value = json::parse(body, nullptr, false);
+  if (out.value.is_discarded()) return fail(400, "malformed_json", "request body is not valid JSON");
+  if (!out.value.is_object()) return fail(400, "invalid_argument", "request body must be a JSON object");
+  return out;
+}
+
 struct ApiServer::Impl {
   Node* node;
   std::unique_ptr<httplib::Server> server;
@@ -131,7 +180,27 @@ struct ApiServer::Impl {
   std::map<int, uint64_t> requests_by_status;
   bool tls = false;
 
+  // The server (also `server`): admission, deadlines, lanes; TLS when given.
+  ApiListener* listener = nullptr;
+
   explicit Impl(Node* n) : node(n) {}
+
+  // Limits, metrics and routes, the same for HTTP, HTTPS and ServeSocket.
+  void Configure() {
+    // Deadlines, TCP_NODELAY and the worker threads are ApiListener's: it
+    // replaces httplib's socket handling, whose timeouts apply per call.
+    server->set_payload_max_length(kMaxApiBodyBytes);
+    // Counted before the answer is written, so a client that reads /metrics
+    // right after an answer sees it counted.
+    server->set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      {
+        std::lock_guard lock(metrics_mu);
+        ++requests_by_status[res.status];
+      }
+      KRING_LOG(kDebug, "api", req.method << " " << req.path << " -> " << res.status);
+    });
+    Routes();
+  }
 
   // Writes the NEN 7513 entry for a call that touched case data, before the
   // answer leaves. If the log cannot be written the caller gets a 500
@@ -187,6 +256,15 @@ struct ApiServer::Impl {
     m << "# HELP kring_consent_withdrawals_processed_total Consent withdrawals this node recorded or received.\n"
       << "# TYPE kring_consent_withdrawals_processed_total counter\n"
       << "kring_consent_withdrawals_processed_total " << node->withdrawals_processed() << "\n";
+    if (listener) {
+      ApiListenerStats conn = listener->Stats();
+      m << "# HELP kring_api_connections_refused_total API connections answered 503 at once: too many open, or every worker busy.\n"
+        << "# TYPE kring_api_connections_refused_total counter\n"
+        << "kring_api_connections_refused_total " << conn.refused << "\n"
+        << "# HELP kring_api_requests_timed_out_total API connections closed because a request did not arrive within its deadline.\n"
+        << "# TYPE kring_api_requests_timed_out_total counter\n"
+        << "kring_api_requests_timed_out_total " << conn.timed_out << "\n";
+    }
     m << "# HELP kring_api_requests_total API requests answered, by HTTP status.\n"
       << "# TYPE kring_api_requests_total counter\n";
     std::lock_guard lock(metrics_mu);
@@ -234,29 +312,12 @@ struct ApiServer::Impl {
 
   // Parses a JSON object body; on failure answers and returns nullopt.
   std::optional<json> ParseBody(const httplib::Request& req, httplib::Response& res) {
-    std::string type = req.get_header_value("Content-Type");
-    std::string media = type.substr(0, type.find(';'));
-    while (!media.empty() && media.back() == ' ') media.pop_back();
-    std::transform(media.begin(), media.end(), media.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (!req.body.empty() && !media.empty() && media != "application/json") {
-      SendError(res, 415, "unsupported_media_type", "send the body as JSON with 'Content-Type: application/json'");
+    ApiBody body = ParseApiBody(req.get_header_value("Content-Type"), req.body);
+    if (body.status != 0) {
+      SendError(res, body.status, body.error, body.message);
       return std::nullopt;
     }
-    if (req.body.empty()) return json::object();  // no body: no fields
-    if (req.body.size() > kMaxApiBodyBytes) {
-      SendError(res, 413, "too_large", "request body is larger than " + std::to_string(kMaxApiBodyBytes) + " bytes");
-      return std::nullopt;
-    }
-    json j = json::parse(req.body, nullptr, false);
-    if (j.is_discarded()) {
-      SendError(res, 400, "malformed_json", "request body is not valid JSON");
-      return std::nullopt;
-    }
-    if (!j.is_object()) {
-      SendError(res, 400, "invalid_argument", "request body must be a JSON object");
-      return std::nullopt;
-    }
-    return j;
+    return std::move(body.value);
   }
 
   // What a call touched, filled in by its handler for the access log.
@@ -289,7 +350,8 @@ struct ApiServer::Impl {
 
   // Refuses a body with fields outside `allowed`.
   static bool OnlyFields(const json& body, std::initializer_list<const char*> allowed, httplib::Response& res) {
-    for (auto& [k, v] : body.items()) {
+    for (const auto& field : body.items()) {
+      const std::string& k = field.key();  // not a structured binding: clang 14 cannot capture those
       if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return k == a; })) {
         SendError(res, 400, "unknown_field", "unknown field '" + k + "'");
         return false;
@@ -606,32 +668,18 @@ Status ApiServer::Start(const ApiOptions& options) {
   if (tls) {
     for (const std::string* f : {&options.tls_cert, &options.tls_key})
       if (::access(f->c_str(), R_OK) != 0) return Status::NotFound("cannot read TLS file " + *f);
-    auto ssl = std::make_unique<httplib::SSLServer>(options.tls_cert.c_str(), options.tls_key.c_str());
-    if (!ssl->is_valid()) return Status::InvalidArgument("TLS certificate or key is not usable (PEM, matching pair?)");
-    impl_->server = std::move(ssl);
-  } else {
-    impl_->server = std::make_unique<httplib::Server>();
   }
+  {
+    auto listener = std::make_unique<ApiListener>();
+    if (tls) KRING_RETURN_IF_ERROR(listener->UseTls(options.tls_cert, options.tls_key));
+    impl_->listener = listener.get();
+    impl_->server = std::move(listener);
+  }
+  impl_->Configure();
   httplib::Server& server = *impl_->server;
-  server.set_payload_max_length(kMaxApiBodyBytes);
-  // httplib writes headers and body separately; without TCP_NODELAY a
-  // keep-alive client waits ~40 ms on Nagle and delayed ACKs for every answer.
-  server.set_tcp_nodelay(true);
-  server.set_read_timeout(10, 0);
-  server.set_write_timeout(10, 0);
-  server.new_task_queue = [] { return new httplib::ThreadPool(4); };
-  // Counted before the answer is written, so a client that reads /metrics
-  // right after an answer sees it counted.
-  server.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    {
-      std::lock_guard lock(impl_->metrics_mu);
-      ++impl_->requests_by_status[res.status];
-    }
-    KRING_LOG(kDebug, "api", req.method << " " << req.path << " -> " << res.status);
-  });
-  impl_->Routes();
   if (!server.bind_to_port(options.host, options.port))
     return Status::IOError("cannot bind the API to " + options.host + ":" + std::to_string(options.port) + " (in use?)");
+  impl_->listener->RaiseListenBacklog(SOMAXCONN);
   impl_->tls = tls;
   impl_->thread = std::thread([this] { impl_->server->listen_after_bind(); });
   return Status::Ok();
@@ -639,11 +687,22 @@ Status ApiServer::Start(const ApiOptions& options) {
 
 bool ApiServer::tls() const { return impl_->tls; }
 
+void ApiServer::ServeSocket(int fd) {
+  if (!impl_->server) {
+    auto listener = std::make_unique<ApiListener>();
+    impl_->listener = listener.get();
+    impl_->server = std::move(listener);
+    impl_->Configure();
+  }
+  if (impl_->listener) impl_->listener->ServeSocket(fd);
+}
+
 void ApiServer::Stop() {
   if (impl_->thread.joinable()) {
     impl_->server->stop();
     impl_->thread.join();
   }
+  if (impl_->listener) impl_->listener->Shutdown();
 }
 
 }  // namespace kring

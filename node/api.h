@@ -7,6 +7,9 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
 
 #include "crypto/sodium.h"
 #include "crypto/status.h"
@@ -16,6 +19,28 @@ namespace kring {
 class Node;
 
 inline constexpr size_t kMaxApiBodyBytes = 512 * 1024;
+// Deepest nesting of arrays and objects a request body may have. Copying,
+// validating and dumping a JSON value recurse once per level: the limit is
+// what keeps a 263 KB body of brackets from overflowing a worker's stack.
+inline constexpr int kMaxApiJsonDepth = 64;
+
+// Whether no array or object in `text` nests deeper than `max_depth`.
+// Counts brackets outside strings in one pass, without recursion; says
+// nothing about whether `text` is valid JSON.
+bool JsonNestingWithin(std::string_view text, int max_depth);
+
+// A request body as every route reads it.
+struct ApiBody {
+  int status = 0;        // 0: parsed; otherwise the HTTP status to answer
+  std::string error;     // the answer's error code, e.g. "too_deep"
+  std::string message;
+  nlohmann::json value;  // a JSON object when status is 0 ({} for an empty body)
+};
+
+// Checks a request body in a fixed order: media type (415), size (413),
+// nesting depth before anything is parsed (400, names kMaxApiJsonDepth),
+// syntax (400), a JSON object at the top (400). Never throws.
+ApiBody ParseApiBody(std::string_view content_type, std::string_view body);
 
 // A new random API token ("krt_" + 64 hex characters). Shown once; the node keeps only its hash.
 std::string NewApiToken();
@@ -45,6 +70,11 @@ class ApiServer {
   Status Start(const ApiOptions& options);
   void Stop();
   bool tls() const;
+
+  // Serves the connection on `fd` (a connected stream socket) on the calling
+  // thread with the routes, limits and deadlines of a started API, then
+  // closes it. For the fuzzer and tests; needs no Start().
+  void ServeSocket(int fd);
 
  private:
   struct Impl;

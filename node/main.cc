@@ -11,6 +11,7 @@
 #include "node/api.h"
 #include "node/backup.h"
 #include "node/checkpoint.h"
+#include "node/data_dir.h"
 #include "node/log.h"
 #include "node/node.h"
 #include "protocol/card.h"
@@ -63,6 +64,13 @@ int Run(const std::string& dir, const std::string& listen, const std::string& ap
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  // Refused before anything is opened: a readable database leaks the case
+  // metadata, and a second process on the same directory would be a second
+  // node under the same identity.
+  Status priv = CheckDataDirPrivate(dir);
+  if (!priv.ok()) return Fail(priv);
+  auto lock = DataDirLock::Acquire(dir);
+  if (!lock.ok()) return Fail(lock.status());
   auto node = Node::Open(dir);
   if (!node.ok()) return Fail(node.status());
   const PublicIdentity& me = (*node)->identity();

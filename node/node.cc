@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "crypto/primitives.h"
+#include "node/api.h"
 #include "node/checkpoint.h"
 #include "node/log.h"
 #include "plan/items.h"
@@ -28,6 +29,9 @@ Result<PublicIdentity> InitNode(const std::string& data_dir, const std::string& 
     return Status::InvalidArgument("--name must be 1 to 128 characters without control characters");
   if (::mkdir(data_dir.c_str(), 0700) != 0 && errno != EEXIST)
     return Status::IOError("cannot create " + data_dir + ": " + std::strerror(errno));
+  // An existing directory (say a fresh 0755 mount point) becomes the node's alone.
+  if (::chmod(data_dir.c_str(), 0700) != 0)
+    return Status::IOError("cannot make " + data_dir + " owner-only (chmod 700): " + std::strerror(errno));
   struct stat st {};
   if (::stat(KeyFilePath(data_dir).c_str(), &st) == 0)
     return Status::AlreadyExists(data_dir + " already holds a node (" + KeyFilePath(data_dir) + "); refusing to overwrite its keys");
@@ -50,10 +54,18 @@ Result<std::unique_ptr<Node>> Node::Open(const std::string& data_dir, WallClock 
   auto store = Store::Open(DatabasePath(data_dir));
   if (!store.ok()) return store.status();
   std::unique_ptr<Node> node(new Node(std::move(*id), std::move(*store), std::move(wall)));
-  // The clock must never go back past what we already wrote or received.
-  auto max_hlc = node->store_->MaxHlc();
-  if (!max_hlc.ok()) return max_hlc.status();
-  node->clock_.SetFloor(*max_hlc);
+  // The clock must never go back past what this node wrote itself. Only
+  // its own records count: a partner's timestamp (an access record's, say)
+  // set in 2126 must not become every later record's time after a restart.
+  // And not beyond the skew bound: records written while a bad floor held
+  // must not keep the clock in the future either.
+  auto own_hlc = node->store_->MaxOwnHlc(node->identity_.pub.org);
+  if (!own_hlc.ok()) return own_hlc.status();
+  const HlcTimestamp plausible = MakeHlc(node->wall_() + kMaxClockSkewMillis, 0);
+  if (*own_hlc > plausible)
+    KRING_LOG(kWarn, "clock", "this node's newest record is dated " << (HlcMillis(*own_hlc) - node->wall_()) / 60000
+                                 << " minute(s) ahead of the wall clock; the clock resumes from the skew bound");
+  node->clock_.SetFloor(std::min(*own_hlc, plausible));
   // Cases whose decisions changed while the node was down (a consent's
   // window opened or closed), or whose last recompute did not finish, are
   // decided afresh before anything is served; the rest wait on the timer.
@@ -551,7 +563,12 @@ void Node::JudgeBody(FragmentCheck& c, const ContentKey& key) {
                                                        " does not decrypt: " + body.status().message()};
     return;
   }
-  nlohmann::json data = nlohmann::json::parse(body->begin(), body->end(), nullptr, false);
+  // Parsing a partner's body is bounded like an API body: no recursion deeper
+  // than the API allows (copying and validating recurse per level).
+  std::string_view text(reinterpret_cast<const char*>(body->data()), body->size());
+  nlohmann::json data = JsonNestingWithin(text, kMaxApiJsonDepth)
+                            ? nlohmann::json::parse(body->begin(), body->end(), nullptr, false)
+                            : nlohmann::json(nlohmann::json::value_t::discarded);
   sodium_memzero(body->data(), body->size());
   Status valid = ValidateFragmentItem(h.kind.v, h.domain.v, data);
   if (valid.ok() && h.predecessors.v.empty() && IsTombstone(data))

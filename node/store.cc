@@ -4,7 +4,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <set>
+
+#include <sys/stat.h>
 #include <tuple>
 
 #include <fcntl.h>
@@ -142,6 +145,11 @@ const char* const kMigrations[] = {
       received_ms INTEGER NOT NULL,
       PRIMARY KEY (org, holder)) WITHOUT ROWID;
     )sql",
+    // 4 -> 5: the clock's floor at start is the newest record this node
+    // wrote itself (MaxOwnHlc), found without a scan.
+    R"sql(
+    CREATE INDEX records_by_author ON records (author, hlc);
+    )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
@@ -240,6 +248,17 @@ Status Store::Exec(const char* sql) {
 }
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const std::string& vfs) {
+  // SQLite creates the database with mode 0644 less the umask, and gives
+  // -wal and -shm the mode of the database: creating it 0600 first keeps all
+  // three owner-only. An existing file keeps its mode (`run` refuses a
+  // readable one; see data_dir.h).
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    ::fchmod(fd, 0600);  // a default ACL could have widened it
+    ::close(fd);
+  } else if (errno != EEXIST) {
+    return Status::IOError("cannot create database " + path + ": " + std::strerror(errno));
+  }
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                            vfs.empty() ? nullptr : vfs.c_str());
@@ -392,6 +411,10 @@ Status Store::InsertRecordsLocked(const std::vector<RecordRow>& rows, const std:
   // its next change (SetNextChange), even across a crash.
   Stmt due(db_, "INSERT OR REPLACE INTO case_schedule (case_id, next_change_ms) VALUES (?, 0)");
   for (const RecordRow& r : rows) {
+    // SQLite integers are signed: a larger hlc would be stored negative and
+    // sort before every real one.
+    if (r.hlc > static_cast<HlcTimestamp>(std::numeric_limits<int64_t>::max()))
+      return Status::InvalidArgument("record " + ToHex(r.id).substr(0, 16) + " has an hlc beyond 2^63-1");
     ins.Bind(1, ByteSpan(r.id)).Bind(2, int64_t{static_cast<uint8_t>(r.type)}).Bind(3, ByteSpan(r.case_id))
         .Bind(4, r.author).Bind(5, r.kind).Bind(6, r.domain).Bind(7, static_cast<int64_t>(r.hlc)).Bind(8, r.record)
         .Bind(9, received_from).Bind(10, now_ms);
@@ -596,6 +619,14 @@ Result<HlcTimestamp> Store::MaxHlc() {
   std::lock_guard lock(mu_);
   Stmt s(db_, "SELECT n FROM counters WHERE name = 'max_hlc'");  // kept by a trigger: no scan
   if (s.Step() != SQLITE_ROW) return s.Error("cannot read max hlc");
+  return static_cast<HlcTimestamp>(s.Int(0));
+}
+
+Result<HlcTimestamp> Store::MaxOwnHlc(const std::string& org) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT COALESCE(MAX(hlc), 0) FROM records WHERE author = ?");  // records_by_author: no scan
+  s.Bind(1, org);
+  if (s.Step() != SQLITE_ROW) return s.Error("cannot read the newest own hlc");
   return static_cast<HlcTimestamp>(s.Int(0));
 }
 

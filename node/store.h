@@ -28,7 +28,7 @@ struct sqlite3;
 
 namespace kring {
 
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 struct Partner {
   PublicIdentity identity;
@@ -108,6 +108,7 @@ class Store {
   // --- records ---
   // Stores verified records and their audiences in one transaction, skipping
   // ids already stored. Returns the ids newly stored. Durable when it returns.
+  // InvalidArgument, storing none, if an hlc exceeds 2^63-1 (SQLite's INTEGER).
   Result<std::vector<RecordId>> PutRecords(const std::vector<RecordRow>& rows, const std::string& received_from,
                                            int64_t now_ms);
   // A fragment whose audience is its recipients. Returns true when newly stored.
@@ -147,6 +148,8 @@ class Store {
   Result<std::vector<Bytes>> RecordsForPeer(const std::vector<RecordId>& ids, const std::string& org, size_t max_bytes,
                                             std::vector<RecordId>* served = nullptr, const std::string& also = "");
   Result<HlcTimestamp> MaxHlc();
+  // The newest hlc of the records `org` wrote (0: none). O(log n).
+  Result<HlcTimestamp> MaxOwnHlc(const std::string& org);
   Result<int64_t> CountFragments();  // O(1): a counter kept by triggers
   // When each case's decisions next change by themselves (0: due now).
   // PutRecords marks a case due when it stores a record deciding it; a

@@ -1,6 +1,7 @@
 // The sync thread: ZAP admission, per-message partner checks, push, reconciliation and want handling.
 #include "node/sync.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -10,7 +11,10 @@
 #include <set>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <zmq.hpp>
@@ -46,6 +50,54 @@ constexpr int kIngestWorkers = 2;
 constexpr size_t kMaxQueuedPushes = 4;
 // How soon a reconciliation that could not be sent (no connection yet) is tried again.
 constexpr int64_t kRetryConnectMs = 100;
+// What one partner can make us hold for its connection to our ROUTER: we
+// serve only its newest connection, and queue at most this many messages
+// (kMaxFrameBytes each) to it and from it. ZeroMQ's high-water marks count
+// messages, not bytes, and apply per connection: with 64 queued replies of
+// 3 MiB, each connection a partner opened and never read could hold 192 MiB.
+// When the reply queue is full, sending fails and serving stops until it drains.
+constexpr int kRouterSndHwm = 8;
+constexpr int kRouterRcvHwm = 4;
+// Replaced connections remembered per partner, so that their messages are dropped.
+constexpr size_t kMaxRetiredConnections = 64;
+// A partner's key is admitted (ZAP) for at most kZapBurst new connections at
+// once, then one per kZapRefillMs. A connection takes memory before it has
+// sent a whole message (a frame in flight, up to kMaxFrameBytes), when
+// ServeConnection cannot yet replace it; a node reconnects far less often.
+constexpr double kZapBurst = 4;
+constexpr int64_t kZapRefillMs = 2000;
+// Rejections are counted exactly (kring_messages_rejected_total) but logged
+// sparingly: per partner and reason, the first in each interval with its
+// detail, the rest in one summary line per partner at the interval's end.
+constexpr int64_t kRejectLogIntervalMs = 10000;
+
+// "local-address|peer-address" of a TCP socket, or "" when it is none.
+std::string ConnectionName(int fd) {
+  if (fd < 0) return "";
+  std::string out;
+  for (bool peer : {false, true}) {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    int rc = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len)
+                  : ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    if (rc != 0) return "";
+    char ip[INET6_ADDRSTRLEN] = {};
+    int port = 0;
+    if (addr.ss_family == AF_INET) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+      ::inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+      port = ntohs(a->sin_port);
+    } else if (addr.ss_family == AF_INET6) {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+      ::inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+      port = ntohs(a->sin6_port);
+    } else {
+      return "";
+    }
+    out += std::string(ip) + ":" + std::to_string(port) + (peer ? "" : "|");
+  }
+  return out;
+}
 
 int64_t NowMs() { return static_cast<int64_t>(HybridClock::SystemMillis()); }
 
@@ -53,9 +105,12 @@ int64_t NowMs() { return static_cast<int64_t>(HybridClock::SystemMillis()); }
 void SetCommonOptions(zmq::socket_t& s) {
   s.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(kMaxFrameBytes));
   s.set(zmq::sockopt::linger, 0);
-  // Messages are up to 4 MiB: a few dozen queued per connection bound the
-  // memory a partner's backlog takes; beyond that TCP's window holds the sender.
-  s.set(zmq::sockopt::sndhwm, 64);
+  // Messages are up to 4 MiB: a dozen or so queued per connection bound the
+  // memory a partner's backlog takes; beyond that TCP's window holds the
+  // sender. 16 pushes of 3 MiB outrun one reconciliation round's serving
+  // (kMaxServeBytes), and cap what a partner that stops reading leaves
+  // queued on our connection to it at 48 MiB.
+  s.set(zmq::sockopt::sndhwm, 16);
   s.set(zmq::sockopt::rcvhwm, 16);
   s.set(zmq::sockopt::heartbeat_ivl, kHeartbeatIvlMs);
   s.set(zmq::sockopt::heartbeat_timeout, kHeartbeatTimeoutMs);
@@ -96,6 +151,12 @@ struct SyncEngine::Impl {
     int64_t next_session_ms = 0;  // when to start the next reconciliation
     int64_t retry_ms = 0;         // current back-off while it cannot be sent
     int64_t next_prune_ms = 0;    // when to forget old sent_recently entries
+    // Its connection to our ROUTER that we serve: the newest that spoke. The
+    // socket and its addresses let us close it when a newer one replaces it.
+    std::string live_rid;
+    int live_fd = -1;
+    std::string live_name;
+    std::deque<std::string> retired_rids;  // replaced: their messages are dropped
   };
 
   struct CachedSet {
@@ -124,6 +185,19 @@ struct SyncEngine::Impl {
   std::map<std::string, std::string> org_by_key;  // transport key hex -> org
   std::map<std::string, CachedSet> set_cache;   // by org
   std::map<std::string, int64_t> refused_logged;  // key hex -> last log time
+  struct ConnectionBudget {
+    double tokens = kZapBurst;
+    int64_t refilled_ms = 0;
+  };
+  std::map<std::string, ConnectionBudget> zap_budget;  // partner key hex -> its admissions
+
+  // Rejections in the current log interval (see kRejectLogIntervalMs), by
+  // (partner, reason): logged, or counted for the summary. Bounded by the
+  // partners times the fixed set of reasons.
+  std::mutex reject_log_mu;
+  int64_t reject_window_start_ms = 0;
+  std::set<std::pair<std::string, std::string>> reject_logged;
+  std::map<std::string, std::map<std::string, uint64_t>> reject_unlogged;  // partner -> reason -> count
 
   // Pushes received and not yet stored: checked by kIngestWorkers threads
   // at once, committed in arrival order (a consent before the fragments it
@@ -162,6 +236,8 @@ struct SyncEngine::Impl {
       router.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(me.transport_sk.data(), me.transport_sk.size()));
       router.set(zmq::sockopt::zap_domain, kZapDomain);
       router.set(zmq::sockopt::router_mandatory, 1);
+      router.set(zmq::sockopt::sndhwm, kRouterSndHwm);
+      router.set(zmq::sockopt::rcvhwm, kRouterRcvHwm);
       router.bind(options.listen);
     } catch (const zmq::error_t& e) {
       return Status::IOError("cannot listen on " + options.listen + ": " + e.what());
@@ -272,6 +348,17 @@ struct SyncEngine::Impl {
       reply("400", "not a partner", "");
       return;
     }
+    ConnectionBudget& budget = zap_budget[key_hex];  // partners' keys only: bounded
+    int64_t now = NowMs();
+    budget.tokens = std::min(kZapBurst, budget.tokens + static_cast<double>(now - budget.refilled_ms) / kZapRefillMs);
+    budget.refilled_ms = now;
+    if (budget.tokens < 1) {
+      Reject(it->second, "too_many_connections", "refused a new connection from " + address + ": more than " +
+                                                     std::to_string(static_cast<int>(kZapBurst)) + " in a short time");
+      reply("400", "too many connections", "");
+      return;
+    }
+    budget.tokens -= 1;
     KRING_LOG(kDebug, "sync", "admitted " << it->second << " from " << address);
     reply("200", "OK", key_hex);
   }
@@ -399,9 +486,79 @@ struct SyncEngine::Impl {
     ++stats.rejected[reason];
   }
 
+  // Called from the sync thread and the ingest workers.
   void Reject(const std::string& from, const std::string& reason, const std::string& detail) {
     CountRejected(reason);
-    KRING_LOG(kWarn, "sync", "rejected message from " << from << ": " << detail);
+    {
+      std::lock_guard lock(reject_log_mu);
+      if (!reject_logged.insert({from, reason}).second) {
+        ++reject_unlogged[from][reason];
+        return;
+      }
+    }
+    KRING_LOG(kWarn, "sync", "rejected message from " << from << ": " << detail
+                                                     << " (" << reason << "; more like it are summed up every "
+                                                     << kRejectLogIntervalMs / 1000 << " s)");
+  }
+
+  // At the end of each interval, one line per partner for what was not logged.
+  void SummariseRejections(int64_t now) {
+    std::map<std::string, std::map<std::string, uint64_t>> unlogged;
+    {
+      std::lock_guard lock(reject_log_mu);
+      if (now - reject_window_start_ms < kRejectLogIntervalMs) return;
+      reject_window_start_ms = now;
+      reject_logged.clear();
+      unlogged.swap(reject_unlogged);
+    }
+    for (const auto& [from, reasons] : unlogged) {
+      uint64_t total = 0;
+      std::string parts;
+      for (const auto& [reason, n] : reasons) {
+        total += n;
+        parts += (parts.empty() ? "" : ", ") + std::to_string(n) + " " + reason;
+      }
+      KRING_LOG(kWarn, "sync", "rejected " << total << " more message(s) or record(s) from " << from << " in the last "
+                                           << kRejectLogIntervalMs / 1000 << " s: " << parts);
+    }
+  }
+
+  // Decides whether a message from `org` on ROUTER connection `rid` is
+  // served. A partner's newest connection replaces its older ones: their
+  // state is dropped and their TCP connection closed, so that the memory a
+  // partner can make us hold does not grow with the connections it opens.
+  bool ServeConnection(const std::string& org, const zmq::message_t& rid_frame, const zmq::message_t& msg) {
+    auto it = peers.find(org);
+    if (it == peers.end()) return false;
+    PeerLink& link = it->second;
+    std::string rid(static_cast<const char*>(rid_frame.data()), rid_frame.size());
+    if (rid == link.live_rid) return true;
+    if (std::find(link.retired_rids.begin(), link.retired_rids.end(), rid) != link.retired_rids.end()) {
+      Reject(org, "replaced_connection", "message on a connection replaced by a newer one; dropped");
+      return false;
+    }
+    // ZMQ_SRCFD is deprecated but kept by libzmq 4.3: the one way to reach
+    // the TCP connection behind a ROUTER routing id.
+    int fd = zmq_msg_get(msg.handle(), ZMQ_SRCFD);
+    if (!link.live_rid.empty()) {
+      // The fd may have been closed and reused by another connection since:
+      // close it only while it still joins the same two addresses.
+      const bool still_open = link.live_fd >= 0 && link.live_fd != fd && !link.live_name.empty() &&
+                              ConnectionName(link.live_fd) == link.live_name;
+      link.retired_rids.push_back(std::move(link.live_rid));
+      if (link.retired_rids.size() > kMaxRetiredConnections) link.retired_rids.pop_front();
+      if (still_open) {
+        ::shutdown(link.live_fd, SHUT_RDWR);
+        Reject(org, "replaced_connection", "a newer connection replaces the one served until now; the older is closed");
+      } else {
+        // The usual case: the partner reconnected after the old one was gone.
+        KRING_LOG(kDebug, "sync", "partner " << org << " reconnected");
+      }
+    }
+    link.live_rid = std::move(rid);
+    link.live_fd = fd;
+    link.live_name = ConnectionName(fd);
+    return true;
   }
 
   void MarkSeen(const std::string& org) {
@@ -512,6 +669,7 @@ struct SyncEngine::Impl {
       return;
     }
     const std::string org = who->second;
+    if (!ServeConnection(org, frames[0], frames[1])) return;
     auto msg = DecodeMessage(ByteSpan(static_cast<const uint8_t*>(frames[1].data()), frames[1].size()));
     if (!msg.ok()) {
       Reject(org, "undecodable_message", msg.status().message());
@@ -603,6 +761,7 @@ struct SyncEngine::Impl {
 
   void Tick() {
     int64_t now = NowMs();
+    SummariseRejections(now);
     int64_t stale = std::max<int64_t>(5000, 5LL * options.anti_entropy_interval_ms);
     for (auto& [org, link] : peers) {
       if (now >= link.next_prune_ms) {

@@ -5,7 +5,12 @@
 // transport key) sends ours and receives the replies. A ZAP handler admits
 // only partners' transport keys, and because ZAP runs only at the handshake,
 // every incoming message is checked again by its CURVE key (the User-Id
-// metadata) against the current partner list. Never by ROUTER routing id.
+// metadata) against the current partner list. Never by ROUTER routing id:
+// that only tells a partner's connections apart, so that only its newest is
+// served (a newer one closes the older) and what one partner can make the
+// node queue does not grow with the connections it opens. ZAP admits a
+// partner's key for a few new connections at a time. Rejections are counted
+// exactly and logged once per partner and reason per interval, with a summary.
 //
 // Threading: Start() creates the sockets on the caller's thread and runs
 // them on one sync thread; Announce() and the status calls are thread-safe.

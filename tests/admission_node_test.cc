@@ -220,8 +220,10 @@ TEST_CASE("issue 10 (3): records waiting for parents that never arrive are neith
     g.evidence_reference.v = "x";
     orphans.push_back(Signed(g, wijkteam, case_id, {invented}, Now()));
   }
+  std::vector<std::vector<kring::Bytes>> orphan_pushes;
   for (size_t i = 0; i < orphans.size(); i += 512)
-    PushAs(c, "wijkteam", "gemeente", std::vector<kring::Bytes>(orphans.begin() + i, orphans.begin() + std::min(orphans.size(), i + 512)));
+    orphan_pushes.emplace_back(orphans.begin() + i, orphans.begin() + std::min(orphans.size(), i + 512));
+  PushesAs(c, "wijkteam", "gemeente", orphan_pushes);
   REQUIRE(LocalCluster::WaitFor([&] { return Rejected(c, "gemeente", "waiting_cap") > 0; }, 5000));
   std::this_thread::sleep_for(std::chrono::milliseconds(2000));  // reconciliation rounds
   CHECK(HeldRecordsOfType(c, "gemeente", -1) == before_gemeente);
@@ -279,7 +281,7 @@ TEST_CASE("issue 10 (4): a partner flooding a case with valid consents stops at 
     }
   });
   auto start = std::chrono::steady_clock::now();
-  for (auto& push : pushes) PushAs(c, "wijkteam", "gemeente", push);
+  PushesAs(c, "wijkteam", "gemeente", pushes);
   // The 256th grant after the genesis' own... each author writes at most
   // 256 records; the first past the cap is refused, and every later one
   // follows a refused record: it waits (a bounded buffer) and is refused.
@@ -332,8 +334,10 @@ TEST_CASE("issue 10 (5): a flood of key grants for a fragment keeps one per auth
       g.sealed_key[0] = static_cast<uint8_t>(i);
       junk.push_back(Signed(g, wijkteam, case_id, state.Heads(), ++t));
     }
+  std::vector<std::vector<kring::Bytes>> junk_pushes;
   for (size_t i = 0; i < junk.size(); i += 500)
-    PushAs(c, "wijkteam", "zorg", std::vector<kring::Bytes>(junk.begin() + i, junk.begin() + std::min(junk.size(), i + 500)));
+    junk_pushes.emplace_back(junk.begin() + i, junk.begin() + std::min(junk.size(), i + 500));
+  PushesAs(c, "wijkteam", "zorg", junk_pushes);
   REQUIRE(LocalCluster::WaitFor([&] { return Rejected(c, "zorg", "key_grant_cap") >= 1990 - grants_before; }, 10000));
   const int grants_after = HeldRecordsOfType(c, "zorg", static_cast<int>(kring::RecordType::kKeyGrant));
   CHECK(grants_after <= 10);

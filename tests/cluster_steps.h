@@ -35,14 +35,14 @@ inline bool DatabaseContains(LocalCluster& c, const std::string& org, const std:
 
 // Pushes `records` to `to`'s node as `as`, with `as`'s real keys, bypassing
 // its API: what a partner that modified its own node could send.
-inline void PushAs(LocalCluster& c, const std::string& as, const std::string& to, const std::vector<Bytes>& records) {
+// Several pushes over one connection (a node serves one connection per
+// partner key at a time: a new one replaces the older).
+inline void PushesAs(LocalCluster& c, const std::string& as, const std::string& to,
+                     const std::vector<std::vector<Bytes>>& pushes) {
   auto me = ReadKeyFile(c.node(as).data_dir + "/node.key");
   REQUIRE(me.ok());
   BoxPublicKey server_key;
   REQUIRE(FromHex(json::parse(c.node(to).card)["transport_key"].get<std::string>(), server_key));
-  PushMessage push;
-  for (const Bytes& r : records) push.records.v.push_back({r});
-  Bytes frame = EncodeMessage(Message(push));
   zmq::context_t ctx;
   zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
   dealer.set(zmq::sockopt::curve_serverkey, zmq::const_buffer(server_key.data(), server_key.size()));
@@ -50,7 +50,16 @@ inline void PushAs(LocalCluster& c, const std::string& as, const std::string& to
   dealer.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(me->transport_sk.data(), 32));
   dealer.set(zmq::sockopt::linger, 2000);
   dealer.connect(c.node(to).listen());
-  dealer.send(zmq::buffer(frame));
+  for (const std::vector<Bytes>& records : pushes) {
+    PushMessage push;
+    for (const Bytes& r : records) push.records.v.push_back({r});
+    Bytes frame = EncodeMessage(Message(push));
+    dealer.send(zmq::buffer(frame));
+  }
+}
+
+inline void PushAs(LocalCluster& c, const std::string& as, const std::string& to, const std::vector<Bytes>& records) {
+  PushesAs(c, as, to, {records});
 }
 
 // The value of kring_messages_rejected_total{reason} on a node's /metrics (0 if absent).
