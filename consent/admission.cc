@@ -44,6 +44,10 @@ const char* RejectName(Reject r) {
     case Reject::kKeyGrantFull: return "key_grant_cap";
     case Reject::kWaitingFull: return "waiting_cap";
     case Reject::kWaitingExpired: return "waiting_expired";
+    case Reject::kCitizenRequired: return "citizen_required";
+    case Reject::kCitizenSignature: return "citizen_signature";
+    case Reject::kCitizenReplay: return "citizen_replay";
+    case Reject::kInvitationUsed: return "invitation_used";
   }
   return "unknown";
 }
