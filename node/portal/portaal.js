@@ -20,6 +20,12 @@ const SOORTEN = {
   household: "Huishouden", goal: "Doel", action: "Actie", agreement: "Afspraak", evaluation: "Evaluatie",
   signal: "Signaal", handover: "Overdracht", note: "Notitie",
 };
+// Where an item or a consent stands, in words.
+const STANDEN = {
+  proposed: "voorgesteld", active: "loopt", achieved: "bereikt", "not-achieved": "niet bereikt", cancelled: "gestopt",
+  planned: "gepland", "in-progress": "bezig", "on-hold": "staat even stil", completed: "klaar",
+};
+const TOESTEMMING_STANDEN = { active: "geldt nu", withdrawn: "ingetrokken", expired: "verlopen", pending: "gaat later in" };
 // What was done, as the end of "Op ... heeft ... van ...".
 const HANDELINGEN = {
   "read": "uw gegevens bekeken",
@@ -167,7 +173,7 @@ function planLijst(plan, namen) {
   for (const item of plan.items || []) {
     const kop = (SOORTEN[item.kind] || item.kind) + (item.domain ? " - " + domeinNaam(item.domain) : "");
     const regel = el("li", { class: "kaart" }, el("h3", { tekst: kop }), el("p", { tekst: hoofdtekst(item) }));
-    if (item.data && item.data.status) regel.append(el("p", { class: "hint", tekst: "Stand: " + item.data.status }));
+    if (item.data && item.data.status) regel.append(el("p", { class: "hint", tekst: "Stand: " + (STANDEN[item.data.status] || item.data.status) }));
     if (item.author) regel.append(el("p", { class: "hint", tekst: "Geschreven door: " + (namen[item.author] || item.author) }));
     lijst.append(regel);
   }
@@ -206,7 +212,7 @@ async function toegangPagina(plek) {
         el("p", { tekst: "Mag zien: " + gebieden }),
         el("p", { tekst: "Waarom: " + t.doel }),
         el("p", { tekst: t.tot ? "Tot en met: " + datum(t.tot) : "Tot wanneer: geen einddatum" }),
-        el("p", { tekst: "Stand: " + ({ active: "geldt nu", withdrawn: "ingetrokken", expired: "verlopen", pending: "gaat later in" }[t.status] || t.status) }));
+        el("p", { tekst: "Stand: " + (TOESTEMMING_STANDEN[t.status] || t.status) }));
       if (t.status === "active" || t.status === "pending") {
         const knop = el("button", { type: "button", class: "rustig", tekst: "Toestemming intrekken",
           "aria-label": "Toestemming intrekken voor " + naam + " (" + gebieden + ")" });
@@ -298,7 +304,7 @@ async function downloadPagina(plek) {
   const link = el("a", { class: "knop", href: "/api/download", download: "mijn-gegevens.json", tekst: "Download alles als één bestand" });
   const consents = el("ul", {});
   for (const t of a.toestemmingen)
-    consents.append(el("li", { tekst: (a.namen[t.organisatie] || t.organisatie) + ": " + t.levensgebieden.map(domeinNaam).join(", ") + ". Waarom: " + t.doel + ". Stand: " + t.status + "." }));
+    consents.append(el("li", { tekst: (a.namen[t.organisatie] || t.organisatie) + ": " + t.levensgebieden.map(domeinNaam).join(", ") + ". Waarom: " + t.doel + ". Stand: " + (TOESTEMMING_STANDEN[t.status] || t.status) + "." }));
   if (!a.toestemmingen.length) consents.append(el("li", { tekst: "Geen toestemmingen." }));
   plek.replaceChildren(
     el("p", { tekst: "U mag al uw gegevens hebben. Het bestand bevat uw plan, uw toestemmingen en wie er heeft gekeken. Hieronder staat hetzelfde om te lezen." }),
