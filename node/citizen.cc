@@ -117,6 +117,7 @@ Result<RecordId> Node::EnrolCitizen(const std::string& typed, const SignPublicKe
   if (!state.ok()) return state.status();
   if (state->Regie().org != identity_.pub.org)
     return Status::PermissionDenied("this organisation no longer holds regie of the case; ask the regie organisation for a new code");
+  if (state->InvitationUsed(offer->invitation)) return Status::AlreadyExists("the invitation code was used already");
   std::string statement = EnrolmentStatement(case_id, offer->invitation, key);
   if (!VerifyPure(AsBytes(statement), possession, key))
     return Status::Unauthenticated("the device's signature does not prove it holds the key");

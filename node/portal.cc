@@ -489,6 +489,33 @@ void PortalServer::Impl::Routes() {
     SendDraft(req, res, std::move(draft));
   });
 
+  // The citizen's enrolled devices, and turning one off (a lost phone) with a signature from this one.
+  server->Get("/api/apparaten", [this](const httplib::Request& req, httplib::Response& res) {
+    auto s = Citizen(req, res);
+    if (!s) return;
+    auto state = node->State(s->case_id);
+    if (!state.ok()) return Fail(res, 500, "intern", "Dit kan nu niet worden getoond. Probeer het later opnieuw.");
+    json list = json::array();
+    for (const CitizenKeyView& k : state->CitizenKeys())
+      list.push_back({{"id", ToHex(k.id)}, {"gekoppeld", IsoTime(k.enrolled_ms)}, {"dit_apparaat", k.id == s->key},
+                      {"uitgezet", k.revoked_by.has_value()}});
+    Send(res, 200, {{"apparaten", list}});
+  });
+
+  server->Post(R"(/api/apparaten/([0-9a-f]{64})/uitzetten/concept)", [this](const httplib::Request& req,
+                                                                           httplib::Response& res) {
+    auto s = Citizen(req, res);
+    if (!s) return;
+    RecordId revoked{};
+    if (!FromHex(std::string(req.matches[1]), revoked)) return Fail(res, 404, "onbekend", "Dit apparaat kennen wij niet.");
+    auto state = node->State(s->case_id);
+    bool known = false;
+    if (state.ok())
+      for (const CitizenKeyView& k : state->CitizenKeys()) known = known || (k.id == revoked && !k.revoked_by);
+    if (!known) return Fail(res, 404, "onbekend", "Dit apparaat kennen wij niet, of het staat al uit.");
+    SendDraft(req, res, node->DraftCitizenKeyRevocation(s->case_id, s->key, revoked));
+  });
+
   // The device's signature over a draft's statement: the node signs the record as its author and stores it.
   server->Post("/api/ondertekenen", [this](const httplib::Request& req, httplib::Response& res) {
     auto s = Citizen(req, res);
@@ -514,7 +541,8 @@ void PortalServer::Impl::Routes() {
     }
     if (!draft) return Fail(res, 409, "concept_weg", "Dit verzoek is verlopen. Probeer het opnieuw.");
     const bool withdrawal = std::holds_alternative<ConsentWithdrawal>(draft->body);
-    const char* action = withdrawal ? "consent-withdraw" : "consent-record";
+    const bool revocation = std::holds_alternative<CitizenKeyRevocation>(draft->body);
+    const char* action = withdrawal ? "consent-withdraw" : revocation ? "update" : "consent-record";
     auto id = node->CommitCitizenRecord(s->case_id, std::move(*draft), sig);
     if (!id.ok()) {
       Log(*s, action, {}, false);

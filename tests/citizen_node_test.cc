@@ -140,6 +140,25 @@ TEST_CASE("issue 12: the portal refuses wrong codes in Dutch, asks to wait after
     CHECK(PortalRejected(n.c, "gemeente", "citizen_signature") >= 1);
     CHECK(phone.Get("/api/toestemmingen").body["toestemmingen"].empty());
   }
+  SUBCASE("the citizen turns off a lost phone from the laptop; the phone can do nothing more") {
+    CitizenDevice laptop(n.gemeente_portal);
+    REQUIRE(laptop.Enrol(n.Invite(case_id)).status == 201);
+    auto off = laptop.SignDraft("/api/apparaten/" + phone.key_id() + "/uitzetten/concept", json::object());
+    REQUIRE_MESSAGE(off.status == 201, off.raw);
+    CHECK(phone.Get("/api/plan").status == 401);
+    CHECK(phone.Login().status == 401);
+    auto keys = n.c.Call("gemeente", "GET", "/v1/cases/" + case_id + "/citizen-keys");
+    REQUIRE(keys.status == 200);
+    CHECK(keys.body["citizen_keys"][0]["status"] == "revoked");
+    CHECK(laptop.SignDraft("/api/toestemmingen/concept", GrantForm("zorg", {"housing"})).status == 201);
+  }
+  SUBCASE("the regie organisation revokes a lost phone on the citizen's word") {
+    auto r = n.c.Call("gemeente", "POST", "/v1/cases/" + case_id + "/citizen-keys/" + phone.key_id() + "/revoke",
+                      json{{"reference", "telefoon kwijt, gemeld aan de balie"}});
+    REQUIRE_MESSAGE(r.status == 200, r.raw);
+    CHECK(phone.Get("/api/toestemmingen").status == 401);
+    CHECK(GrantReply(n.c, "gemeente", case_id, "zorg", {"housing"}).status == 201);  // no key left: attested again
+  }
   SUBCASE("a device that claims another's key cannot log in") {
     CitizenDevice impostor(n.gemeente_portal);
     impostor.PretendToBe(phone);

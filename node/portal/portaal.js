@@ -224,8 +224,28 @@ async function toegangPagina(plek) {
     kinderen.push(sectie);
   }
   if (a.mag_geven) kinderen.push(geefFormulier(a.organisaties));
+  if (a.mag_geven) kinderen.push(await apparatenBlok());
   else kinderen.push(el("p", { tekst: "Toestemming geven doet u in het portaal van " + (namen[a.regie] || a.regie) + ". Intrekken kan ook hier." }));
   plek.replaceChildren(...kinderen);
+}
+
+// Your devices: turn off one you lost, with a signature from this one.
+async function apparatenBlok() {
+  const a = await vraag("/api/apparaten");
+  const lijst = el("ul", {});
+  a.apparaten.forEach((ap, i) => {
+    const naam = "Apparaat " + (i + 1) + (ap.dit_apparaat ? " (dit apparaat)" : "");
+    const regel = el("li", { tekst: naam + ", gekoppeld op " + datum(ap.gekoppeld) + (ap.uitgezet ? ". Staat uit." : ". ") });
+    if (!ap.uitgezet && !ap.dit_apparaat) {
+      const knop = el("button", { type: "button", class: "rustig", tekst: "Apparaat uitzetten", "aria-label": "Apparaat uitzetten: " + naam });
+      knop.addEventListener("click", () => tekenEnStuur("/api/apparaten/" + ap.id + "/uitzetten/concept", {},
+        naam + " staat nu uit. Daarmee kan niemand meer iets voor u regelen."));
+      regel.append(knop);
+    }
+    lijst.append(regel);
+  });
+  return el("section", { "aria-labelledby": "apparaten-kop" }, el("h2", { id: "apparaten-kop", tekst: "Uw apparaten" }),
+    el("p", { tekst: "Bent u een telefoon of computer kwijt? Zet dat apparaat dan hier uit. Of bel uw regisseur." }), lijst);
 }
 
 function geefFormulier(organisaties) {
