@@ -216,7 +216,7 @@ async function toegangPagina(plek) {
       if (t.status === "active" || t.status === "pending") {
         const knop = el("button", { type: "button", class: "rustig", tekst: "Toestemming intrekken",
           "aria-label": "Toestemming intrekken voor " + naam + " (" + gebieden + ")" });
-        knop.addEventListener("click", () => intrekken(t.id, naam));
+        knop.addEventListener("click", () => intrekken(t.id, naam, gebieden));
         blok.append(knop);
       }
       sectie.append(blok);
@@ -239,7 +239,9 @@ async function apparatenBlok() {
     if (!ap.uitgezet && !ap.dit_apparaat) {
       const knop = el("button", { type: "button", class: "rustig", tekst: "Apparaat uitzetten", "aria-label": "Apparaat uitzetten: " + naam });
       knop.addEventListener("click", () => tekenEnStuur("/api/apparaten/" + ap.id + "/uitzetten/concept", {},
-        naam + " staat nu uit. Daarmee kan niemand meer iets voor u regelen."));
+        naam + " staat nu uit. Daarmee kan niemand meer iets voor u regelen.",
+        "U zet " + naam + " uit. Met dat apparaat kan daarna niemand meer inloggen of iets voor u regelen.",
+        ["handeling: sleutel intrekken", "ingetrokken sleutel: " + ap.id]));
       regel.append(knop);
     }
     lijst.append(regel);
@@ -269,19 +271,37 @@ function geefFormulier(organisaties) {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const gekozen = Array.from(form.querySelectorAll("input[name=levensgebied]:checked"), (c) => c.value);
+    const naam = keuze.options[keuze.selectedIndex] ? keuze.options[keuze.selectedIndex].text : keuze.value;
     await tekenEnStuur("/api/toestemmingen/concept",
       { organisatie: keuze.value, levensgebieden: gekozen, doel: doel.value, tot: tot.value },
-      "Uw toestemming is vastgelegd.");
+      "Uw toestemming is vastgelegd.",
+      naam + " mag zien: " + gekozen.map(domeinNaam).join(", ") + ". Waarvoor: " + doel.value + ". " +
+        (tot.value ? "Tot en met " + datum(tot.value + "T12:00:00Z") + "." : "Zonder einddatum."),
+      ["handeling: toestemming geven", "organisatie: " + keuze.value,
+       "levensgebieden: " + gekozen.slice().sort().join(","), "doel: " + eenRegel(doel.value)]);
   });
   return form;
 }
 
-async function tekenEnStuur(pad, gegevens, gelukt) {
+// A value as the statement writes it: backslash, line feed and tab escaped (docs/protocol.md, "Citizen statements").
+function eenRegel(v) { return String(v).replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/\t/g, "\\t"); }
+
+// Signs a draft only when its statement says exactly what the citizen chose
+// (`moetBevatten`: lines it must hold), after the citizen confirmed it.
+async function tekenEnStuur(pad, gegevens, gelukt, samenvatting, moetBevatten) {
   toon("", "Even geduld...");
   try {
     const opgeslagen = await lees();
     if (!opgeslagen) throw new Error("Dit apparaat is niet gekoppeld. Ga naar de startpagina.");
     const concept = await vraag(pad, { json: gegevens });
+    const regels = concept.verklaring.split("\n");
+    if (!moetBevatten.every((r) => regels.includes(r)))
+      throw new Error("De gegevens kloppen niet met wat u koos. Er is niets ondertekend.");
+    toon("", "");
+    if (!(await bevestig(samenvatting, concept.verklaring))) {
+      toon("", "Er is niets veranderd.");
+      return;
+    }
     const handtekening = await onderteken(opgeslagen.sleutels, concept.verklaring);
     await vraag("/api/ondertekenen", { json: { concept: concept.concept, handtekening } });
     await toegangPagina($("pagina"));
@@ -292,9 +312,28 @@ async function tekenEnStuur(pad, gegevens, gelukt) {
   $("inhoud").focus();
 }
 
-function intrekken(id, naam) {
+// Asks "Klopt dit?" with the summary, and the exact statement to read if you want.
+function bevestig(samenvatting, verklaring) {
+  return new Promise((klaar) => {
+    const ja = el("button", { type: "button", id: "bevestigen", tekst: "Ja, klopt. Ondertekenen" });
+    const nee = el("button", { type: "button", class: "rustig", tekst: "Nee, terug" });
+    const vak = el("section", { class: "kaart", id: "bevestiging", "aria-labelledby": "bevestiging-kop", tabindex: "-1" },
+      el("h2", { id: "bevestiging-kop", tekst: "Klopt dit?" }), el("p", { tekst: samenvatting }),
+      el("details", {}, el("summary", { tekst: "Wat u precies ondertekent" }), el("pre", { tekst: verklaring })),
+      el("p", {}, ja, " ", nee));
+    const weg = (antwoord) => { vak.remove(); klaar(antwoord); };
+    ja.addEventListener("click", () => weg(true));
+    nee.addEventListener("click", () => weg(false));
+    $("pagina").prepend(vak);
+    vak.focus();
+  });
+}
+
+function intrekken(id, naam, gebieden) {
   return tekenEnStuur("/api/toestemmingen/" + id + "/intrekken/concept", {},
-    "De toestemming voor " + naam + " is ingetrokken. Deze organisatie krijgt niets meer te zien en wist wat zij had.");
+    "De toestemming voor " + naam + " is ingetrokken. Deze organisatie krijgt niets meer te zien en wist wat zij had.",
+    "U trekt de toestemming in voor " + naam + " (" + gebieden + ").",
+    ["handeling: toestemming intrekken", "toestemming: " + id]);
 }
 
 // ---- Wie heeft gekeken ----

@@ -231,6 +231,11 @@ def main():
         submit = [b for b in d.find_elements(By.TAG_NAME, "button") if "toestemming geven" in b.text.lower()]
         check(len(submit) == 1, "the grant form has a submit button saying 'toestemming geven'")
         submit[0].click()
+        check(wait_for(lambda: d.find_element(By.ID, "bevestigen").is_displayed()), "the portal asks 'Klopt dit?' before signing")
+        summary = d.find_element(By.ID, "bevestiging").text
+        check("Zorg B" in summary and "Huisvesting" in summary, "the confirmation says who may see what, in words")
+        axe(d, axe_source, "the confirmation of a consent")
+        d.find_element(By.ID, "bevestigen").click()
         check(wait_for(lambda: "vastgelegd" in d.find_element(By.ID, "melding").text), "the citizen's consent is recorded")
         check(wait_for(lambda: zorg.call("GET", "/v1/cases/%s/plan" % case)[1].get("items", []) != [], 30),
               "the grantee's node receives the plan item the citizen allowed")
@@ -244,6 +249,8 @@ def main():
                    if "intrekken" in (b.accessible_name or "").lower() and "Zorg B" in (b.accessible_name or "")]
         check(len(buttons) == 1, "one withdraw button named with 'intrekken' and the organisation")
         buttons[0].send_keys(Keys.ENTER)
+        check(wait_for(lambda: d.find_element(By.ID, "bevestigen").is_displayed()), "withdrawing asks the same one confirmation")
+        d.find_element(By.ID, "bevestigen").send_keys(Keys.ENTER)
         check(wait_for(lambda: "ingetrokken" in d.find_element(By.ID, "melding").text), "the withdrawal is confirmed in Dutch")
         check(wait_for(lambda: zorg.fragments_held() == 0, 30), "the grantee's node purges what it held")
 
