@@ -1,12 +1,15 @@
 // Multi-process tests of the citizen's portal on real nodes (issue 12): enrolment by one-time code, consent the citizen signs, withdrawal relayed by any organisation involved, and the portal's refusals.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <regex>
 
 #include <httplib.h>
 
 #include "examples/citizen_device.h"
+#include "node/node.h"
 #include "node/portal.h"
+#include "protocol/records.h"
 #include "tests/cluster_steps.h"
 
 namespace kring {
@@ -200,6 +203,52 @@ TEST_CASE("issue 12: the portal refuses wrong codes in Dutch, asks to wait after
     CHECK(Contains(r.body["bericht"].get<std::string>(), "Wacht"));
     CHECK(PortalRejected(n.c, "gemeente", "invitation_unknown") == kMaxWrongCodesPerMinute);
   }
+}
+
+TEST_CASE("issue 12: a partner's node refuses and counts a grant the citizen did not sign, even from the regie organisation's own keys") {
+  Network n;
+  std::string case_id = CreateCase(n.c, "gemeente");
+  CitizenDevice phone(n.gemeente_portal);
+  REQUIRE(phone.Enrol(n.Invite(case_id)).status == 201);
+  REQUIRE(phone.SignDraft("/api/toestemmingen/concept", GrantForm("zorg", {"housing"})).status == 201);
+  REQUIRE(LocalCluster::WaitFor([&] { return n.c.Call("zorg", "GET", "/v1/cases/" + case_id + "/consents").status == 200; }, 20000));
+  std::string signed_grant = n.c.Call("zorg", "GET", "/v1/cases/" + case_id + "/consents").body["consents"][0]["consent"];
+
+  // A modified regie node widens access without the citizen: an attested
+  // grant of every domain, following its own last record, with its real key.
+  auto me = ReadKeyFile(n.c.node("gemeente").data_dir + "/node.key");
+  REQUIRE(me.ok());
+  ConsentGrant g;
+  REQUIRE(CaseIdFromHex(case_id, &g.h.case_id));
+  g.h.author.v = "gemeente";
+  g.h.hlc = MakeHlc(static_cast<uint64_t>(std::time(nullptr)) * 1000 + 5000, 0);
+  RecordId parent{};
+  REQUIRE(FromHex(signed_grant, parent));
+  g.h.parents.v = {parent};
+  g.grantee.v = "zorg";
+  g.domains.v = {{"*"}};
+  g.purpose.v = "alles";
+  g.basis.v = "Wmo 2015";
+  g.valid_from_ms = 0;
+  g.given_by.v = "burger";
+  g.evidence_reference.v = "formulier";
+  auto forged = SignControl(g, *me);
+  REQUIRE(forged.ok());
+  PushAs(n.c, "gemeente", "zorg", {EncodeControlRecord(*forged)});
+  CHECK(LocalCluster::WaitFor([&] { return Rejected(n.c, "zorg", "citizen_required") >= 1; }, 10000));
+  auto consents = n.c.Call("zorg", "GET", "/v1/cases/" + case_id + "/consents");
+  REQUIRE(consents.status == 200);
+  CHECK(consents.body["consents"].size() == 1);
+}
+
+TEST_CASE("an invitation code is read as typed: any case, dashes and spaces; look-alikes and wrong lengths are no code") {
+  CHECK(NormaliseInvitationCode("k7m2-q9rt w4xz-8hjn") == "K7M2Q9RTW4XZ8HJN");
+  CHECK(NormaliseInvitationCode("K7M2Q9RTW4XZ8HJN") == "K7M2Q9RTW4XZ8HJN");
+  for (const char* bad : {"K7M2-Q9RT-W4XZ-8HJ0", "K7M2-Q9RT-W4XZ-8HJO", "K7M2-Q9RT-W4XZ-8HJ1", "K7M2-Q9RT-W4XZ-8HJI",
+                          "K7M2-Q9RT-W4XZ-8HJL", "K7M2-Q9RT-W4XZ-8HJU", "K7M2-Q9RT-W4XZ-8HJ", "K7M2-Q9RT-W4XZ-8HJNN", ""})
+    CHECK_MESSAGE(NormaliseInvitationCode(bad).empty(), bad);
+  // 16 symbols of 30: more than the 60 bits the issue asks.
+  CHECK(kInvitationGroups * kInvitationGroupChars * std::log2(double(kInvitationAlphabet.size())) >= 60.0);
 }
 
 TEST_CASE("issue 12: a citizen of one case sees nothing of another") {
