@@ -46,6 +46,10 @@ const char* RejectName(Reject r) {
     case Reject::kWaitingExpired: return "waiting_expired";
     case Reject::kRewoundLog: return "rewound_log";
     case Reject::kStoreError: return "store_error";
+    case Reject::kCitizenRequired: return "citizen_required";
+    case Reject::kCitizenSignature: return "citizen_signature";
+    case Reject::kCitizenReplay: return "citizen_replay";
+    case Reject::kInvitationUsed: return "invitation_used";
   }
   return "unknown";
 }

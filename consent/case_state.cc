@@ -5,6 +5,8 @@
 #include <map>
 #include <set>
 
+#include "crypto/primitives.h"
+
 namespace kring {
 
 namespace {
@@ -80,6 +82,8 @@ struct CaseState::Rep {
   std::vector<size_t> regie_changes;  // in causal (= chain) order
   std::vector<size_t> consents;       // in admission order
   std::vector<size_t> withdrawals;
+  std::vector<size_t> citizen_keys;     // CitizenKey records, in admission order
+  std::vector<size_t> key_revocations;  // CitizenKeyRevocation records
   std::set<size_t> heads;
   std::vector<RecordId> waiting, missing, refused;  // Build only
 
@@ -109,6 +113,28 @@ struct CaseState::Rep {
       }
     return ctx;
   }
+
+  // Whether citizen key record `k` is revoked by a revocation in `anc`.
+  bool RevokedIn(const Bits& anc, size_t k) const {
+    for (size_t r : key_revocations)
+      if (Test(anc, r) && std::get<CitizenKeyRevocation>(Rec(r).body).key == nodes[k].id) return true;
+    return false;
+  }
+  // The CitizenKey record `key`, when it is enrolled and not revoked in the causal past `anc`.
+  std::optional<size_t> EnrolledIn(const Bits& anc, const RecordId& key) const {
+    auto it = index.find(key);
+    if (it == index.end() || !Test(anc, it->second) || !std::holds_alternative<CitizenKey>(Rec(it->second).body))
+      return std::nullopt;
+    if (RevokedIn(anc, it->second)) return std::nullopt;
+    return it->second;
+  }
+  bool AnyEnrolledIn(const Bits& anc) const {
+    return std::any_of(citizen_keys.begin(), citizen_keys.end(), [&](size_t k) { return Test(anc, k) && !RevokedIn(anc, k); });
+  }
+  // The citizen's signature on `r`: signed against exactly the record's
+  // parents (else a replay), by a key enrolled in the record's causal past,
+  // over the record's statement.
+  std::optional<Admission> JudgeCitizen(const ControlRecord& r, const CitizenSignature& c, const Context& ctx) const;
 
   Admission Judge(const ControlRecord& r, const RecordId& id, std::optional<Context>* ctx_out) const;
   void Add(const ControlRecord& r, const RecordId& id, Context ctx);
@@ -143,6 +169,23 @@ struct CaseState::Rep {
     return out;
   }
 };
+
+std::optional<Admission> CaseState::Rep::JudgeCitizen(const ControlRecord& r, const CitizenSignature& c,
+                                                      const Context& ctx) const {
+  if (c.heads != HeadsDigest(r.header().parents.v))
+    return RefuseAs(Reject::kCitizenReplay, "the citizen signed this statement for another moment of the case: "
+                                            "its view of the case is not the record's causal past");
+  std::optional<size_t> k = EnrolledIn(ctx.anc, c.key);
+  if (!k)
+    return RefuseAs(Reject::kCitizenSignature, "signed with citizen key " + Short(c.key) +
+                                                   ", which is not enrolled in this case (unknown, revoked or of another case)");
+  Result<std::string> statement = CitizenStatement(r);
+  if (!statement.ok() ||
+      !VerifyPure(ByteSpan(reinterpret_cast<const uint8_t*>(statement->data()), statement->size()), c.signature,
+                  std::get<CitizenKey>(Rec(*k).body).key))
+    return RefuseAs(Reject::kCitizenSignature, "the citizen's signature does not verify with citizen key " + Short(c.key));
+  return std::nullopt;
+}
 
 Admission CaseState::Rep::Judge(const ControlRecord& r, const RecordId& id, std::optional<Context>* ctx_out) const {
   const ControlHeader& h = r.header();
@@ -180,6 +223,42 @@ Admission CaseState::Rep::Judge(const ControlRecord& r, const RecordId& id, std:
     if (author != ctx->regie)
       return RefuseAs(Reject::kForgedRecord, "only the regie organisation (" + ctx->regie + ") may record consent, not " + author);
     if (c->grantee.v == author) return RefuseAs(Reject::kForgedRecord, "an organisation cannot grant itself access");
+    if (c->evidence_kind == kEvidenceCitizenSigned) {
+      if (auto refused = JudgeCitizen(r, c->citizen, *ctx)) return *refused;
+    } else if (AnyEnrolledIn(ctx->anc)) {
+      return RefuseAs(Reject::kCitizenRequired, "the citizen holds an enrolled key in this case: only consent the citizen "
+                                                "signed can be granted (narrowing and withdrawal stay open)");
+    }
+  } else if (const auto* cw = std::get_if<ConsentWithdrawal>(&r.body); cw && cw->citizen_signed()) {
+    // The authority is the citizen's signature; any organisation involved in
+    // the case may relay it, and is the record's author.
+    auto it = index.find(cw->consent);
+    if (it == index.end() || !Test(ctx->anc, it->second) || !std::holds_alternative<ConsentGrant>(Rec(it->second).body))
+      return RefuseAs(Reject::kForgedRecord, "the withdrawal names " + Short(cw->consent) + ", which is not a consent in its causal past");
+    bool involved = author == ctx->regie || std::any_of(consents.begin(), consents.end(), [&](size_t ci) {
+      return Test(ctx->anc, ci) && Grant(ci).grantee.v == author;
+    });
+    if (!involved)
+      return RefuseAs(Reject::kForgedRecord, author + " takes no part in the case and cannot relay the citizen's withdrawal");
+    if (auto refused = JudgeCitizen(r, cw->citizen, *ctx)) return *refused;
+  } else if (const auto* k = std::get_if<CitizenKey>(&r.body)) {
+    if (author != ctx->regie)
+      return RefuseAs(Reject::kForgedRecord, "only the regie organisation (" + ctx->regie + ") may enrol a citizen key, not " + author);
+    for (size_t e : citizen_keys) {
+      if (!Test(ctx->anc, e)) continue;
+      const CitizenKey& other = std::get<CitizenKey>(Rec(e).body);
+      if (other.invitation == k->invitation)
+        return RefuseAs(Reject::kInvitationUsed, "the invitation was used already (citizen key " + Short(nodes[e].id) + ")");
+      if (other.key == k->key && !RevokedIn(ctx->anc, e))
+        return RefuseAs(Reject::kForgedRecord, "this citizen key is enrolled already (" + Short(nodes[e].id) + ")");
+    }
+  } else if (const auto* v = std::get_if<CitizenKeyRevocation>(&r.body)) {
+    if (author != ctx->regie)
+      return RefuseAs(Reject::kForgedRecord, "only the regie organisation (" + ctx->regie + ") may record a revocation of a citizen key, not " + author);
+    if (!EnrolledIn(ctx->anc, v->key))
+      return RefuseAs(Reject::kForgedRecord, "the revocation names " + Short(v->key) + ", which is no enrolled citizen key in its causal past");
+    if (v->evidence_kind == kEvidenceCitizenSigned)
+      if (auto refused = JudgeCitizen(r, v->citizen, *ctx)) return *refused;
   } else if (const auto* w = std::get_if<ConsentWithdrawal>(&r.body)) {
     auto it = index.find(w->consent);
     if (it == index.end() || !Test(ctx->anc, it->second))
@@ -219,6 +298,10 @@ void CaseState::Rep::Add(const ControlRecord& r, const RecordId& id, Context ctx
     creator = author;
   } else if (std::holds_alternative<RegieChange>(r.body)) {
     regie_changes.push_back(i);
+  } else if (std::holds_alternative<CitizenKey>(r.body)) {
+    citizen_keys.push_back(i);
+  } else if (std::holds_alternative<CitizenKeyRevocation>(r.body)) {
+    key_revocations.push_back(i);
   } else if (const auto* c = std::get_if<ConsentGrant>(&r.body)) {
     consents.push_back(i);
     // A withdrawal already admitted that this grant did not see, of an
@@ -305,7 +388,10 @@ Status CaseState::CheckNewRecord(const ControlRecord& r) const {
   }
   if (a.reason == Reject::kForgedRecord && std::holds_alternative<CaseGenesis>(r.body) && rep_->genesis)
     return Status::Conflict(a.detail);
-  if (a.reason == Reject::kForgedRecord || a.reason == Reject::kForkedChain) return Status::PermissionDenied(a.detail);
+  if (a.reason == Reject::kInvitationUsed) return Status::Conflict(a.detail);
+  if (a.reason == Reject::kForgedRecord || a.reason == Reject::kForkedChain || a.reason == Reject::kCitizenRequired ||
+      a.reason == Reject::kCitizenSignature || a.reason == Reject::kCitizenReplay)
+    return Status::PermissionDenied(a.detail);
   return Status::InvalidArgument(a.detail);
 }
 
@@ -454,6 +540,33 @@ std::vector<std::string> CaseState::ControlAudience(const ControlRecord& r, int6
   }
   if (const auto* g = std::get_if<RegieChange>(&r.body)) out.insert(g->regie.v);
   return {out.begin(), out.end()};
+}
+
+std::vector<CitizenKeyView> CaseState::CitizenKeys() const {
+  std::vector<CitizenKeyView> out;
+  Bits all;
+  for (size_t i = 0; i < rep_->nodes.size(); ++i) Set(all, i);
+  for (size_t k : rep_->citizen_keys) {
+    const Rep::Node& n = rep_->nodes[k];
+    const CitizenKey& c = std::get<CitizenKey>(n.rec->body);
+    CitizenKeyView v{n.id, c.key, c.given_by.v, c.invitation, n.time_ms, std::nullopt};
+    for (size_t r : rep_->key_revocations)
+      if (std::get<CitizenKeyRevocation>(rep_->Rec(r).body).key == n.id) v.revoked_by = rep_->nodes[r].id;
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+bool CaseState::HasCitizenKey() const {
+  Bits all;
+  for (size_t i = 0; i < rep_->nodes.size(); ++i) Set(all, i);
+  return rep_->AnyEnrolledIn(all);
+}
+
+bool CaseState::InvitationUsed(const Hash& invitation) const {
+  return std::any_of(rep_->citizen_keys.begin(), rep_->citizen_keys.end(), [&](size_t k) {
+    return std::get<CitizenKey>(rep_->Rec(k).body).invitation == invitation;
+  });
 }
 
 std::vector<RecordId> CaseState::Heads() const {

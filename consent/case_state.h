@@ -37,6 +37,23 @@
 //       ConsentWithdrawal: names a consent among its ancestors; author is
 //                          regie_as_of(r) or that consent's grantee;
 //       RegieChange:       author == regie_as_of(r).
+//       CitizenKey:        author == regie_as_of(r); its invitation named by
+//                          no CitizenKey among ancestors(r); its public key
+//                          not enrolled (and unrevoked) there already. The
+//                          proof of possession is structural (VerifyControl).
+//       CitizenKeyRevocation: author == regie_as_of(r); names a CitizenKey
+//                          enrolled and unrevoked in ancestors(r).
+//   - the citizen (docs/consent.md, "Citizen-signed consent"). A citizen key
+//     is *enrolled in* a past when its CitizenKey is among it and no
+//     revocation of it is. A record carrying a citizen signature (a grant
+//     of evidence kind 2, a format-2 withdrawal, a revocation of kind 2)
+//     must have signed exactly its own parents (CitizenSignature::heads ==
+//     HeadsDigest(parents), else kCitizenReplay) with a key enrolled in
+//     ancestors(r) over CitizenStatement(r) (else kCitizenSignature). A
+//     ConsentGrant whose past has an enrolled key must be citizen-signed
+//     (kCitizenRequired). A citizen-signed withdrawal may be written by any
+//     organisation involved in ancestors(r) (regie_as_of(r) or a grantee of
+//     a consent there): the authority is the citizen's.
 //
 // Consent status at `now_ms`, in this order:
 //   withdrawn: a withdrawal names it, or a withdrawal of another consent of
@@ -108,6 +125,16 @@ struct RegieView {
   bool conflict = false;
 };
 
+// A citizen's key bound to the case (CitizenKey), and whether it was revoked.
+struct CitizenKeyView {
+  RecordId id{};  // the CitizenKey record: the key id citizen signatures name
+  SignPublicKey key{};
+  std::string given_by;
+  Hash invitation{};
+  int64_t enrolled_ms = 0;
+  std::optional<RecordId> revoked_by;
+};
+
 // The outcome of offering a record to a state.
 struct Admission {
   enum class Kind { kAdmitted, kDuplicate, kWaiting, kRefused };
@@ -134,8 +161,9 @@ class CaseState {
   Admission Admit(const ControlRecord& r);
   // What Admit would answer, changing nothing.
   Admission Check(const ControlRecord& r) const;
-  // Check() as a Status for the API: PermissionDenied (authority),
-  // NotFound (waiting), Conflict (a second genesis), InvalidArgument (else).
+  // Check() as a Status for the API: PermissionDenied (authority, the
+  // citizen's signature), NotFound (waiting), Conflict (a second genesis, an
+  // invitation used), InvalidArgument (else).
   Status CheckNewRecord(const ControlRecord& r) const;
 
   // Whether KeyGrant `r` may be accepted: its causal past admitted (else
@@ -182,6 +210,14 @@ class CaseState {
   //             a consent's grantee, a withdrawn consent's grantee (so an
   //             organisation learns it lost access), a RegieChange's new regie.
   std::vector<std::string> ControlAudience(const ControlRecord& r, int64_t now_ms) const;
+
+  // Every admitted CitizenKey, in admission order.
+  std::vector<CitizenKeyView> CitizenKeys() const;
+  // Whether a citizen key is enrolled and not revoked: a consent grant
+  // written now must then be citizen-signed.
+  bool HasCitizenKey() const;
+  // Whether an admitted CitizenKey names this invitation.
+  bool InvitationUsed(const Hash& invitation) const;
 
   // Admitted records that no other admitted record names as a parent, sorted
   // by id: the `parents` of the next record a node writes.

@@ -23,10 +23,14 @@ enum class Reject : uint8_t {
   kKeyGrantFull,    // "key_grant_cap": enough keys for this fragment and organisation are held
   kWaitingFull,     // "waiting_cap": the partner's buffer of records waiting for parents is full
   kWaitingExpired,  // "waiting_expired": its parents did not arrive in time
-  kRewoundLog,      // "rewound_log": a checkpoint whose access log went back without a declared restore
-  kStoreError,      // "store_error": this node could not store or compare it (its own fault, not the sender's)
+  kRewoundLog,        // "rewound_log": a checkpoint whose access log went back without a declared restore
+  kStoreError,        // "store_error": this node could not store or compare it (its own fault, not the sender's)
+  kCitizenRequired,   // "citizen_required": a consent grant without the citizen's signature in a case with an enrolled citizen key
+  kCitizenSignature,  // "citizen_signature": a citizen signature by no enrolled key (unknown, revoked, another case) or that does not verify
+  kCitizenReplay,     // "citizen_replay": a citizen statement signed for another moment of the case (an old statement sent again)
+  kInvitationUsed,    // "invitation_used": a second citizen key enrolled with the same one-time invitation
 };
-inline constexpr int kRejectCount = static_cast<int>(Reject::kStoreError) + 1;
+inline constexpr int kRejectCount = static_cast<int>(Reject::kInvitationUsed) + 1;
 
 // The stable label of a reason (metrics, logs, tests).
 const char* RejectName(Reject r);

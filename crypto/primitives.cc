@@ -41,6 +41,16 @@ bool Verify(std::string_view context, ByteSpan message, const Signature& sig, co
   return crypto_sign_verify_detached(sig.data(), buf.data(), buf.size(), pk.data()) == 0;
 }
 
+Signature SignPure(ByteSpan message, const SignSecretKey& sk) {
+  Signature sig;
+  crypto_sign_detached(sig.data(), nullptr, message.data(), message.size(), sk.data());
+  return sig;
+}
+
+bool VerifyPure(ByteSpan message, const Signature& sig, const SignPublicKey& pk) {
+  return crypto_sign_verify_detached(sig.data(), message.data(), message.size(), pk.data()) == 0;
+}
+
 Bytes AeadEncrypt(const ContentKey& key, const Nonce& nonce, ByteSpan associated, ByteSpan plaintext) {
   Bytes out(plaintext.size() + kAeadTagBytes);
   unsigned long long out_len = 0;

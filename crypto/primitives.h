@@ -15,6 +15,11 @@ Hash HashParts(std::string_view context, std::initializer_list<ByteSpan> parts);
 // Ed25519 over `context || message`. Thread-safe.
 Signature Sign(std::string_view context, ByteSpan message, const SignSecretKey& sk);
 bool Verify(std::string_view context, ByteSpan message, const Signature& sig, const SignPublicKey& pk);
+// Pure Ed25519 over `message` as it is, without a context prefix: what a
+// browser's Web Crypto signs. Only for messages that name their own context
+// in their first bytes (the citizen's statements). Thread-safe.
+Signature SignPure(ByteSpan message, const SignSecretKey& sk);
+bool VerifyPure(ByteSpan message, const Signature& sig, const SignPublicKey& pk);
 
 // XChaCha20-Poly1305-IETF. Encrypt returns ciphertext || tag.
 Bytes AeadEncrypt(const ContentKey& key, const Nonce& nonce, ByteSpan associated, ByteSpan plaintext);

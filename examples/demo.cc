@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "examples/citizen_device.h"
 #include "examples/cluster.h"
 
 using kring::LocalCluster;
@@ -80,6 +81,8 @@ int main(int argc, char** argv) {
 
   Step("Each organisation initialises its own node (keys stay on its own machine)");
   c.AddNode(gemeente, "Gemeente Deventer");
+  const int portal_port = kring::FreePort();
+  c.node(gemeente).run_args = {"--portal", "127.0.0.1:" + std::to_string(portal_port)};
   c.AddNode(wijkteam, "Sociaal wijkteam Deventer");
   c.AddNode(zorg, "Zorgaanbieder De Linde");
   for (const char* org : {"gemeente-deventer", "wijkteam-deventer", "zorg-de-linde"}) {
@@ -191,6 +194,43 @@ int main(int argc, char** argv) {
     std::printf("    %s %-16s %-8s by %s (%s) at %s\n", e["time"].get<std::string>().c_str(), e["action"].get<std::string>().c_str(),
                 e["outcome"].get<std::string>().c_str(), e["actor"]["name"].get<std::string>().c_str(),
                 e["actor"]["role"].get<std::string>().c_str(), e["organisation"].get<std::string>().c_str());
+
+  Step("The regisseur gives the household a one-time code for the citizen's portal");
+  auto invite = Act(c, gemeente, "POST", "/v1/cases/" + case_id + "/citizen-invitations", json{{"given_by", "burger"}});
+  Check(invite.status == 201, "a code to write on paper, valid 7 days, stored only as a hash");
+  const std::string code = invite.body.value("code", "");
+  std::printf("    code %s (until %s); portal http://127.0.0.1:%d/\n", code.c_str(),
+              invite.body.value("expires", "").c_str(), portal_port);
+
+  Step("The citizen types the code in the portal; the device makes its own key and proves it holds it");
+  kring::CitizenDevice phone(portal_port);  // signs with libsodium where a browser uses Web Crypto
+  auto enrolled = phone.Enrol(code);
+  Check(enrolled.status == 201, "the municipality's node binds the device key to the case in a signed record");
+  Check(phone.Enrol(code).status == 409, "the same code does not work twice");
+  Check(Act(c, gemeente, "POST", "/v1/cases/" + case_id + "/consents",
+            json{{"grantee", zorg}, {"domains", {"daily-activities"}}, {"purpose", "dagbesteding"},
+                 {"basis", "Wmo 2015 art. 5.1.1"}, {"valid_from", "2026-01-01"}, {"given_by", "burger"},
+                 {"evidence", {{"kind", "attested"}, {"reference", "formulier"}}}}).status == 403,
+        "from now on the municipality cannot grant consent without the citizen (403)");
+
+  Step("The citizen gives the care provider consent again, signed on the device, in the portal");
+  auto given = phone.SignDraft("/api/toestemmingen/concept",
+                               json{{"organisatie", zorg}, {"levensgebieden", {"daily-activities"}}, {"doel", "dagbesteding"}});
+  Check(given.status == 201, "the portal relays the consent the citizen signed; every node checks the signature");
+  Check(LocalCluster::WaitFor([&] { return ItemCount(c, zorg, case_id) == 1; }, 10000),
+        "the care provider sees the action on daily activities again");
+
+  Step("The citizen withdraws it in the portal; the care provider's node purges again");
+  std::string citizen_consent;
+  const kring::HttpReply listed = phone.Get("/api/toestemmingen");  // kept: the loop reads into it
+  for (auto& t : listed.body["toestemmingen"])
+    if (t["organisatie"] == zorg && t["status"] == "active") citizen_consent = t["id"].get<std::string>();
+  auto dropped = phone.SignDraft("/api/toestemmingen/" + citizen_consent + "/intrekken/concept", json::object());
+  Check(dropped.status == 201, "the withdrawal the citizen signed is recorded");
+  Check(LocalCluster::WaitFor([&] { return Act(c, zorg, "GET", "/v1/health").body.value("fragments", -1) == 0; }, 10000),
+        "the care provider's node holds nothing of the plan");
+  auto looked = phone.Get("/api/logboek");
+  Check(looked.status == 200 && !looked.body["regels"].empty(), "the citizen sees in the portal who looked, network-wide");
 
   Step("Stopping the nodes");
   for (const std::string& org : {gemeente, wijkteam, zorg}) Check(c.Stop(org) == 0, org + " stopped cleanly on SIGTERM");

@@ -265,6 +265,9 @@ struct ApiServer::Impl {
         << "# TYPE kring_api_requests_timed_out_total counter\n"
         << "kring_api_requests_timed_out_total " << conn.timed_out << "\n";
     }
+    m << "# HELP kring_portal_rejected_total Citizen input the portal refused (codes, signatures), by reason.\n"
+      << "# TYPE kring_portal_rejected_total counter\n";
+    for (auto& [reason, n] : node->CitizenRejections()) m << "kring_portal_rejected_total{reason=\"" << reason << "\"} " << n << "\n";
     m << "# HELP kring_api_requests_total API requests answered, by HTTP status.\n"
       << "# TYPE kring_api_requests_total counter\n";
     std::lock_guard lock(metrics_mu);
@@ -480,7 +483,7 @@ struct ApiServer::Impl {
       for (auto& [k, v] : evidence->items())
         if (k != "kind" && k != "reference") return SendError(res, 400, "unknown_field", "unknown field 'evidence." + k + "'");
       if (evidence->value("kind", "") != "attested")
-        return SendError(res, 400, "invalid_argument", "'evidence.kind' must be \"attested\" (citizen-signed consent comes later)");
+        return SendError(res, 400, "invalid_argument", "'evidence.kind' must be \"attested\" (the citizen signs consent in the portal)");
       if (!StringField(*evidence, "reference", true, &in.evidence_reference, res)) return;
       auto id = node->RecordConsent(case_id, in);
       if (!id.ok()) return SendStatusError(res, id.status());
@@ -510,6 +513,60 @@ struct ApiServer::Impl {
       SendJson(res, 200, {{"consent", ToHex(consent)}, {"status", "withdrawn"}, {"withdrawal", ToHex(*id)}});
     }));
 
+    // A one-time code for the citizen to enrol a device in the portal (docs/citizen.md).
+    server->Post(R"(/v1/cases/([^/]+)/citizen-invitations)", CaseRoute("create", [this](
+        const httplib::Request& req, httplib::Response& res, const Caller& caller, AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      auto body = ParseBody(req, res);
+      if (!body || !OnlyFields(*body, {"given_by"}, res)) return;
+      std::string given_by;
+      if (!StringField(*body, "given_by", true, &given_by, res)) return;
+      auto inv = node->InviteCitizen(case_id, given_by);
+      if (!inv.ok()) return SendStatusError(res, inv.status());
+      scope.items.push_back("citizen-invitation:" + ToHex(inv->hash).substr(0, 16));
+      KRING_LOG(kInfo, "api", caller.client << "/" << caller.id << " invited the citizen of case " << CaseIdToHex(case_id));
+      SendJson(res, 201, {{"code", inv->code}, {"expires", IsoTime(inv->expires_ms)}});
+    }));
+
+    server->Get(R"(/v1/cases/([^/]+)/citizen-keys)", CaseRoute("read", [this](
+        const httplib::Request& req, httplib::Response& res, const Caller&, AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      auto state = node->State(case_id);
+      if (!state.ok()) return SendStatusError(res, state.status());
+      json list = json::array();
+      for (const CitizenKeyView& k : state->CitizenKeys()) {
+        json e = {{"key", ToHex(k.id)}, {"given_by", k.given_by}, {"enrolled", IsoTime(k.enrolled_ms)},
+                  {"status", k.revoked_by ? "revoked" : "enrolled"}};
+        if (k.revoked_by) e["revoked_by"] = ToHex(*k.revoked_by);
+        list.push_back(std::move(e));
+        scope.items.push_back(ToHex(k.id));
+      }
+      SendJson(res, 200, {{"case", CaseIdToHex(case_id)}, {"citizen_keys", list}});
+    }));
+
+    server->Post(R"(/v1/cases/([^/]+)/citizen-keys/([^/]+)/revoke)", CaseRoute("update", [this](
+        const httplib::Request& req, httplib::Response& res, const Caller& caller, AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      RecordId key;
+      if (!FromHex(std::string(req.matches[2]), key))
+        return SendError(res, 400, "invalid_argument", "citizen key id must be 64 hex characters");
+      auto body = ParseBody(req, res);
+      if (!body || !OnlyFields(*body, {"reference"}, res)) return;
+      std::string reference;
+      if (!StringField(*body, "reference", true, &reference, res)) return;
+      auto id = node->RevokeCitizenKey(case_id, key, reference);
+      if (!id.ok()) return SendStatusError(res, id.status());
+      scope.items = {ToHex(key), ToHex(*id)};
+      KRING_LOG(kInfo, "api", caller.client << "/" << caller.id << " revoked citizen key " << ToHex(key).substr(0, 16));
+      SendJson(res, 200, {{"key", ToHex(key)}, {"status", "revoked"}, {"revocation", ToHex(*id)}});
+    }));
+
     server->Get(R"(/v1/cases/([^/]+)/consents)", CaseRoute("read", [this](const httplib::Request& req,
                                                                          httplib::Response& res, const Caller&,
                                                                          AccessScope& scope) {
@@ -527,7 +584,11 @@ struct ApiServer::Impl {
         json e = {{"consent", ToHex(v.id)}, {"grantee", g.grantee.v}, {"domains", domains}, {"purpose", g.purpose.v},
                   {"basis", g.basis.v}, {"valid_from", IsoTime(g.valid_from_ms)},
                   {"valid_until", g.valid_until_ms ? json(IsoTime(g.valid_until_ms)) : json(nullptr)},
-                  {"given_by", g.given_by.v}, {"evidence", {{"kind", "attested"}, {"reference", g.evidence_reference.v}}},
+                  {"given_by", g.given_by.v},
+                  {"evidence", g.evidence_kind == kEvidenceCitizenSigned
+                                   ? json{{"kind", "citizen-signed"}, {"reference", g.evidence_reference.v},
+                                          {"citizen_key", ToHex(g.citizen.key)}}
+                                   : json{{"kind", "attested"}, {"reference", g.evidence_reference.v}}},
                   {"recorded_by", g.h.author.v}, {"recorded", IsoTime(static_cast<int64_t>(HlcMillis(g.h.hlc)))},
                   {"status", ConsentStatusName(v.status)}};
         if (v.withdrawn_by) e["withdrawn_by"] = ToHex(*v.withdrawn_by);

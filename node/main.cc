@@ -12,6 +12,7 @@
 #include "node/backup.h"
 #include "node/checkpoint.h"
 #include "node/data_dir.h"
+#include "node/portal.h"
 #include "node/log.h"
 #include "node/node.h"
 #include "protocol/card.h"
@@ -49,12 +50,16 @@ bool SplitHostPort(const std::string& s, std::string* host, int* port) {
 }
 
 int Run(const std::string& dir, const std::string& listen, const std::string& api, int sync_interval_ms,
-        const std::string& tls_cert, const std::string& tls_key, CheckpointPolicy checkpoints) {
+        const std::string& tls_cert, const std::string& tls_key, CheckpointPolicy checkpoints,
+        const std::string& portal) {
   ApiOptions api_options;
   api_options.tls_cert = tls_cert;
   api_options.tls_key = tls_key;
   if (!SplitHostPort(api, &api_options.host, &api_options.port))
     return Fail(Status::InvalidArgument("--api '" + api + "' must be HOST:PORT"));
+  ApiOptions portal_options = api_options;
+  if (!portal.empty() && !SplitHostPort(portal, &portal_options.host, &portal_options.port))
+    return Fail(Status::InvalidArgument("--portal '" + portal + "' must be HOST:PORT"));
 
   // Block the stop signals in every thread; the main thread waits for them.
   sigset_t stop_signals;
@@ -86,6 +91,16 @@ int Run(const std::string& dir, const std::string& listen, const std::string& ap
     (*node)->Stop();
     return Fail(st);
   }
+  PortalServer portal_server(node->get());
+  if (!portal.empty()) {
+    st = portal_server.Start(portal_options);
+    if (!st.ok()) {
+      server.Stop();
+      (*node)->Stop();
+      return Fail(st);
+    }
+    KRING_LOG(kInfo, "node", "citizen portal on " << (portal_server.tls() ? "https://" : "http://") << portal);
+  }
   auto count = (*node)->store().CountFragments();
   KRING_LOG(kInfo, "node", "kring-node " << kVersion << " running as " << me.org << " (" << me.display_name
                                          << "); sync on " << listen << ", API on " << (server.tls() ? "https://" : "http://") << api
@@ -94,6 +109,7 @@ int Run(const std::string& dir, const std::string& listen, const std::string& ap
   int sig = 0;
   sigwait(&stop_signals, &sig);
   KRING_LOG(kInfo, "node", "received " << (sig == SIGINT ? "SIGINT" : "SIGTERM") << ", stopping");
+  portal_server.Stop();
   server.Stop();
   (*node)->Stop();
   KRING_LOG(kInfo, "node", "stopped cleanly");
@@ -187,6 +203,8 @@ int Main(int argc, char** argv) {
   std::string tls_cert, tls_key;
   run->add_option("--tls-cert", tls_cert, "PEM certificate (chain) for the API; with --tls-key the API speaks HTTPS");
   run->add_option("--tls-key", tls_key, "PEM private key for --tls-cert");
+  std::string portal;
+  run->add_option("--portal", portal, "Serve the citizen's portal on HOST:PORT (beyond loopback only with TLS, the same --tls-cert/--tls-key)");
   run->add_option("--sync-interval-ms", sync_interval_ms, "Milliseconds between reconciliation rounds with each partner")
       ->check(CLI::Range(50, 600000))
       ->capture_default_str();
@@ -400,7 +418,7 @@ int Main(int argc, char** argv) {
   }
   if (*run) {
     checkpoint_policy.interval_ms = checkpoint_interval_s * 1000;
-    return Run(dir, listen, api, sync_interval_ms, tls_cert, tls_key, checkpoint_policy);
+    return Run(dir, listen, api, sync_interval_ms, tls_cert, tls_key, checkpoint_policy, portal);
   }
   return 2;
 }

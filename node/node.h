@@ -40,6 +40,18 @@ inline constexpr const char* kVersion = "0.1.0";
 // The record types consent/case_state.h decides on.
 inline bool IsControlType(RecordType t) { return t != RecordType::kFragment && t != RecordType::kAccessRecord; }
 
+// One-time enrolment codes a person types from paper: letters and digits
+// without look-alikes (no 0, O, 1, I, L, U), in dash-separated groups.
+// 16 of 30 symbols: log2(30^16) = 78.5 bits.
+inline constexpr std::string_view kInvitationAlphabet = "23456789ABCDEFGHJKMNPQRSTVWXYZ";
+inline constexpr size_t kInvitationGroups = 4;
+inline constexpr size_t kInvitationGroupChars = 4;
+inline constexpr int64_t kInvitationValidMs = 7LL * 24 * 60 * 60 * 1000;
+static_assert(kInvitationAlphabet.size() == 30);
+// The code as typed, upper-cased, without spaces and dashes; empty when it
+// holds anything else or has the wrong length.
+std::string NormaliseInvitationCode(std::string_view typed);
+
 std::string KeyFilePath(const std::string& data_dir);
 std::string DatabasePath(const std::string& data_dir);
 
@@ -104,6 +116,9 @@ class Node : public RecordSink {
   Store& store() { return *store_; }
   SyncEngine* sync() { return sync_.get(); }
   uint64_t withdrawals_processed() const { return withdrawals_processed_.load(); }
+  // Refusals of the citizen's input at the portal (bad codes, signatures), by reason, for /metrics.
+  void CountCitizenRejection(const std::string& reason);
+  std::map<std::string, uint64_t> CitizenRejections();
 
   // --- cases ---
   Result<CaseId> CreateCase(const std::string& label);
@@ -114,6 +129,43 @@ class Node : public RecordSink {
   // --- consent (only the regie organisation records; a grantee may decline) ---
   Result<RecordId> RecordConsent(const CaseId& case_id, const ConsentInput& in);
   Result<RecordId> WithdrawConsent(const CaseId& case_id, const RecordId& consent);
+
+  // --- the citizen (docs/citizen.md; node/citizen.cc) ---
+  // A one-time enrolment code, shown once; the node keeps only its hash.
+  struct CitizenInvitation {
+    std::string code;  // kInvitationGroups groups of kInvitationGroupChars from kInvitationAlphabet, dash-separated
+    Hash hash{};
+    int64_t expires_ms = 0;
+  };
+  // By the regie organisation only (PermissionDenied otherwise). `given_by`
+  // is "burger" or a representative's pseudonymous reference.
+  Result<CitizenInvitation> InviteCitizen(const CaseId& case_id, const std::string& given_by);
+  // What a device must sign to enrol with `code`. NotFound: no such code;
+  // PermissionDenied: expired; AlreadyExists: used. Uses nothing up.
+  struct EnrolmentOffer {
+    CaseId case_id{};
+    Hash invitation{};
+    std::string statement;  // EnrolmentStatement, once the key is known: see EnrolCitizen
+  };
+  Result<EnrolmentOffer> CheckInvitation(const std::string& code);
+  // Uses `code` once: binds `key` to its case with a CitizenKey record, when
+  // `possession` is the key's signature over EnrolmentStatement. Errors as
+  // CheckInvitation; Unauthenticated for a bad proof of possession.
+  Result<RecordId> EnrolCitizen(const std::string& code, const SignPublicKey& key, const Signature& possession,
+                                CaseId* case_id_out);
+  // A record the citizen is to sign, with the case's heads as parents, the
+  // citizen key `key` and a fresh nonce filled in; the statement is
+  // CitizenStatement(draft). The draft stays with the caller (the portal session).
+  Result<ControlRecord> DraftCitizenGrant(const CaseId& case_id, const RecordId& key, const ConsentInput& in);
+  Result<ControlRecord> DraftCitizenWithdrawal(const CaseId& case_id, const RecordId& key, const RecordId& consent);
+  Result<ControlRecord> DraftCitizenKeyRevocation(const CaseId& case_id, const RecordId& key, const RecordId& revoked);
+  // Completes a draft with the citizen's signature, signs it as this
+  // organisation and stores it, through the admission rule (PermissionDenied
+  // names the refusal: a bad signature, a revoked key, a changed case).
+  Result<RecordId> CommitCitizenRecord(const CaseId& case_id, ControlRecord draft, const Signature& signature);
+  // The regie organisation revokes a citizen key (a lost phone) on the
+  // citizen's word, `reference` naming what it acted on.
+  Result<RecordId> RevokeCitizenKey(const CaseId& case_id, const RecordId& key, const std::string& reference);
 
   // --- plan ---
   // Validates and writes a plan item (a new one, or an edit superseding
@@ -208,6 +260,9 @@ class Node : public RecordSink {
   // A digest of the partners' organisations and keys, to notice changes made while stopped.
   Result<Bytes> PartnersDigest();
   Result<RecordId> StoreOwnControl(ControlBody body);
+  // Signs, checks with the admission rule, stores and recomputes.
+  // REQUIRES: the case's lock held.
+  Result<RecordId> WriteControlLocked(const CaseState& state, ControlBody body);
   // Keeps the first fork this node saw per (case, author), for ForksOf.
   void RememberFork(const CaseState& state, const ControlRecord& r);
   Status AppendAccessLocked(AccessEntry* e);
@@ -250,6 +305,7 @@ class Node : public RecordSink {
   static constexpr int64_t kWaitingMs = 60 * 1000;
   std::map<std::string, Waiting> waiting_;  // by partner
   std::atomic<uint64_t> withdrawals_processed_{0};
+  std::map<std::string, uint64_t> citizen_rejections_;  // guarded by meta_mu_
   std::atomic<bool> recompute_all_{false};
 
   std::mutex checkpoint_mu_;  // guards the checkpoint state below

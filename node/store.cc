@@ -519,7 +519,7 @@ Result<size_t> Store::DeleteRecords(const std::vector<RecordId>& ids) {
 
 Result<std::vector<StoredRecord>> Store::DecisionRecordsOfCase(const CaseId& id) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT id, hlc, record, type FROM records WHERE case_id = ? AND type BETWEEN 2 AND 5 ORDER BY hlc, id");
+  Stmt s(db_, "SELECT id, hlc, record, type FROM records WHERE case_id = ? AND (type BETWEEN 2 AND 5 OR type IN (9, 10)) ORDER BY hlc, id");
   s.Bind(1, ByteSpan(id));
   return ReadRecordRows(s);
 }

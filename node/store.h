@@ -126,7 +126,7 @@ class Store {
   // All records of a case, oldest first; optionally only one type.
   Result<std::vector<StoredRecord>> RecordsOfCase(const CaseId& id, std::optional<RecordType> type = std::nullopt);
   // The control records of a case that decide its consent state (genesis,
-  // consent, withdrawal, regie change; not key grants), oldest first.
+  // consent, withdrawal, regie change, citizen key and its revocation; not key grants), oldest first.
   Result<std::vector<StoredRecord>> DecisionRecordsOfCase(const CaseId& id);
   // The cases this node holds any record of.
   Result<std::vector<CaseId>> CasesWithRecords();

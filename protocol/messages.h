@@ -34,6 +34,9 @@ enum class RecordType : uint8_t {
   kKeyGrant = 6,
   kAccessRecord = 7,  // protocol/access_record.h
   kCheckpoint = 8,    // protocol/checkpoint.h
+  // 8 is taken by access-log checkpoints (another change); the citizen's records follow it.
+  kCitizenKey = 9,            // protocol/records.h: a citizen's public key bound to a case
+  kCitizenKeyRevocation = 10, // protocol/records.h: that key no longer speaks for the citizen
 };
 
 struct PushMessage {

@@ -28,6 +28,31 @@ inline constexpr size_t kMaxBasisBytes = 1000;
 inline constexpr size_t kMaxReferenceBytes = 200;
 inline constexpr size_t kMaxPersonNameBytes = 128;
 inline constexpr size_t kMaxCausalParents = 16;
+inline constexpr size_t kCitizenNonceBytes = 16;
+
+// Control header formats. A withdrawal in format 2 carries the citizen's
+// signature after its body; every other record is format 1.
+inline constexpr uint8_t kControlFormat = 1;
+inline constexpr uint8_t kControlFormatCitizenSigned = 2;
+
+// Evidence kinds of a consent (and of a key revocation).
+inline constexpr uint8_t kEvidenceAttested = 1;       // recorded by a professional; the signed form is on file
+inline constexpr uint8_t kEvidenceCitizenSigned = 2;  // signed by the citizen's own enrolled key
+
+// The citizen's signature on a record (evidence kind 2): Ed25519 by an
+// enrolled citizen key over CitizenStatement(record), pure (as Web Crypto
+// signs; the statement names its own context in its first line).
+struct CitizenSignature {
+  RecordId key{};  // the CitizenKey record that enrolled the signing key
+  std::array<uint8_t, kCitizenNonceBytes> nonce{};  // fresh per statement, drawn by the citizen's device
+  // HeadsDigest of the case's control records the citizen signed against;
+  // must equal HeadsDigest(record's parents), so a statement signed once
+  // cannot be carried into a later record (docs/consent.md, "Citizen-signed consent").
+  Hash heads{};
+  Signature signature{};
+  template <class A>
+  void serialize(A& ar) { ar(key, nonce, heads, signature); }
+};
 
 // Fields every control record has.
 struct ControlHeader {
@@ -63,20 +88,29 @@ struct ConsentGrant {
   int64_t valid_from_ms = 0;
   int64_t valid_until_ms = 0;                         // 0: open-ended
   BoundedString<kMaxReferenceBytes> given_by;         // pseudonymous: the citizen or a representative
-  uint8_t evidence_kind = 1;                          // 1 attested (by a professional, signed form on file)
-  BoundedString<kMaxReferenceBytes> evidence_reference;
+  uint8_t evidence_kind = kEvidenceAttested;          // kEvidenceAttested or kEvidenceCitizenSigned
+  BoundedString<kMaxReferenceBytes> evidence_reference;  // attested: the signed form; citizen-signed: may be empty
+  CitizenSignature citizen;                           // on the wire only when citizen-signed
   template <class A>
   void serialize(A& ar) {
     ar(h, grantee, domains, purpose, basis, valid_from_ms, valid_until_ms, given_by, evidence_kind, evidence_reference);
+    if (evidence_kind == kEvidenceCitizenSigned) ar(citizen);
   }
 };
 
-// Ends a consent: by the regie organisation, or by the grantee declining.
+// Ends a consent: by the regie organisation, by the grantee declining, or
+// (format 2) by the citizen, relayed by any organisation involved in the case.
 struct ConsentWithdrawal {
   ControlHeader h;
   RecordId consent{};
+  uint8_t evidence_kind = 0;  // format 2 only: kEvidenceCitizenSigned
+  CitizenSignature citizen;   // format 2 only
+  bool citizen_signed() const { return h.format == kControlFormatCitizenSigned; }
   template <class A>
-  void serialize(A& ar) { ar(h, consent); }
+  void serialize(A& ar) {
+    ar(h, consent);
+    if (h.format == kControlFormatCitizenSigned) ar(evidence_kind, citizen);
+  }
 };
 
 // Who holds regie: the organisation and the person there. Only the current
@@ -100,7 +134,37 @@ struct KeyGrant {
   void serialize(A& ar) { ar(h, fragment, grantee, sealed_key); }
 };
 
-using ControlBody = std::variant<CaseGenesis, ConsentGrant, ConsentWithdrawal, RegieChange, KeyGrant>;
+// Binds a citizen's public key to the case, written by the regie organisation
+// when the citizen enrolled with a one-time invitation. The citizen proved
+// possession of the key by signing EnrolmentStatement(case, invitation, key).
+struct CitizenKey {
+  ControlHeader h;
+  SignPublicKey key{};
+  BoundedString<kMaxReferenceBytes> given_by;  // pseudonymous: the citizen or a representative
+  Hash invitation{};                           // InvitationHash(code): the code itself is never stored
+  Signature possession{};
+  template <class A>
+  void serialize(A& ar) { ar(h, key, given_by, invitation, possession); }
+};
+
+// Ends a citizen key (a lost phone): by the regie organisation (attested,
+// with a reference to what it acted on), or signed by the citizen with
+// another (or the same) enrolled key.
+struct CitizenKeyRevocation {
+  ControlHeader h;
+  RecordId key{};  // the CitizenKey record
+  uint8_t evidence_kind = kEvidenceAttested;
+  BoundedString<kMaxReferenceBytes> evidence_reference;  // attested: required
+  CitizenSignature citizen;                              // on the wire only when citizen-signed
+  template <class A>
+  void serialize(A& ar) {
+    ar(h, key, evidence_kind, evidence_reference);
+    if (evidence_kind == kEvidenceCitizenSigned) ar(citizen);
+  }
+};
+
+using ControlBody = std::variant<CaseGenesis, ConsentGrant, ConsentWithdrawal, RegieChange, KeyGrant, CitizenKey,
+                                 CitizenKeyRevocation>;
 
 // A decoded, not yet verified control record.
 struct ControlRecord {
@@ -122,6 +186,20 @@ Status VerifyControl(const ControlRecord& r, const SignPublicKey& author_pk);
 // [RecordType][encode(body)][signature]
 Bytes EncodeControlRecord(const ControlRecord& r);
 Result<ControlRecord> DecodeControlRecord(ByteSpan record);
+
+// --- the citizen's statements (docs/protocol.md, "Citizen statements") -----
+// What the citizen signs: canonical UTF-8 text a person can read, one
+// "name: value" line each, first line "kring burgerverklaring v1". Built from
+// the record's own fields by every node alike.
+// The digest of a set of causal parents (sorted, unique) a citizen signs against.
+Hash HeadsDigest(std::vector<RecordId> parents);
+// The statement for a citizen-signed consent grant, withdrawal (format 2) or
+// key revocation; InvalidArgument for any other record.
+Result<std::string> CitizenStatement(const ControlRecord& r);
+// The statement a new device signs to prove it holds `key`.
+std::string EnrolmentStatement(const CaseId& case_id, const Hash& invitation, const SignPublicKey& key);
+// An invitation's hash: what the node stores and the CitizenKey record names.
+Hash InvitationHash(std::string_view code);
 
 // The case id a creator and nonce determine.
 CaseId CaseIdFor(std::string_view creator, const std::array<uint8_t, 16>& nonce);

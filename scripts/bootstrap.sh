@@ -4,11 +4,14 @@ set -eu
 packages="build-essential cmake pkg-config git ca-certificates
 libsodium-dev libzmq3-dev cppzmq-dev libsqlite3-dev sqlite3 libcereal-dev
 doctest-dev libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libssl-dev libyaml-cpp-dev openssl
-clang libclang-rt-14-dev curl"
+clang libclang-rt-14-dev curl
+chromium chromium-driver python3-selenium"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# npm (for axe-core): Debian's, unless one is on the PATH already.
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "bootstrap: missing packages:$missing; run this as root (or install them)" >&2
@@ -19,4 +22,10 @@ if [ -n "$missing" ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
-echo "bootstrap: all build dependencies present" >&2
+# axe-core for the portal's browser tests, into the project (tests/browser/node_modules, not committed).
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -f "$root/tests/browser/node_modules/axe-core/axe.min.js" ]; then
+  echo "bootstrap: installing axe-core into tests/browser" >&2
+  (cd "$root/tests/browser" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+echo "bootstrap: all build and test dependencies present" >&2

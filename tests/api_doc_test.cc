@@ -427,6 +427,7 @@ std::map<std::string, Example> ExampleRequests(const std::string& action_version
                  {"given_by", "wettelijk vertegenwoordiger"},
                  {"evidence", {{"kind", "attested"}, {"reference", "toestemmingsformulier 2025-0173-2"}}}}}},
       {"listConsents", {}},
+      {"inviteCitizen", {"", json{{"given_by", "burger"}}}},
       {"withdrawConsent", {}},
       {"writeItem",
        {"", json{{"kind", "action"},
