@@ -1,6 +1,8 @@
 // Multi-process tests of backup, restore and access-log checkpoints on real kring-node processes (issue 11).
 #include <doctest/doctest.h>
 
+#include <cstdio>
+#include <fstream>
 #include <string>
 #include <sys/stat.h>
 
@@ -82,4 +84,47 @@ TEST_CASE("the command line explains backup, restore and audit, and refuses bad 
   auto junk = c.Cli({"audit", "verify", "--data", dir, "--checkpoint", dir + "/node.key"});
   CHECK(junk.exit_code == 1);
   CHECK(junk.err.find("not a checkpoint line") != std::string::npos);
+}
+
+TEST_CASE("issue 11: audit verify --against-partners names the partner whose copy shows a log put back by hand") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  c.AddNode("wijkteam", "Wijkteam");
+  REQUIRE(c.Connect("gemeente", "wijkteam"));
+  REQUIRE(c.Start("gemeente"));
+  REQUIRE(c.Start("wijkteam"));
+  const std::string dir = c.node("gemeente").data_dir;
+  const std::string file = c.dir() + "/raw.db";
+  REQUIRE(!CreateCase(c, "gemeente").empty());
+  REQUIRE(c.Cli({"backup", "--data", dir, "--to", file}).exit_code == 0);  // a plain SQLite copy
+  REQUIRE(!CreateCase(c, "gemeente").empty());
+  REQUIRE(!CreateCase(c, "gemeente").empty());
+  REQUIRE(c.Cli({"audit", "sign-checkpoint", "--data", dir}).exit_code == 0);
+  // The partner keeps the newest checkpoint of the municipality's log.
+  REQUIRE(LocalCluster::WaitFor([&] {
+    auto held = c.Cli({"audit", "checkpoints", "--data", c.node("wijkteam").data_dir, "--org", "gemeente"});
+    return held.exit_code == 0 && !held.out.empty() && nlohmann::json::parse(held.out)["entries"].get<int64_t>() >= 3;
+  }, 10000));
+  auto healthy = c.Cli({"audit", "verify", "--data", dir, "--against-partners"});
+  CHECK(healthy.exit_code == 0);
+  CHECK(healthy.out.find("none differs") != std::string::npos);
+
+  // Someone puts the older database back by hand, bypassing restore.
+  REQUIRE(c.Stop("gemeente") == 0);
+  for (const char* suffix : {"-wal", "-shm"}) std::remove((dir + "/kring.db" + suffix).c_str());
+  {
+    std::ifstream in(file, std::ios::binary);
+    std::ofstream out(dir + "/kring.db", std::ios::binary | std::ios::trunc);
+    out << in.rdbuf();
+  }
+  REQUIRE(::chmod((dir + "/kring.db").c_str(), 0600) == 0);
+  REQUIRE(c.Start("gemeente"));
+  // Reconciliation hands the partner's copy back; verify names it.
+  bool named = LocalCluster::WaitFor([&] {
+    auto v = c.Cli({"audit", "verify", "--data", dir, "--against-partners"});
+    return v.exit_code == 1 && v.out.find("wijkteam handed back") != std::string::npos;
+  }, 15000);
+  auto v = c.Cli({"audit", "verify", "--data", dir, "--against-partners"});
+  INFO(v.out);
+  CHECK(named);
 }
