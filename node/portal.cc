@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "crypto/primitives.h"
+#include "node/api_listener.h"
 #include "node/log.h"
 #include "node/node.h"
 #include "node/portal_assets.h"
@@ -80,6 +81,7 @@ json DomainsOf(const ConsentGrant& g) {
 struct PortalServer::Impl {
   Node* node;
   std::unique_ptr<httplib::Server> server;
+  ApiListener* listener = nullptr;  // the server, as our listener
   std::thread thread;
   bool tls = false;
 
@@ -622,18 +624,16 @@ Status PortalServer::Start(const ApiOptions& options) {
   if (tls) {
     for (const std::string* f : {&options.tls_cert, &options.tls_key})
       if (::access(f->c_str(), R_OK) != 0) return Status::NotFound("cannot read TLS file " + *f);
-    auto ssl = std::make_unique<httplib::SSLServer>(options.tls_cert.c_str(), options.tls_key.c_str());
-    if (!ssl->is_valid()) return Status::InvalidArgument("TLS certificate or key is not usable (PEM, matching pair?)");
-    impl_->server = std::move(ssl);
-  } else {
-    impl_->server = std::make_unique<httplib::Server>();
   }
+  // The same listener as the API: a request must arrive whole within its
+  // deadline, connections are capped, and slow clients cannot hold workers.
+  auto listener = std::make_unique<ApiListener>();
+  if (tls) KRING_RETURN_IF_ERROR(listener->UseTls(options.tls_cert, options.tls_key));
+  impl_->listener = listener.get();
+  impl_->server = std::move(listener);
   impl_->tls = tls;
   httplib::Server& server = *impl_->server;
   server.set_payload_max_length(kMaxPortalBodyBytes);
-  server.set_read_timeout(10, 0);
-  server.set_write_timeout(10, 0);
-  server.new_task_queue = [] { return new httplib::ThreadPool(4); };
   server.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
     res.set_header("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
     res.set_header("X-Content-Type-Options", "nosniff");
@@ -643,6 +643,7 @@ Status PortalServer::Start(const ApiOptions& options) {
   impl_->Routes();
   if (!server.bind_to_port(options.host, options.port))
     return Status::IOError("cannot bind the portal to " + options.host + ":" + std::to_string(options.port) + " (in use?)");
+  impl_->listener->RaiseListenBacklog(SOMAXCONN);
   impl_->thread = std::thread([this] { impl_->server->listen_after_bind(); });
   return Status::Ok();
 }
@@ -654,6 +655,7 @@ void PortalServer::Stop() {
     impl_->server->stop();
     impl_->thread.join();
   }
+  if (impl_->listener) impl_->listener->Shutdown();
 }
 
 }  // namespace kring
