@@ -561,3 +561,53 @@ TEST_CASE("issue 11: the API still serves keep-alive, pipelined and slow-but-tim
   }
   CHECK(c.Running("gemeente"));
 }
+
+TEST_CASE("issue 11: the citizen's portal shares the API's listener: 50 slowloris connections do not block it") {
+  LocalCluster c(KRING_NODE_BINARY);
+  const int portal = kring::FreePort();
+  c.AddNode("gemeente", "Gemeente").run_args = {"--portal", "127.0.0.1:" + std::to_string(portal)};
+  REQUIRE(c.Start("gemeente"));
+  auto fetch_start_page = [&]() -> int {
+    int fd = ConnectLoopback(portal);
+    if (fd < 0) return -1;
+    const std::string get = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    ::send(fd, get.data(), get.size(), MSG_NOSIGNAL);
+    std::string reply;
+    char buf[4096];
+    pollfd p{fd, POLLIN, 0};
+    while (::poll(&p, 1, 5000) > 0) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      reply.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    return reply.rfind("HTTP/1.1 200", 0) == 0 ? 200 : 0;
+  };
+  REQUIRE(fetch_start_page() == 200);
+  std::vector<int> fds;
+  for (int i = 0; i < 50; ++i) {
+    int fd = ConnectLoopback(portal);
+    REQUIRE(fd >= 0);
+    fds.push_back(fd);
+  }
+  const std::string drip = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+  std::atomic<bool> stop{false};
+  std::thread dripper([&] {
+    auto start = Clock::now();
+    for (size_t k = 0; !stop && MillisSince(start) < 15000; ++k) {
+      for (int fd : fds) ::send(fd, &drip[k % drip.size()], 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      for (int i = 0; i < 10 && !stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  auto t0 = Clock::now();
+  CHECK(fetch_start_page() == 200);
+  int64_t ms = MillisSince(t0);
+  MESSAGE("the portal's start page during a 50-connection slowloris took " << ms << " ms");
+  int closed = 0;
+  for (int fd : fds) closed += ClosedByServer(fd, 12000) ? 1 : 0;
+  stop = true;
+  dripper.join();
+  for (int fd : fds) ::close(fd);
+  CHECK(closed == 50);
+}
