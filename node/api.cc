@@ -231,6 +231,9 @@ struct ApiServer::Impl {
   std::string Metrics() {
     std::ostringstream m;
     auto count = node->store().CountFragments();
+    m << "# HELP kring_build_info The kring-node version serving these metrics (always 1).\n"
+      << "# TYPE kring_build_info gauge\n"
+      << "kring_build_info{version=\"" << kVersion << "\"} 1\n";
     m << "# HELP kring_fragments_stored Fragments held by this node.\n"
       << "# TYPE kring_fragments_stored gauge\n"
       << "kring_fragments_stored " << (count.ok() ? *count : 0) << "\n";

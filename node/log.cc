@@ -1,4 +1,4 @@
-// Plain-text logging to stderr.
+// Logging to stderr, one line per event: plain text or JSON lines.
 #include "node/log.h"
 
 #include <atomic>
@@ -7,10 +7,23 @@
 #include <ctime>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 namespace kring {
 
 namespace {
 std::atomic<LogLevel> g_level{LogLevel::kInfo};
+std::atomic<LogFormat> g_format{LogFormat::kText};
+
+const char* JsonLevel(LogLevel l) {
+  switch (l) {
+    case LogLevel::kDebug: return "debug";
+    case LogLevel::kInfo: return "info";
+    case LogLevel::kWarn: return "warn";
+    case LogLevel::kError: return "error";
+  }
+  return "?";
+}
 
 const char* LevelName(LogLevel l) {
   switch (l) {
@@ -24,6 +37,7 @@ const char* LevelName(LogLevel l) {
 }  // namespace
 
 void SetLogLevel(LogLevel level) { g_level = level; }
+void SetLogFormat(LogFormat format) { g_format = format; }
 LogLevel GetLogLevel() { return g_level; }
 
 void LogLine(LogLevel level, const char* component, const std::string& message) {
@@ -36,6 +50,16 @@ void LogLine(LogLevel level, const char* component, const std::string& message) 
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
   std::string line;
+  if (g_format == LogFormat::kJson) {
+    char time[40];
+    std::snprintf(time, sizeof time, "%s.%03dZ", stamp, millis);
+    nlohmann::json j = {{"time", time}, {"level", JsonLevel(level)}, {"component", component}, {"message", message}};
+    // Bytes that are not UTF-8 (a peer's text) become U+FFFD instead of throwing.
+    line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
+    (void)ignored;
+    return;
+  }
   line.reserve(message.size() + 64);
   char head[96];
   std::snprintf(head, sizeof head, "%s.%03dZ %s %s: ", stamp, millis, LevelName(level), component);

@@ -12,6 +12,12 @@ enum class LogLevel { kDebug, kInfo, kWarn, kError };
 void SetLogLevel(LogLevel level);
 LogLevel GetLogLevel();
 
+// Text (default): "2026-11-29T07:21:12.345Z INFO  sync: message". JSON: one
+// object a line, {"time","level","component","message"}, for log shippers
+// (KRING_LOG_FORMAT=json). Set once at start-up.
+enum class LogFormat { kText, kJson };
+void SetLogFormat(LogFormat format);
+
 // Writes "2026-11-23T19:20:01.123Z INFO  sync: message" to stderr atomically.
 // Control characters in `message` are escaped, so peer-supplied text cannot
 // forge log lines.

@@ -125,9 +125,18 @@ int Main(int argc, char** argv) {
     else if (l == "warn") SetLogLevel(LogLevel::kWarn);
     else if (l == "error") SetLogLevel(LogLevel::kError);
   }
+  if (const char* fmt = std::getenv("KRING_LOG_FORMAT")) {
+    std::string f = fmt;
+    if (f == "json") SetLogFormat(LogFormat::kJson);
+    else if (f != "text") {
+      std::cerr << "kring-node: KRING_LOG_FORMAT must be text or json, not '" << f << "'\n";
+      return 2;
+    }
+  }
 
   CLI::App app{"kring-node: a partner organisation's node in a kring network.\n"
                "Shares one household plan as signed, end-to-end encrypted fragments with partner nodes."};
+  app.set_version_flag("--version", std::string("kring-node ") + kVersion);
   app.require_subcommand(1);
   std::string dir;
 

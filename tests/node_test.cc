@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "examples/cluster.h"
+#include "node/node.h"
 #include "tests/cluster_steps.h"
 
 using kring::LocalCluster;
@@ -394,4 +395,42 @@ TEST_CASE("the API binds beyond loopback only with TLS, and speaks HTTPS when gi
   CHECK(c.Log("gemeente").find("(TLS)") != std::string::npos);
   n.tls = false;  // plain HTTP to an HTTPS port gets no answer
   CHECK(c.Raw("gemeente", "GET", "/v1/health", "", {}).status != 200);
+}
+
+TEST_CASE("kring-node --version names the version, /metrics carries kring_build_info, and KRING_LOG_FORMAT=json logs one object a line") {
+  LocalCluster c(KRING_NODE_BINARY);
+  auto v = c.Cli({"--version"});
+  CHECK(v.exit_code == 0);
+  CHECK(v.out.find(std::string("kring-node ") + kring::kVersion) != std::string::npos);
+  CHECK(c.Cli({"--help"}).out.find("--version") != std::string::npos);
+
+  ::setenv("KRING_LOG_FORMAT", "json", 1);
+  c.AddNode("gemeente", "Gemeente");
+  bool started = c.Start("gemeente");
+  ::unsetenv("KRING_LOG_FORMAT");
+  REQUIRE(started);
+  CHECK(c.Raw("gemeente", "GET", "/metrics", "", {}).raw.find(std::string("kring_build_info{version=\"") + kring::kVersion +
+                                                               "\"} 1") != std::string::npos);
+  REQUIRE(c.Stop("gemeente") == 0);
+  std::istringstream log(c.Log("gemeente"));
+  std::string line;
+  size_t lines = 0;
+  while (std::getline(log, line)) {
+    if (line.empty()) continue;
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    INFO(line);
+    REQUIRE(j.is_object());
+    CHECK(j["time"].is_string());
+    CHECK((j["level"] == "info" || j["level"] == "warn" || j["level"] == "error" || j["level"] == "debug"));
+    CHECK(j["component"].is_string());
+    CHECK(j["message"].is_string());
+    ++lines;
+  }
+  CHECK(lines >= 2);  // running as ..., stopped cleanly
+
+  ::setenv("KRING_LOG_FORMAT", "xml", 1);
+  auto bad = c.Cli({"--version"});
+  ::unsetenv("KRING_LOG_FORMAT");
+  CHECK(bad.exit_code == 2);
+  CHECK(bad.err.find("KRING_LOG_FORMAT must be text or json") != std::string::npos);
 }
