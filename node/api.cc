@@ -426,7 +426,7 @@ struct ApiServer::Impl {
       auto id = node->CreateCase(label);
       if (!id.ok()) return SendStatusError(res, id.status());
       scope.case_id = *id;
-      KRING_LOG(kInfo, "api", caller.client << "/" << caller.id << " opened case " << CaseIdToHex(*id));
+      KRING_LOG(kInfo, "api", caller.client << " opened case " << CaseIdToHex(*id));
       SendJson(res, 201, {{"case", CaseIdToHex(*id)}});
     }));
 
@@ -492,7 +492,7 @@ struct ApiServer::Impl {
       if (!id.ok()) return SendStatusError(res, id.status());
       scope.consent = ToHex(*id);
       scope.items.push_back(ToHex(*id));
-      KRING_LOG(kInfo, "api", caller.client << "/" << caller.id << " recorded consent for " << in.grantee);
+      KRING_LOG(kInfo, "api", caller.client << " recorded consent for " << in.grantee);
       SendJson(res, 201, {{"consent", ToHex(*id)}});
     }));
 
@@ -512,7 +512,7 @@ struct ApiServer::Impl {
       auto id = node->WithdrawConsent(case_id, consent);
       if (!id.ok()) return SendStatusError(res, id.status());
       scope.items.push_back(ToHex(*id));
-      KRING_LOG(kInfo, "api", caller.client << "/" << caller.id << " withdrew consent " << ToHex(consent).substr(0, 16));
+      KRING_LOG(kInfo, "api", caller.client << " withdrew consent " << ToHex(consent).substr(0, 16));
       SendJson(res, 200, {{"consent", ToHex(consent)}, {"status", "withdrawn"}, {"withdrawal", ToHex(*id)}});
     }));
 
@@ -529,7 +529,7 @@ struct ApiServer::Impl {
       auto inv = node->InviteCitizen(case_id, given_by);
       if (!inv.ok()) return SendStatusError(res, inv.status());
       scope.items.push_back("citizen-invitation:" + ToHex(inv->hash).substr(0, 16));
-      KRING_LOG(kInfo, "api", caller.client << "/" << caller.id << " invited the citizen of case " << CaseIdToHex(case_id));
+      KRING_LOG(kInfo, "api", caller.client << " invited the citizen of case " << CaseIdToHex(case_id));
       SendJson(res, 201, {{"code", inv->code}, {"expires", IsoTime(inv->expires_ms)}});
     }));
 
@@ -566,7 +566,7 @@ struct ApiServer::Impl {
       auto id = node->RevokeCitizenKey(case_id, key, reference);
       if (!id.ok()) return SendStatusError(res, id.status());
       scope.items = {ToHex(key), ToHex(*id)};
-      KRING_LOG(kInfo, "api", caller.client << "/" << caller.id << " revoked citizen key " << ToHex(key).substr(0, 16));
+      KRING_LOG(kInfo, "api", caller.client << " revoked citizen key " << ToHex(key).substr(0, 16));
       SendJson(res, 200, {{"key", ToHex(key)}, {"status", "revoked"}, {"revocation", ToHex(*id)}});
     }));
 
@@ -639,7 +639,7 @@ struct ApiServer::Impl {
       auto written = node->WriteItem(case_id, in);
       if (!written.ok()) return SendStatusError(res, written.status());
       scope.items.push_back(ToHex(written->version));
-      KRING_LOG(kInfo, "api", caller.client << "/" << caller.id << " wrote a " << in.kind << " item in case " << CaseIdToHex(case_id));
+      KRING_LOG(kInfo, "api", caller.client << " wrote an item (kind " << in.kind << ") in case " << CaseIdToHex(case_id));
       SendJson(res, 201, {{"item", ToHex(written->item)}, {"version", ToHex(written->version)}});
     }));
 

@@ -434,3 +434,17 @@ TEST_CASE("kring-node --version names the version, /metrics carries kring_build_
   CHECK(bad.exit_code == 2);
   CHECK(bad.err.find("KRING_LOG_FORMAT must be text or json") != std::string::npos);
 }
+
+TEST_CASE("INFO log lines name the client system, never the professional") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  REQUIRE(c.Start("gemeente"));
+  std::string case_id = CreateCase(c, "gemeente");
+  REQUIRE(!case_id.empty());
+  REQUIRE(Note(c, "gemeente", case_id, "housing", "een notitie").status == 201);
+  std::string log = c.Log("gemeente");
+  CHECK(log.find("opened case " + case_id) != std::string::npos);
+  CHECK(log.find("wrote an item (kind note)") != std::string::npos);
+  CHECK(log.find("demo-professional") == std::string::npos);
+  CHECK(log.find("Demo Professional") == std::string::npos);
+}
