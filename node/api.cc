@@ -722,22 +722,29 @@ bool IsLoopbackHost(const std::string& host) {
   return inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
 }
 
-Status ApiServer::Start(const ApiOptions& options) {
+Result<std::unique_ptr<ApiListener>> NewListener(const ApiOptions& options, const std::string& what) {
   const bool tls = !options.tls_cert.empty() || !options.tls_key.empty();
   if (tls && (options.tls_cert.empty() || options.tls_key.empty()))
     return Status::InvalidArgument("TLS needs both --tls-cert and --tls-key");
   if (!tls && !IsLoopbackHost(options.host))
-    return Status::InvalidArgument("the API binds beyond loopback ('" + options.host +
+    return Status::InvalidArgument(what + " binds beyond loopback ('" + options.host +
                                    "') only with TLS: give --tls-cert and --tls-key");
+  auto listener = std::make_unique<ApiListener>();
   if (tls) {
     for (const std::string* f : {&options.tls_cert, &options.tls_key})
       if (::access(f->c_str(), R_OK) != 0) return Status::NotFound("cannot read TLS file " + *f);
+    KRING_RETURN_IF_ERROR(listener->UseTls(options.tls_cert, options.tls_key));
   }
+  return listener;
+}
+
+Status ApiServer::Start(const ApiOptions& options) {
+  const bool tls = !options.tls_cert.empty() || !options.tls_key.empty();
   {
-    auto listener = std::make_unique<ApiListener>();
-    if (tls) KRING_RETURN_IF_ERROR(listener->UseTls(options.tls_cert, options.tls_key));
-    impl_->listener = listener.get();
-    impl_->server = std::move(listener);
+    auto listener = NewListener(options, "the API");
+    if (!listener.ok()) return listener.status();
+    impl_->listener = listener->get();
+    impl_->server = std::move(*listener);
   }
   impl_->Configure();
   httplib::Server& server = *impl_->server;

@@ -58,6 +58,12 @@ struct ApiOptions {
 // True for 127.0.0.0/8, ::1 and localhost.
 bool IsLoopbackHost(const std::string& host);
 
+class ApiListener;
+// The listener an HTTP surface of the node (the API, the citizen's portal:
+// `what`) serves on: refuses plain HTTP beyond loopback and half a TLS pair,
+// checks the TLS files can be read and loads them.
+Result<std::unique_ptr<ApiListener>> NewListener(const ApiOptions& options, const std::string& what);
+
 class ApiServer {
  public:
   explicit ApiServer(Node* node);

@@ -616,21 +616,12 @@ PortalServer::~PortalServer() { Stop(); }
 
 Status PortalServer::Start(const ApiOptions& options) {
   const bool tls = !options.tls_cert.empty() || !options.tls_key.empty();
-  if (tls && (options.tls_cert.empty() || options.tls_key.empty()))
-    return Status::InvalidArgument("TLS needs both --tls-cert and --tls-key");
-  if (!tls && !IsLoopbackHost(options.host))
-    return Status::InvalidArgument("the portal binds beyond loopback ('" + options.host +
-                                   "') only with TLS: give --tls-cert and --tls-key");
-  if (tls) {
-    for (const std::string* f : {&options.tls_cert, &options.tls_key})
-      if (::access(f->c_str(), R_OK) != 0) return Status::NotFound("cannot read TLS file " + *f);
-  }
   // The same listener as the API: a request must arrive whole within its
   // deadline, connections are capped, and slow clients cannot hold workers.
-  auto listener = std::make_unique<ApiListener>();
-  if (tls) KRING_RETURN_IF_ERROR(listener->UseTls(options.tls_cert, options.tls_key));
-  impl_->listener = listener.get();
-  impl_->server = std::move(listener);
+  auto listener = NewListener(options, "the portal");
+  if (!listener.ok()) return listener.status();
+  impl_->listener = listener->get();
+  impl_->server = std::move(*listener);
   impl_->tls = tls;
   httplib::Server& server = *impl_->server;
   server.set_payload_max_length(kMaxPortalBodyBytes);
