@@ -50,6 +50,14 @@ const char* RejectName(Reject r) {
     case Reject::kCitizenSignature: return "citizen_signature";
     case Reject::kCitizenReplay: return "citizen_replay";
     case Reject::kInvitationUsed: return "invitation_used";
+    case Reject::kRosterReplay: return "roster_replay";
+    case Reject::kRosterSkip: return "roster_skip";
+    case Reject::kRosterFork: return "roster_fork";
+    case Reject::kRosterNotSteward: return "roster_not_steward";
+    case Reject::kRosterThreshold: return "roster_threshold";
+    case Reject::kRotationInvalid: return "rotation_invalid";
+    case Reject::kRotationStale: return "rotation_stale";
+    case Reject::kRetiredKey: return "retired_key";
   }
   return "unknown";
 }

@@ -29,8 +29,16 @@ enum class Reject : uint8_t {
   kCitizenSignature,  // "citizen_signature": a citizen signature by no enrolled key (unknown, revoked, another case) or that does not verify
   kCitizenReplay,     // "citizen_replay": a citizen statement signed for another moment of the case (an old statement sent again)
   kInvitationUsed,    // "invitation_used": a second citizen key enrolled with the same one-time invitation
+  kRosterReplay,      // "roster_replay": a roster version at or before the current one, with other content
+  kRosterSkip,        // "roster_skip": a roster version with one missing in between (it is tried again once that arrives)
+  kRosterFork,        // "roster_fork": a roster version that does not follow the current one (or another network's)
+  kRosterNotSteward,  // "roster_not_steward": a roster version signed by an organisation that is not a steward
+  kRosterThreshold,   // "roster_threshold": fewer valid steward signatures than the threshold
+  kRotationInvalid,   // "rotation_invalid": a key rotation whose shape or signatures fail
+  kRotationStale,     // "rotation_stale": a key rotation from keys that are not the organisation's current ones
+  kRetiredKey,        // "retired_key": signed with a key that no longer spoke for its organisation at the record's time
 };
-inline constexpr int kRejectCount = static_cast<int>(Reject::kInvitationUsed) + 1;
+inline constexpr int kRejectCount = static_cast<int>(Reject::kRetiredKey) + 1;
 
 // The stable label of a reason (metrics, logs, tests).
 const char* RejectName(Reject r);

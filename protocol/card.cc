@@ -1,7 +1,11 @@
 // Identity card JSON encoding and validation.
 #include "protocol/card.h"
 
+#include <cstdio>
+
 #include <nlohmann/json.hpp>
+
+#include "crypto/primitives.h"
 
 namespace kring {
 
@@ -14,6 +18,21 @@ std::string CardToJson(const PublicIdentity& id, int indent) {
   j["box_key"] = ToHex(id.box_pk);
   j["transport_key"] = ToHex(id.transport_pk);
   return j.dump(indent);
+}
+
+std::string CardFingerprint(const PublicIdentity& id) {
+  const Hash h = HashParts("kring/card-fingerprint/v1",
+                           {ByteSpan(reinterpret_cast<const uint8_t*>(id.org.data()), id.org.size()), ByteSpan(id.sign_pk),
+                            ByteSpan(id.box_pk), ByteSpan(id.transport_pk)});
+  std::string out;
+  for (size_t g = 0; g < 8; ++g) {
+    const uint32_t v = (uint32_t{h[4 * g]} << 24) | (uint32_t{h[4 * g + 1]} << 16) | (uint32_t{h[4 * g + 2]} << 8) | h[4 * g + 3];
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "%04u", static_cast<unsigned>(v % 10000));
+    if (g) out += ' ';
+    out += buf;
+  }
+  return out;
 }
 
 Result<PublicIdentity> CardFromJson(std::string_view text) {

@@ -37,6 +37,8 @@ enum class RecordType : uint8_t {
   // 8 is taken by access-log checkpoints (another change); the citizen's records follow it.
   kCitizenKey = 9,            // protocol/records.h: a citizen's public key bound to a case
   kCitizenKeyRevocation = 10, // protocol/records.h: that key no longer speaks for the citizen
+  kRoster = 11,               // protocol/roster.h: a version of the network's member list
+  kKeyRotation = 12,          // protocol/roster.h: an organisation's keys change
 };
 
 struct PushMessage {

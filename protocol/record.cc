@@ -21,6 +21,16 @@ Result<AnyRecord> DecodeRecord(ByteSpan record) {
       if (!c.ok()) return Status::Corruption("undecodable checkpoint: " + c.status().message());
       return AnyRecord(std::move(*c));
     }
+    case RecordType::kRoster: {
+      auto r = DecodeRoster(record);
+      if (!r.ok()) return Status::Corruption("undecodable roster: " + r.status().message());
+      return AnyRecord(std::move(*r));
+    }
+    case RecordType::kKeyRotation: {
+      auto r = DecodeKeyRotation(record);
+      if (!r.ok()) return Status::Corruption("undecodable key rotation: " + r.status().message());
+      return AnyRecord(std::move(*r));
+    }
     default: {
       auto c = DecodeControlRecord(record);
       if (!c.ok()) return Status::Corruption("undecodable record: " + c.status().message());

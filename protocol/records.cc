@@ -286,7 +286,10 @@ Result<ControlRecord> DecodeControlRecord(ByteSpan record) {
     case RecordType::kCitizenKey: return DecodeAs<CitizenKey>(rest);
     case RecordType::kCitizenKeyRevocation: return DecodeAs<CitizenKeyRevocation>(rest);
     case RecordType::kFragment:
-    case RecordType::kAccessRecord: break;
+    case RecordType::kAccessRecord:
+    case RecordType::kCheckpoint:
+    case RecordType::kRoster:
+    case RecordType::kKeyRotation: break;
   }
   return Status::Corruption("not a control record type: " + std::to_string(record[0]));
 }
