@@ -10,6 +10,7 @@
 
 #include "examples/citizen_device.h"
 #include "examples/cluster.h"
+#include "protocol/card.h"
 
 using kring::LocalCluster;
 using nlohmann::json;
@@ -86,14 +87,38 @@ int main(int argc, char** argv) {
   c.AddNode(wijkteam, "Sociaal wijkteam Deventer");
   c.AddNode(zorg, "Zorgaanbieder De Linde");
   for (const char* org : {"gemeente-deventer", "wijkteam-deventer", "zorg-de-linde"}) {
-    json card = json::parse(c.node(org).card);
-    std::printf("    %-20s identity card: sign key %.16s..., sync on %s\n", org,
-                card["sign_key"].get<std::string>().c_str(), c.node(org).listen().c_str());
+    auto card = kring::CardFromJson(c.node(org).card);
+    Check(card.ok(), std::string(org) + " printed a valid identity card");
+    std::printf("    %-20s fingerprint %s, sync on %s\n", org, kring::CardFingerprint(*card).c_str(),
+                c.node(org).listen().c_str());
   }
 
-  Step("IT teams exchange identity cards: every pair trusts each other");
-  Check(c.Connect(gemeente, wijkteam) && c.Connect(gemeente, zorg) && c.Connect(wijkteam, zorg),
-        "three 'kring-node peer add' pairs succeeded");
+  Step("They found a network from one signed roster (no peer add per pair): stewards gemeente and wijkteam, k = 2");
+  {
+    const std::string roster = c.dir() + "/roster.json";
+    std::vector<std::string> args = {"network", "create", "--data", c.node(gemeente).data_dir, "--name",
+                                      "Kenis Deventer", "--stewards", gemeente + "," + wijkteam, "--threshold", "2"};
+    for (const std::string& org : {gemeente, wijkteam, zorg}) {
+      const std::string card_file = c.dir() + "/" + org + ".card";
+      FILE* f = std::fopen(card_file.c_str(), "w");
+      Check(f != nullptr, "card file written");
+      std::fputs(c.node(org).card.c_str(), f);
+      std::fclose(f);
+      args.push_back("--member");
+      args.push_back(card_file + "=" + c.node(org).listen());
+    }
+    auto created = c.Cli(args);
+    Check(created.exit_code == 0, "kring-node network create wrote version 1 (signed by gemeente)");
+    FILE* f = std::fopen(roster.c_str(), "w");
+    Check(f != nullptr, "roster file written");
+    std::fputs(created.out.c_str(), f);
+    std::fclose(f);
+    Check(c.Cli({"network", "sign", "--data", c.node(wijkteam).data_dir, "--file", roster}).exit_code == 0,
+          "the wijkteam steward compared the fingerprints and signed it");
+    for (const std::string& org : {gemeente, wijkteam, zorg})
+      Check(c.Cli({"network", "join", "--data", c.node(org).data_dir, "--file", roster}).exit_code == 0,
+            org + " joined: the other members are its partners");
+  }
 
   Step("The three nodes start as separate processes");
   for (const std::string& org : {gemeente, wijkteam, zorg}) Check(c.Start(org), org + " answers /v1/health");

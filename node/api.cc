@@ -579,12 +579,22 @@ struct ApiServer::Impl {
       auto state = node->State(case_id);
       if (!state.ok()) return SendStatusError(res, state.status());
       json list = json::array();
+      // Whether each grantee is still one this node shares with: a partner,
+      // or removed from the network by a roster version.
+      std::set<std::string> partners = {node->org()};
+      if (auto p = node->store().ListPartners(); p.ok())
+        for (const Partner& x : *p) partners.insert(x.identity.org);
+      const std::set<std::string> removed = node->RemovedMembers();
+      auto grantee_status = [&](const std::string& org) {
+        return partners.count(org) ? "partner" : removed.count(org) ? "removed" : "not-a-partner";
+      };
       for (const ConsentView& v : state->Consents(NowMs())) {
         if (!v.valid) continue;
         const ConsentGrant& g = *v.grant;
         json domains = json::array();
         for (auto& d : g.domains.v) domains.push_back(d.v);
-        json e = {{"consent", ToHex(v.id)}, {"grantee", g.grantee.v}, {"domains", domains}, {"purpose", g.purpose.v},
+        json e = {{"consent", ToHex(v.id)}, {"grantee", g.grantee.v}, {"grantee_status", grantee_status(g.grantee.v)},
+                  {"domains", domains}, {"purpose", g.purpose.v},
                   {"basis", g.basis.v}, {"valid_from", IsoTime(g.valid_from_ms)},
                   {"valid_until", g.valid_until_ms ? json(IsoTime(g.valid_until_ms)) : json(nullptr)},
                   {"given_by", g.given_by.v},
@@ -640,7 +650,29 @@ struct ApiServer::Impl {
       if (!written.ok()) return SendStatusError(res, written.status());
       scope.items.push_back(ToHex(written->version));
       KRING_LOG(kInfo, "api", caller.client << " wrote an item (kind " << in.kind << ") in case " << CaseIdToHex(case_id));
-      SendJson(res, 201, {{"item", ToHex(written->item)}, {"version", ToHex(written->version)}});
+      json answer = {{"item", ToHex(written->item)}, {"version", ToHex(written->version)}};
+      // Say so when everyone else who could read this domain was removed from the network.
+      if (!in.domain.empty()) {
+        if (auto state = node->State(case_id); state.ok()) {
+          const std::set<std::string> removed = node->RemovedMembers();
+          std::set<std::string> readers, gone;
+          for (const ConsentView& v : state->Consents(NowMs())) {
+            if (!v.valid || v.status != ConsentStatus::kActive || v.grant->grantee.v == node->org()) continue;
+            bool covers = false;
+            for (const auto& d : v.grant->domains.v) covers = covers || d.v == "*" || d.v == in.domain;
+            if (!covers) continue;
+            readers.insert(v.grant->grantee.v);
+            if (removed.count(v.grant->grantee.v)) gone.insert(v.grant->grantee.v);
+          }
+          if (!readers.empty() && gone == readers) {
+            std::string names;
+            for (const std::string& o : gone) names += (names.empty() ? "" : ", ") + o;
+            answer["warnings"] = json::array({"the only organisation(s) with consent for " + in.domain + " (" + names +
+                                              ") were removed from the network: nobody else receives this item"});
+          }
+        }
+      }
+      SendJson(res, 201, answer);
     }));
 
     // The plan, as JSON or as a FHIR CarePlan: the same read, the same access-log entry.

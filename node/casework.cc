@@ -17,8 +17,8 @@ Result<CaseId> Node::CreateCase(const std::string& label) {
   if (label.size() > 200) return Status::InvalidArgument("label is longer than 200 bytes");
   CaseGenesis g;
   RandomBytes(g.nonce);
-  g.h.case_id = CaseIdFor(identity_.pub.org, g.nonce);
-  g.h.author.v = identity_.pub.org;
+  g.h.case_id = CaseIdFor(org_, g.nonce);
+  g.h.author.v = org_;
   g.h.hlc = clock_.Now();
   auto lock = LockCase(g.h.case_id);
   KRING_RETURN_IF_ERROR(store_->CreateCase(g.h.case_id, label, NowMs()));
@@ -35,7 +35,7 @@ Result<RecordId> Node::RecordConsent(const CaseId& case_id, const ConsentInput& 
   auto lock = LockCase(case_id);
   auto state = StateLocked(case_id);
   if (!state.ok()) return state.status();
-  const std::string& me = identity_.pub.org;
+  const std::string& me = org_;
   ConsentGrant c;
   c.h.case_id = case_id;
   c.h.author.v = me;
@@ -66,7 +66,7 @@ Result<RecordId> Node::RecordConsent(const CaseId& case_id, const ConsentInput& 
   c.given_by.v = in.given_by;
   c.evidence_kind = 1;
   c.evidence_reference.v = in.evidence_reference;
-  auto signed_rec = SignControl(c, identity_);
+  auto signed_rec = SignControl(c, *Keys());
   if (!signed_rec.ok()) return signed_rec.status();
   KRING_RETURN_IF_ERROR(state->CheckNewRecord(*signed_rec));
   auto partners = store_->ListPartners();
@@ -88,7 +88,7 @@ Result<RecordId> Node::WithdrawConsent(const CaseId& case_id, const RecordId& co
   auto consents = state->Consents(NowMs());
   auto it = std::find_if(consents.begin(), consents.end(), [&](const ConsentView& v) { return v.id == consent; });
   if (it == consents.end() || !it->valid) return Status::NotFound("no consent " + ToHex(consent) + " in this case");
-  const std::string& me = identity_.pub.org;
+  const std::string& me = org_;
   if (it->status == ConsentStatus::kWithdrawn) return Status::Conflict("consent is already withdrawn");
   ConsentWithdrawal w;
   w.h.case_id = case_id;
@@ -96,7 +96,7 @@ Result<RecordId> Node::WithdrawConsent(const CaseId& case_id, const RecordId& co
   w.h.hlc = clock_.Now();
   w.h.parents.v = ParentsFor(*state);
   w.consent = consent;
-  auto signed_rec = SignControl(w, identity_);
+  auto signed_rec = SignControl(w, *Keys());
   if (!signed_rec.ok()) return signed_rec.status();
   KRING_RETURN_IF_ERROR(state->CheckNewRecord(*signed_rec));
   auto id = StoreOwnControl(std::move(w));
@@ -112,7 +112,7 @@ Result<ItemWritten> Node::WriteItem(const CaseId& case_id, const ItemInput& in) 
   auto lock = LockCase(case_id);
   auto state = StateLocked(case_id);
   if (!state.ok()) return state.status();
-  const std::string& me = identity_.pub.org;
+  const std::string& me = org_;
   const int64_t now = NowMs();
 
   if (in.kind == "regisseur") {
@@ -131,7 +131,7 @@ Result<ItemWritten> Node::WriteItem(const CaseId& case_id, const ItemInput& in) 
       if (std::none_of(partners->begin(), partners->end(), [&](const Partner& p) { return p.identity.org == r.regie.v; }))
         return Status::InvalidArgument("regie can only be handed to a partner of this node");
     }
-    auto signed_rec = SignControl(r, identity_);
+    auto signed_rec = SignControl(r, *Keys());
     if (!signed_rec.ok()) return signed_rec.status();
     KRING_RETURN_IF_ERROR(state->CheckNewRecord(*signed_rec));
     auto id = StoreOwnControl(std::move(r));
@@ -184,7 +184,7 @@ Result<ItemWritten> Node::WriteItem(const CaseId& case_id, const ItemInput& in) 
   d.body.assign(text.begin(), text.end());
   sodium_memzero(text.data(), text.size());
   d.hlc = clock_.Now();
-  auto f = SealFragment(d, identity_);
+  auto f = SealFragment(d, *Keys());
   sodium_memzero(d.body.data(), d.body.size());
   if (!f.ok()) return f.status();
   FragmentId id = f->Id();
@@ -204,7 +204,7 @@ Result<PlanRead> Node::ReadPlan(const CaseId& case_id) {
   auto lock = LockCase(case_id);
   auto state = StateLocked(case_id);
   if (!state.ok()) return state.status();
-  const std::string& me = identity_.pub.org;
+  const std::string& me = org_;
   const int64_t now = NowMs();
   auto records = store_->RecordsOfCase(case_id, RecordType::kFragment);
   if (!records.ok()) return records.status();
@@ -256,12 +256,12 @@ Result<std::vector<AccessEntry>> Node::AccessLogOf(const CaseId& case_id, int64_
   auto own = store_->AccessOfCase(case_id, from_ms, to_ms);
   if (!own.ok()) return own.status();
   std::vector<AccessEntry> out = std::move(*own);
-  if (state->Regie().org == identity_.pub.org) {
+  if (state->Regie().org == org_) {
     auto records = store_->RecordsOfCase(case_id, RecordType::kAccessRecord);
     if (!records.ok()) return records.status();
     for (const StoredRecord& r : *records) {
       auto a = DecodeAccessRecord(r.record);
-      if (!a.ok() || a->body.author.v == identity_.pub.org) continue;
+      if (!a.ok() || a->body.author.v == org_) continue;
       const AccessRecordBody& b = a->body;
       if (b.time_ms < from_ms || b.time_ms >= to_ms) continue;
       AccessEntry e;

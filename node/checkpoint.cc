@@ -270,7 +270,7 @@ Status Node::CheckpointIfDue(bool stopping) {
   const bool due = restored || (grown != 0 && (stopping || grown >= checkpoint_policy_.every_entries ||
                                                now - last_checkpoint_ms_ >= checkpoint_policy_.interval_ms));
   if (!due) return Status::Ok();
-  auto cp = WriteCheckpoint(*store_, identity_, clock_.Now(), now);
+  auto cp = WriteCheckpoint(*store_, *Keys(), clock_.Now(), now);
   if (!cp.ok()) return cp.status();
   last_checkpoint_entries_ = static_cast<int64_t>(cp->body.entries);
   last_checkpoint_ms_ = now;
@@ -284,14 +284,14 @@ Status Node::IngestCheckpoint(const std::string& from, ByteSpan bytes) {
   auto cp = DecodeCheckpoint(bytes);
   if (!cp.ok()) return cp.status();
   const CheckpointBody& b = cp->body;
-  const std::string& me = identity_.pub.org;
+  const std::string& me = org_;
   auto partners = store_->ListPartners();
   if (!partners.ok()) return partners.status();
   if (from == me) return Status::InvalidArgument("a checkpoint from this node itself");
   if (b.org.v != me && b.org.v != from)  // copies are kept of direct partners only: no relaying
     return Status::PermissionDenied("checkpoint of " + b.org.v + " relayed by " + from);
-  const SignPublicKey* pk = AuthorKey(b.org.v, *partners);
-  if (pk == nullptr || AuthorKey(from, *partners) == nullptr)
+  auto pk = AuthorKey(b.org.v, static_cast<int64_t>(HlcMillis(b.hlc)), *partners);
+  if (!pk || !AuthorKey(from, -1, *partners))
     return Status::Unauthenticated("checkpoint from '" + from + "', who is not a partner");
   KRING_RETURN_IF_ERROR(VerifyCheckpoint(*cp, *pk));
   if (!clock_.Plausible(b.hlc)) return Status::InvalidArgument("checkpoint hlc more than an hour ahead");

@@ -49,7 +49,7 @@ Result<Node::CitizenInvitation> Node::InviteCitizen(const CaseId& case_id, const
   auto lock = LockCase(case_id);
   auto state = StateLocked(case_id);
   if (!state.ok()) return state.status();
-  if (state->Regie().org != identity_.pub.org)
+  if (state->Regie().org != org_)
     return Status::PermissionDenied("only the regie organisation (" + state->Regie().org + ") invites the citizen");
   CitizenInvitation inv;
   std::string plain;
@@ -115,7 +115,7 @@ Result<RecordId> Node::EnrolCitizen(const std::string& typed, const SignPublicKe
   nlohmann::json j = nlohmann::json::parse((*stored)->begin(), (*stored)->end(), nullptr, false);
   auto state = StateLocked(case_id);
   if (!state.ok()) return state.status();
-  if (state->Regie().org != identity_.pub.org)
+  if (state->Regie().org != org_)
     return Status::PermissionDenied("this organisation no longer holds regie of the case; ask the regie organisation for a new code");
   if (state->InvitationUsed(offer->invitation)) return Status::AlreadyExists("the invitation code was used already");
   std::string statement = EnrolmentStatement(case_id, offer->invitation, key);
@@ -123,7 +123,7 @@ Result<RecordId> Node::EnrolCitizen(const std::string& typed, const SignPublicKe
     return Status::Unauthenticated("the device's signature does not prove it holds the key");
   CitizenKey k;
   k.h.case_id = case_id;
-  k.h.author.v = identity_.pub.org;
+  k.h.author.v = org_;
   k.h.hlc = clock_.Now();
   k.h.parents.v = ParentsFor(*state);
   k.key = key;
@@ -142,7 +142,7 @@ Result<RecordId> Node::EnrolCitizen(const std::string& typed, const SignPublicKe
 }
 
 Result<RecordId> Node::WriteControlLocked(const CaseState& state, ControlBody body) {
-  auto signed_rec = SignControl(body, identity_);
+  auto signed_rec = SignControl(body, *Keys());
   if (!signed_rec.ok()) return signed_rec.status();
   KRING_RETURN_IF_ERROR(state.CheckNewRecord(*signed_rec));
   const CaseId case_id = signed_rec->header().case_id;
@@ -169,7 +169,7 @@ Result<ControlRecord> Node::DraftCitizenGrant(const CaseId& case_id, const Recor
   auto lock = LockCase(case_id);
   auto state = StateLocked(case_id);
   if (!state.ok()) return state.status();
-  if (state->Regie().org != identity_.pub.org)
+  if (state->Regie().org != org_)
     return Status::PermissionDenied("consent is recorded by the regie organisation (" + state->Regie().org + ")");
   ConsentGrant c;
   std::vector<std::string> domains = in.domains;
@@ -194,11 +194,11 @@ Result<ControlRecord> Node::DraftCitizenGrant(const CaseId& case_id, const Recor
   c.given_by.v = in.given_by;
   c.evidence_kind = kEvidenceCitizenSigned;
   c.evidence_reference.v = in.evidence_reference;
-  PrepareDraft(c, case_id, identity_.pub.org, ParentsFor(*state), key);
+  PrepareDraft(c, case_id, org_, ParentsFor(*state), key);
   c.h.hlc = clock_.Now();  // for the structural check only; set again when committed
   ControlRecord draft{c, {}};
   // The structure must hold before the citizen is asked to sign.
-  auto check = SignControl(c, identity_);
+  auto check = SignControl(c, *Keys());
   if (!check.ok()) return check.status();
   return draft;
 }
@@ -215,7 +215,7 @@ Result<ControlRecord> Node::DraftCitizenWithdrawal(const CaseId& case_id, const 
   w.h.format = kControlFormatCitizenSigned;
   w.evidence_kind = kEvidenceCitizenSigned;
   w.consent = consent;
-  PrepareDraft(w, case_id, identity_.pub.org, ParentsFor(*state), key);
+  PrepareDraft(w, case_id, org_, ParentsFor(*state), key);
   return ControlRecord{w, {}};
 }
 
@@ -223,12 +223,12 @@ Result<ControlRecord> Node::DraftCitizenKeyRevocation(const CaseId& case_id, con
   auto lock = LockCase(case_id);
   auto state = StateLocked(case_id);
   if (!state.ok()) return state.status();
-  if (state->Regie().org != identity_.pub.org)
+  if (state->Regie().org != org_)
     return Status::PermissionDenied("a key is revoked by the regie organisation (" + state->Regie().org + ")");
   CitizenKeyRevocation v;
   v.key = revoked;
   v.evidence_kind = kEvidenceCitizenSigned;
-  PrepareDraft(v, case_id, identity_.pub.org, ParentsFor(*state), key);
+  PrepareDraft(v, case_id, org_, ParentsFor(*state), key);
   return ControlRecord{v, {}};
 }
 
@@ -267,7 +267,7 @@ Result<RecordId> Node::RevokeCitizenKey(const CaseId& case_id, const RecordId& k
   if (!state.ok()) return state.status();
   CitizenKeyRevocation v;
   v.h.case_id = case_id;
-  v.h.author.v = identity_.pub.org;
+  v.h.author.v = org_;
   v.h.hlc = clock_.Now();
   v.h.parents.v = ParentsFor(*state);
   v.key = key;

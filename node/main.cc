@@ -1,4 +1,4 @@
-// kring-node: the command line for partner IT teams (init, card, peer, token, audit, backup, restore, run).
+// kring-node: the command line for partner IT teams (init, card, peer, network, keys, token, audit, backup, restore, run).
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -15,6 +15,7 @@
 #include "node/data_dir.h"
 #include "node/portal.h"
 #include "node/log.h"
+#include "node/network_cli.h"
 #include "node/node.h"
 #include "protocol/card.h"
 
@@ -233,23 +234,28 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{86400}))
       ->capture_default_str();
 
+  auto network_commands = AddNetworkCommands(app);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
 
+  if (auto rc = RunNetworkCommands(*network_commands)) return *rc;
   if (*init) {
     auto pub = InitNode(dir, org, name);
     if (!pub.ok()) return Fail(pub.status());
     std::cout << CardToJson(*pub) << "\n";
-    std::cerr << "kring-node: created node " << org << " in " << dir << "; give the card above to your partners\n";
+    std::cerr << "kring-node: created node " << org << " in " << dir << "; give the card above to your partners\n"
+              << "fingerprint " << CardFingerprint(*pub) << " (read it to them over the phone: they compare it with what peer add prints)\n";
     return 0;
   }
   if (*card) {
     auto id = ReadKeyFile(KeyFilePath(dir));
     if (!id.ok()) return Fail(id.status());
     std::cout << CardToJson(id->pub) << "\n";
+    std::cerr << "fingerprint " << CardFingerprint(id->pub) << "\n";
     return 0;
   }
   if (*peer_add) {
@@ -273,7 +279,9 @@ int Main(int argc, char** argv) {
     if (!store.ok()) return Fail(store.status());
     Status st = (*store)->AddPartner(Partner{*pub, endpoint, NowMs()});
     if (!st.ok()) return Fail(st);
-    std::cerr << "kring-node: " << pub->org << " (" << pub->display_name << ") is now a partner at " << endpoint << "\n";
+    std::cerr << "kring-node: " << pub->org << " (" << pub->display_name << ") is now a partner at " << endpoint << "\n"
+              << "fingerprint " << CardFingerprint(*pub) << ": compare it with the one " << pub->org
+              << " reads you over the phone; if it differs, run peer remove\n";
     return 0;
   }
   if (*peer_remove) {
@@ -293,13 +301,16 @@ int Main(int argc, char** argv) {
       std::cout << "[";
       for (size_t i = 0; i < list->size(); ++i) {
         const Partner& p = (*list)[i];
-        std::cout << (i ? "," : "") << "{\"card\":" << CardToJson(p.identity, -1) << ",\"endpoint\":\"" << p.endpoint << "\"}";
+        std::cout << (i ? "," : "") << "{\"card\":" << CardToJson(p.identity, -1) << ",\"endpoint\":\"" << p.endpoint
+                  << "\",\"fingerprint\":\"" << CardFingerprint(p.identity) << "\",\"source\":\""
+                  << (p.from_roster ? "roster" : "peer") << "\"}";
       }
       std::cout << "]\n";
     } else {
-      std::printf("%-24s %-32s %s\n", "ORG", "NAME", "ENDPOINT");
+      std::printf("%-24s %-28s %-32s %-40s %s\n", "ORG", "NAME", "ENDPOINT", "FINGERPRINT", "SOURCE");
       for (const Partner& p : *list)
-        std::printf("%-24s %-32s %s\n", p.identity.org.c_str(), p.identity.display_name.c_str(), p.endpoint.c_str());
+        std::printf("%-24s %-28s %-32s %-40s %s\n", p.identity.org.c_str(), p.identity.display_name.c_str(), p.endpoint.c_str(),
+                    CardFingerprint(p.identity).c_str(), p.from_roster ? "roster" : "peer");
     }
     return 0;
   }

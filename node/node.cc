@@ -43,7 +43,11 @@ Result<PublicIdentity> InitNode(const std::string& data_dir, const std::string& 
 }
 
 Node::Node(NodeIdentity identity, std::unique_ptr<Store> store, WallClock wall)
-    : identity_(std::move(identity)), store_(std::move(store)), wall_(wall), clock_(wall) {}
+    : org_(identity.pub.org),
+      keys_(std::make_shared<const NodeIdentity>(std::move(identity))),
+      store_(std::move(store)),
+      wall_(wall),
+      clock_(wall) {}
 
 Node::~Node() { Stop(); }
 
@@ -54,12 +58,17 @@ Result<std::unique_ptr<Node>> Node::Open(const std::string& data_dir, WallClock 
   auto store = Store::Open(DatabasePath(data_dir));
   if (!store.ok()) return store.status();
   std::unique_ptr<Node> node(new Node(std::move(*id), std::move(*store), std::move(wall)));
+  node->data_dir_ = data_dir;
+  node->LoadRetiredKeys();
+  node->ReloadKeyHistory();
+  // A rotation of this node's keys whose switch time passed while it was stopped.
+  node->SwitchDueKeys();
   // The clock must never go back past what this node wrote itself. Only
   // its own records count: a partner's timestamp (an access record's, say)
   // set in 2126 must not become every later record's time after a restart.
   // And not beyond the skew bound: records written while a bad floor held
   // must not keep the clock in the future either.
-  auto own_hlc = node->store_->MaxOwnHlc(node->identity_.pub.org);
+  auto own_hlc = node->store_->MaxOwnHlc(node->org_);
   if (!own_hlc.ok()) return own_hlc.status();
   const HlcTimestamp plausible = MakeHlc(node->wall_() + kMaxClockSkewMillis, 0);
   if (*own_hlc > plausible)
@@ -112,10 +121,11 @@ Status Node::StartSync(SyncOptions sync) {
   // A partner added (again) may be a reader the author could not seal to:
   // recompute every case so authors and the regie organisation re-seal.
   sync.on_partners_changed = [this] {
+    ReloadKeyHistory();  // `keys rotate` or `network submit` may have changed it
     recompute_all_ = true;
     timer_cv_.notify_all();
   };
-  sync_ = std::make_unique<SyncEngine>(identity_, store_.get(), this, std::move(sync));
+  sync_ = std::make_unique<SyncEngine>(Keys(), store_.get(), this, std::move(sync));
   Status st = sync_->Start();
   if (!st.ok()) {
     sync_.reset();
@@ -147,6 +157,7 @@ void Node::TimerLoop() {
     timer_cv_.wait_for(tl, std::chrono::milliseconds(100));
     if (stopping_) break;
     tl.unlock();
+    SwitchDueKeys();
     if (recompute_all_.exchange(false) && !SweepAllCases()) return;
     RecomputeDueCases();
     if (Status st = CheckpointIfDue(false); !st.ok())
@@ -205,11 +216,43 @@ bool Node::SweepAllCases() {
   return true;
 }
 
-const SignPublicKey* Node::AuthorKey(const std::string& org, const std::vector<Partner>& partners) const {
-  if (org == identity_.pub.org) return &identity_.pub.sign_pk;
-  for (const Partner& p : partners)
-    if (p.identity.org == org) return &p.identity.sign_pk;
-  return nullptr;
+std::optional<SignPublicKey> Node::AuthorKey(const std::string& org, int64_t at_ms,
+                                             const std::vector<Partner>& partners) const {
+  std::optional<SignPublicKey> current;
+  if (org == org_) {
+    current = Keys()->pub.sign_pk;
+  } else {
+    for (const Partner& p : partners)
+      if (p.identity.org == org) current = p.identity.sign_pk;
+  }
+  if (!current || at_ms < 0) return current;
+  std::shared_ptr<const std::map<std::string, std::vector<OrgKeys>>> history;
+  {
+    std::lock_guard lock(keys_mu_);
+    history = key_history_;
+  }
+  auto it = history ? history->find(org) : decltype(history->end()){};
+  if (!history || it == history->end()) return current;  // no rotation known: the pinned key
+  if (const OrgKeys* k = KeysAt(it->second, at_ms)) return k->sign_pk;
+  // Before the first key this node knows of (it learnt the org from a later
+  // roster): the oldest known key, which a record then must verify with.
+  if (at_ms < it->second.front().from_ms) return it->second.front().sign_pk;
+  return std::nullopt;
+}
+
+Reject Node::SignatureRefusal(const std::string& org, int64_t at_ms,
+                              const std::function<bool(const SignPublicKey&)>& verifies, Reject otherwise) const {
+  std::shared_ptr<const std::map<std::string, std::vector<OrgKeys>>> history;
+  {
+    std::lock_guard lock(keys_mu_);
+    history = key_history_;
+  }
+  if (!history) return otherwise;
+  auto it = history->find(org);
+  if (it == history->end()) return otherwise;
+  for (const OrgKeys& k : it->second)
+    if (k.until_ms <= at_ms && verifies(k.sign_pk)) return Reject::kRetiredKey;
+  return otherwise;
 }
 
 Result<CaseState> Node::State(const CaseId& case_id) {
@@ -263,16 +306,30 @@ std::unique_lock<std::mutex> Node::LockCase(const CaseId& case_id) {
 }
 
 Status Node::ContentKeyFor(const Fragment& f, ContentKey* key) {
-  if (const SealedKey* sealed = SealedKeyFor(f, identity_.pub.org)) return OpenContentKey(*sealed, identity_, key);
+  auto me = Keys();
+  FragmentId id = f.Id();
+  // Re-sealed to our current key after a rotation of our own keys.
+  if (auto resealed = store_->Resealed(id); resealed.ok() && resealed->has_value() &&
+                                            OpenSealedKey(**resealed, me->pub.box_pk, me->box_sk, key).ok())
+    return Status::Ok();
+  std::vector<std::shared_ptr<const NodeIdentity>> keys = {me};
+  {
+    std::lock_guard lock(keys_mu_);
+    keys.insert(keys.end(), retired_keys_.begin(), retired_keys_.end());
+  }
+  if (const SealedKey* sealed = SealedKeyFor(f, org_)) {
+    for (const auto& k : keys)
+      if (OpenContentKey(*sealed, *k, key).ok()) return Status::Ok();
+  }
   auto grants = store_->RecordsOfCase(f.header.case_id, RecordType::kKeyGrant);
   if (!grants.ok()) return grants.status();
-  FragmentId id = f.Id();
   for (const StoredRecord& r : *grants) {
     auto c = DecodeControlRecord(r.record);
     if (!c.ok()) continue;
     const auto& g = std::get<KeyGrant>(c->body);
-    if (g.fragment == id && g.grantee.v == identity_.pub.org && OpenContentKey(g.sealed_key, identity_, key).ok())
-      return Status::Ok();
+    if (g.fragment != id || g.grantee.v != org_) continue;
+    for (const auto& k : keys)
+      if (OpenContentKey(g.sealed_key, *k, key).ok()) return Status::Ok();
   }
   return Status::PermissionDenied("no content key for this organisation");
 }
@@ -290,7 +347,7 @@ Status Node::SealGrantsLocked(const CaseState& state, const std::vector<std::pai
     if (!ContentKeyFor(f->second, &key).ok()) continue;  // a key this node was never given
     KeyGrant g;
     g.h.case_id = state.case_id();
-    g.h.author.v = identity_.pub.org;
+    g.h.author.v = org_;
     g.h.hlc = clock_.Now();
     g.h.parents.v = ParentsFor(state);
     g.fragment = id;
@@ -309,7 +366,7 @@ std::vector<RecordId> Node::ParentsFor(const CaseState& state) const {
   // More heads than a record can name: keep the one that ends our own chain
   // (an honest record always follows its author's previous one), then the rest.
   std::vector<RecordId> out;
-  if (auto mine = state.LastOf(identity_.pub.org))
+  if (auto mine = state.LastOf(org_))
     if (std::binary_search(heads.begin(), heads.end(), *mine)) out.push_back(*mine);
   for (const RecordId& h : heads)
     if (out.size() < kMaxCausalParents && (out.empty() || h != out.front())) out.push_back(h);
@@ -368,7 +425,7 @@ Status Node::RecomputeLocked(const CaseId& case_id) {
     h.control = &controls[i];
     held.push_back(std::move(h));
   }
-  CaseChanges changes = Recompute(state, identity_.pub.org, held, partner_orgs, now);
+  CaseChanges changes = Recompute(state, org_, held, partner_orgs, now);
   for (auto& [id, audience] : changes.audiences) audience = Sendable(std::move(audience), partner_orgs);
 
   auto grown = store_->SetAudiences(changes.audiences);
@@ -428,7 +485,7 @@ Result<std::vector<Node::Fork>> Node::ForksOf(const CaseId& case_id) {
 }
 
 std::vector<std::string> Node::Sendable(std::vector<std::string> audience, const std::set<std::string>& partners) const {
-  std::erase_if(audience, [&](const std::string& o) { return o != identity_.pub.org && !partners.count(o); });
+  std::erase_if(audience, [&](const std::string& o) { return o != org_ && !partners.count(o); });
   return audience;
 }
 
@@ -437,15 +494,15 @@ FragmentFacts Node::FactsOf(const FragmentId& id, const Fragment& f) {
 }
 
 Result<RecordId> Node::StoreOwnControl(ControlBody body) {
-  auto rec = SignControl(std::move(body), identity_);
+  auto rec = SignControl(std::move(body), *Keys());
   if (!rec.ok()) return rec.status();
   RecordId id = rec->Id();
   const ControlHeader& h = rec->header();
   Bytes bytes = EncodeControlRecord(*rec);
-  std::vector<std::string> audience = {identity_.pub.org};
+  std::vector<std::string> audience = {org_};
   if (auto* g = std::get_if<KeyGrant>(&rec->body)) audience.push_back(g->grantee.v);
   RecordRow row{id, rec->type(), h.case_id, h.author.v, "", "", h.hlc, bytes, audience};
-  auto added = store_->PutRecords({row}, identity_.pub.org, NowMs());
+  auto added = store_->PutRecords({row}, org_, NowMs());
   if (!added.ok()) {
     ForgetState(h.case_id);  // the store may hold it after all: read it back next time
     return added.status();
@@ -470,7 +527,7 @@ void Node::LogSystemAccess(const char* action, const CaseId& case_id, std::vecto
   e.actor_id = "kring-node";
   e.actor_name = "kring-node (automatic)";
   e.actor_role = "system";
-  e.organisation = identity_.pub.org;
+  e.organisation = org_;
   e.client_system = "kring-node";
   e.case_id = case_id;
   e.items = std::move(items);
@@ -493,10 +550,10 @@ Status Node::AppendAccessLocked(AccessEntry* e) {
   if (e->case_id) {
     auto state = StateLocked(*e->case_id);  // not ok: a case this node takes no part in (a failed call)
     std::string regie = state.ok() ? state->Regie().org : "";
-    if (!regie.empty() && regie != identity_.pub.org) {
+    if (!regie.empty() && regie != org_) {
       AccessRecordBody b;
       b.case_id = *e->case_id;
-      b.author.v = identity_.pub.org;
+      b.author.v = org_;
       b.hlc = clock_.Now();
       b.event_id = e->event_id;
       b.time_ms = e->time_ms;
@@ -510,12 +567,12 @@ Status Node::AppendAccessLocked(AccessEntry* e) {
       for (const std::string& item : e->items)
         if (b.items.v.size() < kMaxAccessItems) b.items.v.push_back({item.substr(0, 64)});
       b.consent.v = e->consent.substr(0, 4096);
-      auto rec = SignAccessRecord(std::move(b), identity_);
+      auto rec = SignAccessRecord(std::move(b), *Keys());
       if (!rec.ok()) return rec.status();
       copy_id = rec->Id();
       bytes = EncodeAccessRecord(*rec);
-      copies.push_back(RecordRow{*copy_id, RecordType::kAccessRecord, *e->case_id, identity_.pub.org, "", "",
-                                 rec->body.hlc, bytes, {identity_.pub.org, regie}});
+      copies.push_back(RecordRow{*copy_id, RecordType::kAccessRecord, *e->case_id, org_, "", "",
+                                 rec->body.hlc, bytes, {org_, regie}});
     }
   }
   KRING_RETURN_IF_ERROR(store_->AppendAccess(e, copies));
@@ -537,20 +594,26 @@ struct Node::FragmentCheck {
 
 void Node::CheckFragmentAlone(FragmentCheck& c, const std::vector<Partner>& partners) const {
   const FragmentHeader& h = c.f.header;
-  const SignPublicKey* pk = AuthorKey(h.author.v, partners);
-  if (pk == nullptr) {
-    c.refusal = Refusal{Reject::kUnknownAuthor, "fragment by '" + h.author.v + "', who is not a partner"};
+  const int64_t at = static_cast<int64_t>(HlcMillis(h.hlc));
+  auto verifies = [&](const SignPublicKey& k) { return VerifyFragmentWithId(c.f, c.id, k).ok(); };
+  auto pk = AuthorKey(h.author.v, at, partners);
+  if (!pk) {
+    c.refusal = AuthorKey(h.author.v, -1, partners)
+                    ? Refusal{SignatureRefusal(h.author.v, at, verifies, Reject::kBadFragment),
+                              "fragment by " + h.author.v + " dated when no key of it this node knows was valid"}
+                    : Refusal{Reject::kUnknownAuthor, "fragment by '" + h.author.v + "', who is not a partner"};
     return;
   }
   Status st = VerifyFragmentWithId(c.f, c.id, *pk);
   if (!st.ok()) {
-    c.refusal = Refusal{Reject::kBadFragment, "fragment by " + h.author.v + ": " + st.message()};
+    c.refusal = Refusal{SignatureRefusal(h.author.v, at, verifies, Reject::kBadFragment),
+                        "fragment by " + h.author.v + ": " + st.message()};
     return;
   }
-  const SealedKey* sealed = SealedKeyFor(c.f, identity_.pub.org);
+  const SealedKey* sealed = SealedKeyFor(c.f, org_);
   if (sealed == nullptr) return;  // perhaps through a key grant: judged in Commit
   ContentKey key;
-  if (!OpenContentKey(*sealed, identity_, &key).ok()) return;
+  if (!OpenContentKey(*sealed, *Keys(), &key).ok()) return;  // sealed to a key we had before a rotation: judged in Commit
   JudgeBody(c, key);
 }
 
@@ -622,19 +685,30 @@ std::unique_ptr<RecordSink::Batch> Node::Prepare(const std::string& from, std::v
       c.bytes = &bytes;
       continue;
     }
+    if (auto* r = std::get_if<Roster>(&*any)) {
+      IngestRoster(from, *r, bytes, reject);
+      continue;
+    }
+    if (auto* r = std::get_if<KeyRotation>(&*any)) {
+      IngestRotation(from, *r, bytes, reject);
+      continue;
+    }
     if (std::holds_alternative<Checkpoint>(*any)) {
       // Not of a case: kept per organisation (node/checkpoint.cc).
       if (Status st = IngestCheckpoint(from, bytes); !st.ok()) refuse(CheckpointRejectReason(st), st.message());
       continue;
     }
     if (auto* a = std::get_if<AccessRecord>(&*any)) {
-      const SignPublicKey* pk = AuthorKey(a->body.author.v, partners);
-      if (pk == nullptr) {
+      const int64_t at = static_cast<int64_t>(HlcMillis(a->body.hlc));
+      auto verifies = [&](const SignPublicKey& k) { return VerifyAccessRecord(*a, k).ok(); };
+      auto pk = AuthorKey(a->body.author.v, at, partners);
+      if (!AuthorKey(a->body.author.v, -1, partners)) {
         refuse(Reject::kUnknownAuthor, "access record by '" + a->body.author.v + "', who is not a partner");
         continue;
       }
-      if (Status st = VerifyAccessRecord(*a, *pk); !st.ok()) {
-        refuse(Reject::kBadRecord, "access record by " + a->body.author.v + ": " + st.message());
+      if (Status st = pk ? VerifyAccessRecord(*a, *pk) : Status::Corruption("no key valid at its time"); !st.ok()) {
+        refuse(SignatureRefusal(a->body.author.v, at, verifies, Reject::kBadRecord),
+               "access record by " + a->body.author.v + ": " + st.message());
         continue;
       }
       CaseId c = a->body.case_id;
@@ -643,13 +717,15 @@ std::unique_ptr<RecordSink::Batch> Node::Prepare(const std::string& from, std::v
     }
     auto& c = std::get<ControlRecord>(*any);
     const ControlHeader& h = c.header();
-    const SignPublicKey* pk = AuthorKey(h.author.v, partners);
-    if (pk == nullptr) {
+    const int64_t at = static_cast<int64_t>(HlcMillis(h.hlc));
+    auto verifies = [&](const SignPublicKey& k) { return VerifyControl(c, k).ok(); };
+    auto pk = AuthorKey(h.author.v, at, partners);
+    if (!AuthorKey(h.author.v, -1, partners)) {
       refuse(Reject::kUnknownAuthor, "record by '" + h.author.v + "', who is not a partner");
       continue;
     }
-    if (Status st = VerifyControl(c, *pk); !st.ok()) {
-      refuse(Reject::kBadRecord, "record by " + h.author.v + ": " + st.message());
+    if (Status st = pk ? VerifyControl(c, *pk) : Status::Corruption("no key valid at its time"); !st.ok()) {
+      refuse(SignatureRefusal(h.author.v, at, verifies, Reject::kBadRecord), "record by " + h.author.v + ": " + st.message());
       continue;
     }
     CaseId case_id = h.case_id;
@@ -708,7 +784,7 @@ void Node::TakeWaiting(const std::string& from, IngestBatch* batch, const Reject
 
 bool Node::NeedsResealing(const CaseState& state, const std::map<FragmentId, const FragmentCheck*>& fragments,
                           const std::set<std::string>& partners, int64_t now) const {
-  const std::string& me = identity_.pub.org;
+  const std::string& me = org_;
   const bool regie = state.Regie().org == me;
   for (auto& [id, c] : fragments) {
     if (!regie && c->f.header.author.v != me) continue;
@@ -730,9 +806,9 @@ size_t Node::Commit(std::unique_ptr<Batch> batch_in, const RejectFn& reject) {
     return 0;
   }
   auto still_trusted = [&](const std::string& author) {
-    const SignPublicKey* then = AuthorKey(author, batch->partners);
-    const SignPublicKey* now_key = AuthorKey(author, *current);
-    if (then != nullptr && now_key != nullptr && *then == *now_key) return true;
+    auto then = AuthorKey(author, -1, batch->partners);
+    auto now_key = AuthorKey(author, -1, *current);
+    if (then && now_key && *then == *now_key) return true;
     refuse(Reject::kUnknownAuthor, "record by '" + author + "', who is no longer a partner");
     return false;
   };
@@ -750,7 +826,7 @@ size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::
                               const std::set<std::string>& partners,
                               const std::function<bool(const std::string&)>& still_trusted, const RejectFn& reject) {
   auto refuse = [&](Reject why, const std::string& detail) { reject(RejectName(why), detail); };
-  const std::string& me = identity_.pub.org;
+  const std::string& me = org_;
   const int64_t now = NowMs();
   const Receipt at{me, from, now};
   auto known = StateLocked(case_id);

@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include "consent/case_state.h"
+#include "consent/network.h"
 #include "crypto/identity.h"
 #include "node/checkpoint.h"
 #include "node/store.h"
@@ -32,6 +33,7 @@
 #include "protocol/fragment.h"
 #include "protocol/hlc.h"
 #include "protocol/records.h"
+#include "protocol/roster.h"
 
 namespace kring {
 
@@ -112,9 +114,12 @@ class Node : public RecordSink {
   Status StartSync(SyncOptions sync);
   void Stop();
 
-  const PublicIdentity& identity() const { return identity_.pub; }
+  // This organisation's public keys now (they change at a key rotation).
+  PublicIdentity identity() const { return Keys()->pub; }
+  const std::string& org() const { return org_; }
   Store& store() { return *store_; }
   SyncEngine* sync() { return sync_.get(); }
+  const std::string& data_dir() const { return data_dir_; }
   uint64_t withdrawals_processed() const { return withdrawals_processed_.load(); }
   // Refusals of the citizen's input at the portal (bad codes, signatures), by reason, for /metrics.
   void CountCitizenRejection(const std::string& reason);
@@ -206,6 +211,20 @@ class Node : public RecordSink {
   // Corruption, PermissionDenied, Unauthenticated for records to reject.
   Status IngestCheckpoint(const std::string& from, ByteSpan bytes);
 
+  // --- the network roster and key rotation (node/network.cc) ---
+  // Keys that spoke for each organisation when, as this node knows them.
+  std::vector<OrgKeys> KeyHistoryOf(const std::string& org);
+  // Organisations a roster version removed from the network.
+  std::set<std::string> RemovedMembers();
+  // A roster version or rotation statement received from partner `from`
+  // (or stored by the CLI): judged by consent/network.h, adopted, spread.
+  void IngestRoster(const std::string& from, const Roster& r, ByteSpan bytes, const RejectFn& reject);
+  void IngestRotation(const std::string& from, const KeyRotation& r, ByteSpan bytes, const RejectFn& reject);
+  // Applies rotations whose switch time has come: a partner's new keys are
+  // pinned; this node's own new keys take over (key file, signing, transport)
+  // and the content keys it holds are re-sealed to its new box key.
+  void SwitchDueKeys();
+
   // RecordSink: records from partner `from`.
   std::unique_ptr<Batch> Prepare(const std::string& from, std::vector<Bytes> records, const RejectFn& reject) override;
   size_t Commit(std::unique_ptr<Batch> batch, const RejectFn& reject) override;
@@ -266,7 +285,24 @@ class Node : public RecordSink {
   // Keeps the first fork this node saw per (case, author), for ForksOf.
   void RememberFork(const CaseState& state, const ControlRecord& r);
   Status AppendAccessLocked(AccessEntry* e);
-  const SignPublicKey* AuthorKey(const std::string& org, const std::vector<Partner>& partners) const;
+  // The sign key of `org` (this node or a partner) for a record dated
+  // `at_ms` (Unix ms; -1: its current key). nullopt when `org` is neither,
+  // or no key of it was valid then.
+  std::optional<SignPublicKey> AuthorKey(const std::string& org, int64_t at_ms, const std::vector<Partner>& partners) const;
+  // For a record by `org` dated `at_ms` whose signature did not verify:
+  // kRetiredKey when a key of `org` that had retired by then verifies it, else `otherwise`.
+  Reject SignatureRefusal(const std::string& org, int64_t at_ms, const std::function<bool(const SignPublicKey&)>& verifies,
+                          Reject otherwise) const;
+  std::shared_ptr<const NodeIdentity> Keys() const {
+    std::lock_guard lock(keys_mu_);
+    return keys_;
+  }
+  void ReloadKeyHistory();
+  void OnRosterAdopted(const Roster& r, const struct RosterOutcome& o);
+  Status SwitchOwnKeys(const KeyRotation& r);
+  std::mutex network_mu_;  // one roster adoption or key switch at a time
+  // Keys this node used before its last rotations (DATA/retired-keys), to open what was sealed to them.
+  void LoadRetiredKeys();
   // Opens a fragment's content key for this organisation: as a recipient or through a key grant.
   Status ContentKeyFor(const Fragment& f, ContentKey* key);
   void TimerLoop();
@@ -278,7 +314,12 @@ class Node : public RecordSink {
   // one case at a time. False when the node is stopping.
   bool SweepAllCases();
 
-  NodeIdentity identity_;
+  const std::string org_;
+  std::string data_dir_;
+  mutable std::mutex keys_mu_;  // guards keys_, retired_keys_, key_history_
+  std::shared_ptr<const NodeIdentity> keys_;
+  std::vector<std::shared_ptr<const NodeIdentity>> retired_keys_;
+  std::shared_ptr<const std::map<std::string, std::vector<OrgKeys>>> key_history_;
   std::unique_ptr<Store> store_;
   WallClock wall_;
   HybridClock clock_;

@@ -150,6 +150,36 @@ const char* const kMigrations[] = {
     R"sql(
     CREATE INDEX records_by_author ON records (author, hlc);
     )sql",
+    // 5 -> 6: the network roster and key history (consent/network.h).
+    // roster_versions: every version this node adopted, in order (the
+    // synced copy is in records, type 11); org_keys: which keys spoke for an
+    // organisation when; partners.source: 'peer' (peer add) or 'roster';
+    // removed_members: organisations a roster version removed;
+    // resealed_keys: content keys this node re-sealed to its own new box key
+    // after a rotation.
+    R"sql(
+    CREATE TABLE roster_versions (
+      version INTEGER PRIMARY KEY,
+      id BLOB NOT NULL UNIQUE,
+      record BLOB NOT NULL,
+      adopted_ms INTEGER NOT NULL);
+    CREATE TABLE org_keys (
+      org TEXT NOT NULL,
+      sign_pk BLOB NOT NULL,
+      box_pk BLOB NOT NULL,
+      transport_pk BLOB NOT NULL,
+      from_ms INTEGER NOT NULL,
+      until_ms INTEGER NOT NULL,
+      PRIMARY KEY (org, sign_pk)) WITHOUT ROWID;
+    ALTER TABLE partners ADD COLUMN source TEXT NOT NULL DEFAULT 'peer';
+    CREATE TABLE removed_members (
+      org TEXT PRIMARY KEY,
+      version INTEGER NOT NULL,
+      removed_ms INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE resealed_keys (
+      id BLOB PRIMARY KEY,
+      sealed BLOB NOT NULL) WITHOUT ROWID;
+    )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
@@ -336,7 +366,7 @@ Status Store::RemovePartner(const std::string& org) {
 
 Result<std::vector<Partner>> Store::ListPartners() {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT org, display_name, sign_pk, box_pk, transport_pk, endpoint, added_ms FROM partners ORDER BY org");
+  Stmt s(db_, "SELECT org, display_name, sign_pk, box_pk, transport_pk, endpoint, added_ms, source FROM partners ORDER BY org");
   std::vector<Partner> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
@@ -347,6 +377,7 @@ Result<std::vector<Partner>> Store::ListPartners() {
       return Status::Corruption("partner '" + p.identity.org + "' has malformed keys in the database");
     p.endpoint = s.Text(5);
     p.added_ms = s.Int(6);
+    p.from_roster = s.Text(7) == "roster";
     out.push_back(std::move(p));
   }
   if (rc != SQLITE_DONE) return s.Error("cannot list partners");
@@ -374,7 +405,7 @@ Result<bool> Store::CaseKnown(const CaseId& id) {
 Result<std::vector<CaseSummary>> Store::ListCases() {
   std::lock_guard lock(mu_);
   Stmt s(db_, R"sql(
-    WITH ids AS (SELECT case_id FROM cases UNION SELECT DISTINCT case_id FROM records WHERE type != 8)
+    WITH ids AS (SELECT case_id FROM cases UNION SELECT DISTINCT case_id FROM records WHERE type NOT IN (8, 11, 12))
     SELECT ids.case_id, COALESCE(c.label, ''), (SELECT COUNT(*) FROM records r WHERE r.case_id = ids.case_id)
     FROM ids LEFT JOIN cases c ON c.case_id = ids.case_id ORDER BY ids.case_id)sql");
   std::vector<CaseSummary> out;
@@ -423,7 +454,7 @@ Status Store::InsertRecordsLocked(const std::vector<RecordRow>& rows, const std:
     if (sqlite3_changes(db_) == 0) continue;
     added->push_back(r.id);
     if (r.type != RecordType::kFragment && r.type != RecordType::kAccessRecord && r.type != RecordType::kKeyGrant &&
-        r.type != RecordType::kCheckpoint) {
+        r.type != RecordType::kCheckpoint && r.type != RecordType::kRoster && r.type != RecordType::kKeyRotation) {
       due.Bind(1, ByteSpan(r.case_id));
       if (due.Step() != SQLITE_DONE) return due.Error("cannot schedule case");
       due.Reset();
@@ -526,7 +557,7 @@ Result<std::vector<StoredRecord>> Store::DecisionRecordsOfCase(const CaseId& id)
 
 Result<std::vector<CaseId>> Store::CasesWithRecords() {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT DISTINCT case_id FROM records WHERE type != 8");  // 8: checkpoints belong to no case
+  Stmt s(db_, "SELECT DISTINCT case_id FROM records WHERE type NOT IN (8, 11, 12)");  // checkpoints, rosters, rotations belong to no case
   std::vector<CaseId> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
@@ -663,7 +694,8 @@ Result<std::vector<Bytes>> Store::RecordsForPeer(const std::vector<RecordId>& id
     int rc = meta.Step();
     if (rc == SQLITE_ROW) {
       auto type = static_cast<RecordType>(meta.Int(0));
-      int rank = type == RecordType::kFragment ? 1 : type == RecordType::kKeyGrant ? 2
+      int rank = type == RecordType::kRoster ? -2 : type == RecordType::kKeyRotation ? -1
+               : type == RecordType::kFragment ? 1 : type == RecordType::kKeyGrant ? 2
                : type == RecordType::kAccessRecord ? 3 : type == RecordType::kCheckpoint ? 4 : 0;
       entries.push_back(Entry{rank, meta.Int(1), id, static_cast<size_t>(meta.Int(2))});
     } else if (rc != SQLITE_DONE) {
@@ -1077,6 +1109,172 @@ Status Store::BackupTo(const std::string& dest) {
     return fail("cannot finish the backup");
   if (sqlite3_close(out) != SQLITE_OK) return fail("cannot close the backup");
   return Status::Ok();
+}
+
+}  // namespace kring
+
+namespace kring {
+
+// ---------------------------------------------------------------- network roster and key history
+
+namespace {
+Status PutKeysLocked(sqlite3* db, const std::vector<OrgKeys>& keys) {
+  Stmt s(db, "INSERT INTO org_keys (org, sign_pk, box_pk, transport_pk, from_ms, until_ms) VALUES (?,?,?,?,?,?) "
+             "ON CONFLICT (org, sign_pk) DO UPDATE SET from_ms = MIN(from_ms, excluded.from_ms), until_ms = MIN(until_ms, excluded.until_ms)");
+  for (const OrgKeys& k : keys) {
+    s.Bind(1, k.org).Bind(2, ByteSpan(k.sign_pk)).Bind(3, ByteSpan(k.box_pk)).Bind(4, ByteSpan(k.transport_pk))
+        .Bind(5, k.from_ms).Bind(6, k.until_ms);
+    if (s.Step() != SQLITE_DONE) return s.Error("cannot store key history");
+    s.Reset();
+  }
+  return Status::Ok();
+}
+}  // namespace
+
+Result<std::optional<Bytes>> Store::CurrentRoster() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT record FROM roster_versions ORDER BY version DESC LIMIT 1");
+  int rc = s.Step();
+  if (rc == SQLITE_DONE) return std::optional<Bytes>();
+  if (rc != SQLITE_ROW) return s.Error("cannot read the roster");
+  return std::optional<Bytes>(s.Blob(0));
+}
+
+Status Store::AdoptRoster(const RosterAdoption& a, int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Status::IOError("cannot begin transaction");
+  {
+    Stmt s(db_, "INSERT INTO roster_versions (version, id, record, adopted_ms) VALUES (?,?,?,?)");
+    s.Bind(1, int64_t{a.version}).Bind(2, ByteSpan(a.row.id)).Bind(3, a.row.record).Bind(4, now_ms);
+    if (s.Step() != SQLITE_DONE) return s.Error("cannot store roster version");
+  }
+  std::vector<RecordId> added;
+  KRING_RETURN_IF_ERROR(InsertRecordsLocked({a.row}, a.received_from, now_ms, &added));
+  {
+    Stmt del(db_, "DELETE FROM partners WHERE org = ?");
+    Stmt rem(db_, "INSERT OR REPLACE INTO removed_members (org, version, removed_ms) VALUES (?,?,?)");
+    for (const std::string& org : a.removed) {
+      del.Bind(1, org);
+      if (del.Step() != SQLITE_DONE) return del.Error("cannot remove partner");
+      del.Reset();
+      rem.Bind(1, org).Bind(2, int64_t{a.version}).Bind(3, now_ms);
+      if (rem.Step() != SQLITE_DONE) return rem.Error("cannot record removed member");
+      rem.Reset();
+    }
+    Stmt back(db_, "DELETE FROM removed_members WHERE org = ?");
+    Stmt clash(db_, "DELETE FROM partners WHERE org != ?1 AND (sign_pk = ?2 OR transport_pk = ?3)");
+    Stmt up(db_, "INSERT INTO partners (org, display_name, sign_pk, box_pk, transport_pk, endpoint, added_ms, source) "
+                 "VALUES (?,?,?,?,?,?,?,'roster') ON CONFLICT (org) DO UPDATE SET display_name = excluded.display_name, "
+                 "sign_pk = excluded.sign_pk, box_pk = excluded.box_pk, transport_pk = excluded.transport_pk, "
+                 "endpoint = excluded.endpoint, source = 'roster'");
+    for (const Partner& p : a.members) {
+      back.Bind(1, p.identity.org);
+      if (back.Step() != SQLITE_DONE) return back.Error("cannot update removed members");
+      back.Reset();
+      clash.Bind(1, p.identity.org).Bind(2, ByteSpan(p.identity.sign_pk)).Bind(3, ByteSpan(p.identity.transport_pk));
+      if (clash.Step() != SQLITE_DONE) return clash.Error("cannot update partners");
+      clash.Reset();
+      up.Bind(1, p.identity.org).Bind(2, p.identity.display_name).Bind(3, ByteSpan(p.identity.sign_pk))
+          .Bind(4, ByteSpan(p.identity.box_pk)).Bind(5, ByteSpan(p.identity.transport_pk)).Bind(6, p.endpoint).Bind(7, now_ms);
+      if (up.Step() != SQLITE_DONE) return up.Error("cannot update partner");
+      up.Reset();
+    }
+  }
+  KRING_RETURN_IF_ERROR(PutKeysLocked(db_, a.keys));
+  KRING_RETURN_IF_ERROR(tx.Commit());
+  generation_.fetch_add(1);
+  return Status::Ok();
+}
+
+Result<std::vector<OrgKeys>> Store::KeyHistory() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT org, sign_pk, box_pk, transport_pk, from_ms, until_ms FROM org_keys ORDER BY org, from_ms");
+  std::vector<OrgKeys> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    OrgKeys k;
+    k.org = s.Text(0);
+    if (!s.Array(1, &k.sign_pk) || !s.Array(2, &k.box_pk) || !s.Array(3, &k.transport_pk))
+      return Status::Corruption("key history of '" + k.org + "' has malformed keys");
+    k.from_ms = s.Int(4);
+    k.until_ms = s.Int(5);
+    out.push_back(std::move(k));
+  }
+  if (rc != SQLITE_DONE) return s.Error("cannot read key history");
+  return out;
+}
+
+Status Store::PutKeyHistory(const std::vector<OrgKeys>& keys, const std::optional<RecordRow>& statement,
+                            const std::string& received_from, int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Status::IOError("cannot begin transaction");
+  KRING_RETURN_IF_ERROR(PutKeysLocked(db_, keys));
+  std::vector<RecordId> added;
+  if (statement) KRING_RETURN_IF_ERROR(InsertRecordsLocked({*statement}, received_from, now_ms, &added));
+  KRING_RETURN_IF_ERROR(tx.Commit());
+  generation_.fetch_add(1);
+  return Status::Ok();
+}
+
+Status Store::SetPartnerKeys(const PublicIdentity& id) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "UPDATE partners SET sign_pk = ?, box_pk = ?, transport_pk = ? WHERE org = ?");
+  s.Bind(1, ByteSpan(id.sign_pk)).Bind(2, ByteSpan(id.box_pk)).Bind(3, ByteSpan(id.transport_pk)).Bind(4, id.org);
+  if (s.Step() != SQLITE_DONE) return s.Error("cannot update partner keys");
+  generation_.fetch_add(1);
+  return Status::Ok();
+}
+
+Result<std::vector<std::pair<std::string, int64_t>>> Store::RemovedMembers() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT org, version FROM removed_members ORDER BY org");
+  std::vector<std::pair<std::string, int64_t>> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.emplace_back(s.Text(0), s.Int(1));
+  if (rc != SQLITE_DONE) return s.Error("cannot read removed members");
+  return out;
+}
+
+Status Store::PutResealed(const std::vector<std::pair<RecordId, SealedKey>>& keys) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Status::IOError("cannot begin transaction");
+  Stmt s(db_, "INSERT OR REPLACE INTO resealed_keys (id, sealed) VALUES (?,?)");
+  for (const auto& [id, sealed] : keys) {
+    s.Bind(1, ByteSpan(id)).Bind(2, ByteSpan(sealed));
+    if (s.Step() != SQLITE_DONE) return s.Error("cannot store re-sealed key");
+    s.Reset();
+  }
+  return tx.Commit();
+}
+
+Result<std::optional<SealedKey>> Store::Resealed(const RecordId& id) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT sealed FROM resealed_keys WHERE id = ?");
+  s.Bind(1, ByteSpan(id));
+  int rc = s.Step();
+  if (rc == SQLITE_DONE) return std::optional<SealedKey>();
+  if (rc != SQLITE_ROW) return s.Error("cannot read re-sealed key");
+  SealedKey k{};
+  if (!s.Array(0, &k)) return Status::Corruption("malformed re-sealed key");
+  return std::optional<SealedKey>(k);
+}
+
+Result<std::vector<RecordId>> Store::IdsOfType(RecordType type) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT id FROM records WHERE type = ?");
+  s.Bind(1, int64_t{static_cast<uint8_t>(type)});
+  std::vector<RecordId> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    RecordId id{};
+    if (!s.Array(0, &id)) return Status::Corruption("record with malformed id in the database");
+    out.push_back(id);
+  }
+  if (rc != SQLITE_DONE) return s.Error("cannot list records");
+  return out;
 }
 
 }  // namespace kring

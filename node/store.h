@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "consent/network.h"
 #include "crypto/identity.h"
 #include "crypto/status.h"
 #include "node/access_log.h"
@@ -28,12 +29,13 @@ struct sqlite3;
 
 namespace kring {
 
-inline constexpr int kSchemaVersion = 5;
+inline constexpr int kSchemaVersion = 6;
 
 struct Partner {
   PublicIdentity identity;
   std::string endpoint;  // tcp://host:port of its node
   int64_t added_ms = 0;
+  bool from_roster = false;  // a member of the network's roster, not added by `peer add`
 };
 
 struct CaseSummary {
@@ -60,6 +62,16 @@ struct RecordRow {
   HlcTimestamp hlc = 0;
   ByteSpan record;
   std::vector<std::string> audience;
+};
+
+// What adopting a roster version changes, in one transaction.
+struct RosterAdoption {
+  uint32_t version = 0;
+  RecordRow row;                     // the version as a synced record (type 11)
+  std::string received_from;
+  std::vector<Partner> members;      // every member but this node: partners from now on
+  std::vector<std::string> removed;  // members of the previous version that are not in this one: cut off
+  std::vector<OrgKeys> keys;         // key history changes (consent/network.h RosterKeyChanges)
 };
 
 // An access-log checkpoint as stored: the signed record and the fields the store indexes.
@@ -163,6 +175,25 @@ class Store {
   Result<std::vector<std::pair<std::string, Bytes>>> NodeStateWithPrefix(const std::string& prefix);
   // Bumped on every record this process stores; lets callers cache per-peer sets.
   uint64_t generation() const;
+
+  // --- network roster and key history (consent/network.h decides; this stores) ---
+  // The newest adopted roster version ([RecordType::kRoster][encoding]); nullopt: none.
+  Result<std::optional<Bytes>> CurrentRoster();
+  Status AdoptRoster(const RosterAdoption& a, int64_t now_ms);
+  // Every organisation's key history, by org, then from_ms.
+  Result<std::vector<OrgKeys>> KeyHistory();
+  // Adds or narrows key history entries (until_ms only ever shrinks) and
+  // stores the rotation statement that says so, in one transaction.
+  Status PutKeyHistory(const std::vector<OrgKeys>& keys, const std::optional<RecordRow>& statement,
+                       const std::string& received_from, int64_t now_ms);
+  // The keys a partner's node is pinned to (at a rotation's switch time).
+  Status SetPartnerKeys(const PublicIdentity& id);
+  // Organisations a roster version removed, with that version.
+  Result<std::vector<std::pair<std::string, int64_t>>> RemovedMembers();
+  // Content keys re-sealed to this node's own new box key after a rotation.
+  Status PutResealed(const std::vector<std::pair<RecordId, SealedKey>>& keys);
+  Result<std::optional<SealedKey>> Resealed(const RecordId& id);
+  Result<std::vector<RecordId>> IdsOfType(RecordType type);
 
   // --- API client tokens (only a hash is stored) ---
   Status AddToken(const std::string& client, const Hash& token_hash, int64_t now_ms);  // AlreadyExists if active

@@ -164,10 +164,10 @@ struct SyncEngine::Impl {
     std::shared_ptr<const ReconcileSet> set;
   };
 
-  Impl(const NodeIdentity& me, Store* store, RecordSink* sink, SyncOptions options)
-      : me(me), store(store), sink(sink), options(std::move(options)) {}
+  Impl(std::shared_ptr<const NodeIdentity> keys, Store* store, RecordSink* sink, SyncOptions options)
+      : keys(std::move(keys)), store(store), sink(sink), options(std::move(options)) {}
 
-  const NodeIdentity& me;
+  std::shared_ptr<const NodeIdentity> keys;  // this node's; replaced only on the sync thread (Rekey)
   Store* store;
   RecordSink* sink;
   SyncOptions options;
@@ -219,6 +219,8 @@ struct SyncEngine::Impl {
   // Shared with other threads.
   std::mutex queue_mu;
   std::vector<RecordId> announced;
+  std::shared_ptr<const NodeIdentity> next_keys;  // set by Rekey, taken by the sync thread
+  bool partners_changed = false;                  // set by PartnersChanged
   mutable std::mutex status_mu;
   std::vector<PeerStatus> status_snapshot;
   SyncStats stats;
@@ -233,7 +235,7 @@ struct SyncEngine::Impl {
       zap.bind(kZapEndpoint);  // must exist before any CURVE handshake
       SetCommonOptions(router);
       router.set(zmq::sockopt::curve_server, 1);
-      router.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(me.transport_sk.data(), me.transport_sk.size()));
+      router.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(keys->transport_sk.data(), keys->transport_sk.size()));
       router.set(zmq::sockopt::zap_domain, kZapDomain);
       router.set(zmq::sockopt::router_mandatory, 1);
       router.set(zmq::sockopt::sndhwm, kRouterSndHwm);
@@ -284,8 +286,8 @@ struct SyncEngine::Impl {
         link.dealer->set(zmq::sockopt::curve_serverkey,
                          zmq::const_buffer(p.identity.transport_pk.data(), p.identity.transport_pk.size()));
         link.dealer->set(zmq::sockopt::curve_publickey,
-                         zmq::const_buffer(me.pub.transport_pk.data(), me.pub.transport_pk.size()));
-        link.dealer->set(zmq::sockopt::curve_secretkey, zmq::const_buffer(me.transport_sk.data(), me.transport_sk.size()));
+                         zmq::const_buffer(keys->pub.transport_pk.data(), keys->pub.transport_pk.size()));
+        link.dealer->set(zmq::sockopt::curve_secretkey, zmq::const_buffer(keys->transport_sk.data(), keys->transport_sk.size()));
         link.dealer->connect(p.endpoint);
       } catch (const zmq::error_t& e) {
         KRING_LOG(kError, "sync", "cannot connect to partner " << p.identity.org << " at " << p.endpoint << ": " << e.what());
@@ -309,9 +311,50 @@ struct SyncEngine::Impl {
   }
 
   void RefreshPartnersIfChanged() {
-    if (!store->ChangedByOthers()) return;
+    std::shared_ptr<const NodeIdentity> rekey;
+    bool changed_here = false;
+    {
+      std::lock_guard lock(queue_mu);
+      rekey.swap(next_keys);
+      std::swap(changed_here, partners_changed);
+    }
+    if (rekey) {
+      ApplyKeys(std::move(rekey));
+      changed_here = true;
+    }
+    const bool changed_elsewhere = store->ChangedByOthers();
+    if (!changed_here && !changed_elsewhere) return;
+    set_cache.clear();  // another process may have stored records (a roster, a rotation)
     ReloadPartners();
-    if (options.on_partners_changed) options.on_partners_changed();
+    if (changed_elsewhere && options.on_partners_changed) options.on_partners_changed();
+  }
+
+  // This node's keys changed (a rotation's switch time came): listen and
+  // connect with the new transport key from now on.
+  void ApplyKeys(std::shared_ptr<const NodeIdentity> fresh) {
+    keys = std::move(fresh);
+    try {
+      router.unbind(options.listen);
+    } catch (const zmq::error_t& e) {
+      KRING_LOG(kWarn, "sync", "cannot stop listening with the old transport key: " << e.what());
+    }
+    router.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(keys->transport_sk.data(), keys->transport_sk.size()));
+    // ZeroMQ closes the old listener on its I/O thread: the port is free a moment later.
+    for (int attempt = 0;; ++attempt) {
+      try {
+        router.bind(options.listen);
+        break;
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EADDRINUSE || attempt >= 200) {
+          KRING_LOG(kError, "sync", "cannot listen with the new transport key on " << options.listen << ": " << e.what());
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+    peers.clear();  // every link reconnects with the new client key
+    set_cache.clear();
+    KRING_LOG(kInfo, "sync", "now listening and connecting with this node's new transport key");
   }
 
   // ---------------------------------------------------------------- ZAP
@@ -438,7 +481,7 @@ struct SyncEngine::Impl {
       todo = &fresh;
     }
     std::vector<RecordId> served;
-    auto records = store->RecordsForPeer(*todo, org, kMaxServeBytes, &served, me.pub.org);
+    auto records = store->RecordsForPeer(*todo, org, kMaxServeBytes, &served, keys->pub.org);
     if (!records.ok()) {
       KRING_LOG(kError, "store", "cannot read records for " << org << ": " << records.status().ToString());
       return 0;
@@ -464,7 +507,7 @@ struct SyncEngine::Impl {
       auto rec = store->GetRecord(id);
       if (!rec.ok() || !rec->has_value()) continue;
       for (const std::string& org : *audience) {
-        if (org == me.pub.org || peers.count(org) == 0) continue;
+        if (org == keys->pub.org || peers.count(org) == 0) continue;
         per_peer[org].push_back((*rec)->record);
       }
     }
@@ -639,7 +682,7 @@ struct SyncEngine::Impl {
     uint64_t gen = store->generation();
     auto it = set_cache.find(org);
     if (it != set_cache.end() && it->second.generation == gen) return it->second.set;
-    auto items = store->ItemsFor(org, me.pub.org);
+    auto items = store->ItemsFor(org, keys->pub.org);
     if (!items.ok()) {
       KRING_LOG(kError, "store", "cannot list items for " << org << ": " << items.status().ToString());
       return nullptr;
@@ -872,8 +915,24 @@ struct SyncEngine::Impl {
   }
 };
 
-SyncEngine::SyncEngine(const NodeIdentity& me, Store* store, RecordSink* sink, SyncOptions options)
-    : impl_(std::make_unique<Impl>(me, store, sink, std::move(options))) {}
+SyncEngine::SyncEngine(std::shared_ptr<const NodeIdentity> keys, Store* store, RecordSink* sink, SyncOptions options)
+    : impl_(std::make_unique<Impl>(std::move(keys), store, sink, std::move(options))) {}
+
+void SyncEngine::Rekey(std::shared_ptr<const NodeIdentity> keys) {
+  {
+    std::lock_guard lock(impl_->queue_mu);
+    impl_->next_keys = std::move(keys);
+  }
+  impl_->Wake();
+}
+
+void SyncEngine::PartnersChanged() {
+  {
+    std::lock_guard lock(impl_->queue_mu);
+    impl_->partners_changed = true;
+  }
+  impl_->Wake();
+}
 
 SyncEngine::~SyncEngine() { Stop(); }
 

@@ -78,7 +78,7 @@ class RecordSink {
 
 class SyncEngine {
  public:
-  SyncEngine(const NodeIdentity& me, Store* store, RecordSink* sink, SyncOptions options);
+  SyncEngine(std::shared_ptr<const NodeIdentity> keys, Store* store, RecordSink* sink, SyncOptions options);
   ~SyncEngine();
   SyncEngine(const SyncEngine&) = delete;
   SyncEngine& operator=(const SyncEngine&) = delete;
@@ -92,6 +92,12 @@ class SyncEngine {
   // Queues a record this node just stored (or whose audience grew) to be
   // pushed to the partners in its audience.
   void Announce(const RecordId& id);
+
+  // This node's keys changed (a rotation): the sync thread rebinds and reconnects with them.
+  void Rekey(std::shared_ptr<const NodeIdentity> keys);
+  // The partner list changed in this process (a roster adopted, a partner's
+  // keys switched): the sync thread reloads it.
+  void PartnersChanged();
 
   std::vector<PeerStatus> Peers() const;
   SyncStats Stats() const;
