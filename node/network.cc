@@ -379,6 +379,23 @@ void Node::OnRosterAdopted(const Roster& r, const RosterOutcome& o) {
   timer_cv_.notify_all();
 }
 
+void Node::ShareRotationsWithPartners() {
+  auto ids = store_->IdsOfType(RecordType::kKeyRotation);
+  auto partners = store_->ListPartners();
+  if (!ids.ok() || !partners.ok() || ids->empty()) return;
+  std::vector<std::string> everyone = {org_};
+  for (const Partner& p : *partners) everyone.push_back(p.identity.org);
+  std::vector<std::pair<RecordId, std::vector<std::string>>> audiences;
+  for (const RecordId& id : *ids) audiences.emplace_back(id, everyone);
+  auto gained = store_->SetAudiences(audiences);
+  if (!gained.ok()) {
+    KRING_LOG(kError, "store", "cannot share key rotations with partners: " << gained.status().ToString());
+    return;
+  }
+  if (sync_)
+    for (const RecordId& id : *gained) sync_->Announce(id);
+}
+
 void Node::IngestRotation(const std::string& from, const KeyRotation& r, ByteSpan bytes, const RejectFn& reject) {
   std::lock_guard lock(network_mu_);
   const std::string& org = r.body.org.v;

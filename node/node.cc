@@ -196,6 +196,7 @@ bool Node::SweepAllCases() {
     return true;
   }
   KRING_LOG(kInfo, "consent", "partners changed; rechecking who may read what in " << cases->size() << " case(s)");
+  ShareRotationsWithPartners();
   auto last_due = std::chrono::steady_clock::now();
   for (const CaseId& c : *cases) {
     if (Stopping()) return false;

@@ -298,6 +298,9 @@ class Node : public RecordSink {
     return keys_;
   }
   void ReloadKeyHistory();
+  // Key rotation statements go to every partner, also one that came later:
+  // it needs them to check records signed with keys that have since retired.
+  void ShareRotationsWithPartners();
   void OnRosterAdopted(const Roster& r, const struct RosterOutcome& o);
   Status SwitchOwnKeys(const KeyRotation& r);
   std::mutex network_mu_;  // one roster adoption or key switch at a time
