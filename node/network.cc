@@ -346,6 +346,14 @@ std::set<std::string> Node::RemovedMembers() {
 
 void Node::IngestRoster(const std::string& from, const Roster& r, ByteSpan /*bytes*/, const RejectFn& reject) {
   std::lock_guard lock(network_mu_);  // one adoption at a time
+  // A node joins a network only by its operator's `network join`: a partner
+  // cannot make it adopt a roster of the partner's choosing.
+  auto held = store_->CurrentRoster();
+  if (held.ok() && !held->has_value()) {
+    reject(RejectName(Reject::kNotAddressed), "roster of '" + r.body.network.v + "' from " + from +
+                                                  ", but this node has joined no network (only 'network join' does that)");
+    return;
+  }
   auto outcome = AdoptRoster(*store_, org_, r, from, NowMs());
   if (!outcome.ok()) {
     reject(RejectName(Reject::kStoreError), "cannot adopt roster version " + std::to_string(r.body.version) + ": " +

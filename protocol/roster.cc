@@ -256,6 +256,8 @@ Status CheckRotationBody(const KeyRotationBody& b) {
   if (b.format != kRotationFormat) return Status::Corruption("unknown key rotation format");
   if (!IsValidOrgSlug(b.org.v)) return Status::Corruption("key rotation org is not an organisation slug");
   if (b.switch_ms <= 0) return Status::Corruption("key rotation switch time is not a positive Unix time");
+  // Keys are not retired after the fact: records signed before the statement stay valid.
+  if (static_cast<uint64_t>(b.switch_ms) < HlcMillis(b.hlc)) return Status::Corruption("key rotation switches before it was signed");
   if (b.old_sign_pk == b.new_sign_pk || b.old_box_pk == b.new_box_pk || b.old_transport_pk == b.new_transport_pk)
     return Status::Corruption("key rotation keeps an old key");
   return Status::Ok();

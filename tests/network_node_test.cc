@@ -261,3 +261,21 @@ TEST_CASE("issue 13: fingerprints are printed where people compare them") {
   auto list = c.Cli({"peer", "list", "--data", c.node("wijkteam").data_dir});
   CHECK(list.out.find(fp) != std::string::npos);
 }
+
+TEST_CASE("issue 13: a partner cannot make a node join a network of its choosing") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  c.AddNode("wijkteam", "Wijkteam");
+  REQUIRE(c.Connect("gemeente", "wijkteam"));
+  // wijkteam founds a network of its own with gemeente in it, steward alone.
+  const std::string roster = c.dir() + "/roster.json";
+  WriteFile(roster, MustRun(c, {"network", "create", "--data", c.node("wijkteam").data_dir, "--name", "Eigen net",
+                                "--stewards", "wijkteam", "--threshold", "1", "--endpoint", c.node("wijkteam").listen(),
+                                "--member", CardFile(c, "gemeente") + "=" + c.node("gemeente").listen()}));
+  REQUIRE(c.Start("gemeente"));
+  auto r = kring::RosterFromJson(Slurp(roster));
+  REQUIRE(r.ok());
+  PushAs(c, "wijkteam", "gemeente", {kring::EncodeRoster(*r)});
+  CHECK(LocalCluster::WaitFor([&] { return Rejected(c, "gemeente", "not_addressed") >= 1; }, 5000));
+  CHECK(RosterVersion(c, "gemeente") == 0);
+}
