@@ -1179,9 +1179,10 @@ struct ApiServer::Impl {
       if (res.status == 404) {
         // A path the API serves, asked with another method: 405 and the methods it takes.
         std::string allow;
-        for (const auto& [method, pattern] : routes)
-          if (std::regex_match(req.path, pattern) && allow.find(method) == std::string::npos)
-            allow += (allow.empty() ? "" : ", ") + method;
+        for (const char* m : {"GET", "POST"})
+          for (const auto& [method, pattern] : routes)
+            if (method == m && std::regex_match(req.path, pattern) && allow.find(m) == std::string::npos)
+              allow += (allow.empty() ? "" : ", ") + method;
         if (!allow.empty()) {
           res.set_header("Allow", allow);
           return SendError(res, 405, "method_not_allowed", req.method.substr(0, 16) + " is not allowed here; use " + allow);
