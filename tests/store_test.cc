@@ -411,6 +411,7 @@ TEST_CASE("a version 2 database is migrated: every case is due once and the frag
                            "DROP INDEX records_by_case_type; CREATE INDEX records_by_case ON records (case_id, hlc);"
                            "DROP TABLE own_checkpoints; DROP TABLE held_checkpoints;"  // version 4's
                            "DROP INDEX records_by_author;"  // version 5's
+                           "DROP TABLE changes; DROP TABLE idempotency;"  // issue 14's (the API's migration)
                            "PRAGMA user_version=2;",
                        nullptr, nullptr, nullptr) == SQLITE_OK);
   sqlite3_close(db);
