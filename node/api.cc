@@ -480,7 +480,11 @@ struct ApiServer::Impl {
         return LogAccess(res, caller, action, a.case_id, {}, "");
       }
       Nonce nonce{};
-      auto plain = AeadDecrypt(seal, nonce, request, a.answer);
+      Result<Bytes> plain = Status::Corruption("too short");
+      if (a.answer.size() > nonce.size()) {
+        std::memcpy(nonce.data(), a.answer.data(), nonce.size());
+        plain = AeadDecrypt(seal, nonce, request, ByteSpan(a.answer).subspan(nonce.size()));
+      }
       json answer = plain.ok() ? json::parse(plain->begin(), plain->end(), nullptr, false) : json();
       if (plain.ok()) sodium_memzero(plain->data(), plain->size());
       if (!answer.is_object() || !answer["status"].is_number_integer() || !answer["body"].is_string()) {
@@ -502,11 +506,15 @@ struct ApiServer::Impl {
     for (const char* h : {"Location", "ETag"})
       if (res.has_header(h)) answer[h] = res.get_header_value(h);
     std::string text = answer.dump();
-    Nonce nonce{};  // the key is unique per (client, key) and seals one answer only
+    Nonce nonce;  // random: a key reused after 24 hours seals another answer
+    RandomBytes(nonce);
     IdempotentAnswer a;
     a.request = request;
     a.status = res.status;
-    a.answer = AeadEncrypt(seal, nonce, request, bytes(text));
+    a.answer.assign(nonce.begin(), nonce.end());
+    Bytes sealed = AeadEncrypt(seal, nonce, request, bytes(text));
+    a.answer.insert(a.answer.end(), sealed.begin(), sealed.end());
+    sodium_memzero(text.data(), text.size());
     a.case_id = scope.case_id;
     a.time_ms = now;
     Status st = node->store().PutIdempotent(caller.client, key_hash, a, now - kIdempotencyWindowMs);

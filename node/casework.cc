@@ -207,7 +207,8 @@ Result<ItemWritten> Node::WriteItem(const CaseId& case_id, const ItemInput& in) 
   auto added = store_->PutRecords({row}, me, now);
   if (!added.ok()) return added.status();
   if (sync_) sync_->Announce(id);
-  ItemWritten out{f->ItemId(), id, false, ""};
+  ItemWritten out{f->ItemId(), id, false, ToHex(id)};
+  if (in.supersedes.empty()) return out;  // a new item: its one version is its head
   auto heads = ItemHeadsLocked(*state, case_id, out.item);
   if (heads.ok()) {  // the write is durable; only what the answer says about it is missing otherwise
     out.conflict = heads->size() > 1;

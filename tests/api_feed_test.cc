@@ -169,6 +169,15 @@ TEST_CASE("a waiting change-feed call wakes within 100 ms of a change, and its c
   CHECK(Send(c, "gemeente", "GET", "/v1/changes?since=not-a-cursor").status == 400);
   CHECK(Send(c, "gemeente", "GET", "/v1/changes?wait=61").status == 400);
 
+  // A node asked to stop does not wait for a waiting call's minute to end.
+  std::thread waiting([&] { Send(c, "gemeente", "GET", "/v1/changes?wait=60&since=" + next.back()["cursor"].get<std::string>(),
+                                 std::nullopt, {}, "", 70); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto stopping = Clock::now();
+  CHECK(c.Stop("gemeente") == 0);
+  CHECK(std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - stopping).count() < 20);
+  waiting.join();
+
   // Every read of the feed is one system access of the client system, never a professional's.
   std::vector<std::string> roles =
       Query(c, "gemeente", "SELECT actor_role || '|' || actor_id FROM access_log WHERE items = '[\"changes\"]'");
