@@ -799,8 +799,15 @@ TEST_CASE("the consent and plan rules answer with their documented 403, 404 and 
   const Operation withdraw = w.Find("withdrawConsent");
   const std::string consents = n.CasePath("/consents");
   const std::string items = n.CasePath("/items");
-  // The partner takes part in the case once its consents reach it.
-  REQUIRE(LocalCluster::WaitFor([&] { return n.cluster.Call(kPartner, "GET", consents).status == 200; }, 10000));
+  // The partner takes part in the case once its consents reach it, and knows
+  // the justice consent ended once the withdrawal does (they may come apart).
+  REQUIRE(LocalCluster::WaitFor([&] {
+    auto r = n.cluster.Call(kPartner, "GET", consents);
+    if (r.status != 200) return false;
+    for (const json& c : r.body["consents"])
+      if (c.value("status", "") == "withdrawn") return true;
+    return false;
+  }, 10000));
   // `call` answers with the `status` and `code` that `op` documents.
   auto expect = [&](const char* what, const Operation& op, const Reply& r, int status, const std::string& code) {
     INFO(what);
