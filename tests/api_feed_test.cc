@@ -185,6 +185,33 @@ TEST_CASE("a waiting change-feed call wakes within 100 ms of a change, and its c
   for (const std::string& r : roles) CHECK(r == "system|demo");
 }
 
+TEST_CASE("at most two change-feed calls wait at once; a third answers at once, so waiting calls never take every worker") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  REQUIRE(c.Start("gemeente"));
+  REQUIRE(!CreateCase(c, "gemeente").empty());
+  std::string cursor;
+  FeedFrom(c, "gemeente", "", &cursor);
+  using Clock = std::chrono::steady_clock;
+  std::vector<std::thread> waiting;
+  std::atomic<int> done{0};
+  for (int i = 0; i < 2; ++i)
+    waiting.emplace_back([&] {
+      Send(c, "gemeente", "GET", "/v1/changes?wait=8&since=" + cursor, std::nullopt, {}, "", 20);
+      ++done;
+    });
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const auto asked = Clock::now();
+  Answer third = Send(c, "gemeente", "GET", "/v1/changes?wait=8&since=" + cursor);
+  CHECK(third.status == 200);
+  CHECK(third.body["changes"].empty());
+  CHECK(std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - asked).count() < 5);  // not its 8 s
+  CHECK(done.load() == 0);  // the first two still wait
+  CHECK(Send(c, "gemeente", "GET", "/v1/cases").status == 200);  // and other calls are served meanwhile
+  for (std::thread& t : waiting) t.join();
+  CHECK(done.load() == 2);
+}
+
 TEST_CASE("the change feed shows an organisation only what consent lets it read, and a withdrawal appears in it") {
   LocalCluster c(KRING_NODE_BINARY);
   c.AddNode("gemeente", "Gemeente");
