@@ -199,4 +199,13 @@ CaseChanges Recompute(const CaseState& s, const std::string& me, const std::vect
   return out;
 }
 
+bool MaySeeDecision(const CaseState& s, const ControlRecord& r, std::string_view me, int64_t now_ms) {
+  std::vector<std::string> audience = s.ControlAudience(r, now_ms);
+  return std::find(audience.begin(), audience.end(), me) != audience.end();
+}
+
+bool MaySeeVersion(const CaseState& s, const FragmentFacts& f, std::string_view me, int64_t now_ms) {
+  return s.MayRead(me, f, now_ms);
+}
+
 }  // namespace kring

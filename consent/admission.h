@@ -80,6 +80,16 @@ Admission JudgeKeyGrant(const CaseState& s, const ControlRecord& r, const Fragme
 // them, and only from organisations that take or took part in the case.
 std::optional<Refusal> JudgeAccessRecord(const CaseState& s, const AccessRecordBody& b, const Receipt& at);
 
+// --- the change feed (docs/api.md, "Follow what changed") -----------------
+// What an organisation may learn from its own node's change feed, asked when
+// the feed is read (so a withdrawal hides what it may no longer read):
+// that decision record `r` changed the case, when it may hold `r`
+// (ControlAudience: the involved, the author, whom `r` names, such as the
+// grantee of a withdrawn consent);
+bool MaySeeDecision(const CaseState& s, const ControlRecord& r, std::string_view me, int64_t now_ms);
+// that a version of a plan item was stored, when it may read it (MayRead).
+bool MaySeeVersion(const CaseState& s, const FragmentFacts& f, std::string_view me, int64_t now_ms);
+
 // --- after a change ----------------------------------------------------------
 // A record a node holds, as the recompute needs it.
 struct HeldRecord {

@@ -15,6 +15,7 @@ const char* Status::CodeName() const {
     case Code::kIOError: return "io_error";
     case Code::kResourceExhausted: return "resource_exhausted";
     case Code::kConflict: return "conflict";
+    case Code::kFailedPrecondition: return "failed_precondition";
   }
   return "unknown";
 }

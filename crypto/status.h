@@ -23,12 +23,14 @@ class Status {
     kIOError,           // the operating system or SQLite failed
     kResourceExhausted, // a size or count limit was hit
     kConflict,          // the request conflicts with stored state
+    kFailedPrecondition, // a condition the caller set (If-Match) no longer holds
   };
 
   Status() = default;
   static Status Ok() { return Status(); }
   static Status InvalidArgument(std::string m) { return {Code::kInvalidArgument, std::move(m)}; }
   static Status Corruption(std::string m) { return {Code::kCorruption, std::move(m)}; }
+  static Status FailedPrecondition(std::string m) { return {Code::kFailedPrecondition, std::move(m)}; }
   static Status NotFound(std::string m) { return {Code::kNotFound, std::move(m)}; }
   static Status AlreadyExists(std::string m) { return {Code::kAlreadyExists, std::move(m)}; }
   static Status PermissionDenied(std::string m) { return {Code::kPermissionDenied, std::move(m)}; }

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "examples/citizen_device.h"
 #include "examples/cluster.h"
@@ -256,6 +257,31 @@ int main(int argc, char** argv) {
         "the care provider's node holds nothing of the plan");
   auto looked = phone.Get("/api/logboek");
   Check(looked.status == 200 && !looked.body["regels"].empty(), "the citizen sees in the portal who looked, network-wide");
+
+  Step("What the care provider's case-management system saw, following the change feed instead of polling");
+  // One call per page, logged as a system access of the client system, not as a professional's read.
+  std::vector<json> feed;
+  std::string since;
+  for (int page = 0; page < 50; ++page) {
+    auto r = c.Call(zorg, "GET", "/v1/changes?limit=100" + (since.empty() ? "" : "&since=" + since));
+    if (r.status != 200) break;
+    for (auto& e : r.body["changes"]) feed.push_back(e);
+    since = r.body["cursor"].get<std::string>();
+    if (r.body["changes"].empty()) break;
+  }
+  bool withdrawal_seen = false, purge_seen = false;
+  for (const json& e : feed) {
+    withdrawal_seen = withdrawal_seen || e["change"] == "consent-withdrawn";
+    purge_seen = purge_seen || e["change"] == "purge";
+    std::string what = e.contains("item_kind")  ? e["item_kind"].get<std::string>() + " " + e["item"].get<std::string>().substr(0, 12)
+                       : e.contains("consent")  ? "consent " + e["consent"].get<std::string>().substr(0, 12)
+                       : e.contains("versions") ? std::to_string(e["versions"].size()) + " version(s)"
+                                                : std::string("case ") + e["case"].get<std::string>().substr(0, 12);
+    std::printf("    %s %-18s %s\n", e["time"].get<std::string>().c_str(), e["change"].get<std::string>().c_str(), what.c_str());
+  }
+  Check(!feed.empty() && withdrawal_seen && purge_seen,
+        "ids, kinds and times only: the consents given and withdrawn, and the purges that followed");
+  Check(json(feed).dump().find("dagbesteding") == std::string::npos, "no plan content in the feed");
 
   Step("Stopping the nodes");
   for (const std::string& org : {gemeente, wijkteam, zorg}) Check(c.Stop(org) == 0, org + " stopped cleanly on SIGTERM");

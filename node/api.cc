@@ -1,8 +1,12 @@
 // HTTP routes of the local API: authentication, actor headers, JSON errors, access logging; cases, consent, plan, FHIR.
 #include "node/api.h"
 
+#include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <limits>
+#include <regex>
+#include <set>
 #include <thread>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -18,6 +22,8 @@
 #include "node/node.h"
 #include "node/openapi.h"
 #include "plan/fhir.h"
+#include "plan/items.h"
+#include "protocol/record.h"
 
 namespace kring {
 
@@ -123,6 +129,42 @@ const char* OutcomeOf(int status) {
   return "failure";
 }
 
+// Issue 14: paging, idempotent retries, the change feed.
+constexpr size_t kMaxPageLimit = 1000;          // the most entries one page holds (and the default)
+constexpr size_t kDefaultChangesLimit = 100;
+constexpr int kMaxWaitSeconds = 60;             // the longest a change-feed call waits
+constexpr int kMaxLongPolls = 2;                // waiting calls at once; the API has 4 workers
+constexpr int64_t kIdempotencyWindowMs = 24LL * 60 * 60 * 1000;
+constexpr size_t kMaxIdempotencyKeyBytes = 255;
+
+// An opaque cursor: the list it belongs to and the sort key of the last
+// entry returned, so a page continues after it however the list grew.
+std::string MakeCursor(char list, const std::string& key) {
+  return std::string(1, list) + ToHex(ByteSpan(reinterpret_cast<const uint8_t*>(key.data()), key.size()));
+}
+
+std::optional<std::string> CursorKey(char list, const std::string& cursor) {
+  if (cursor.size() < 3 || cursor.size() > 1024 || cursor[0] != list || cursor.size() % 2 != 1) return std::nullopt;
+  std::string key((cursor.size() - 1) / 2, '\0');
+  if (!FromHex(std::string_view(cursor).substr(1), std::span<uint8_t>(reinterpret_cast<uint8_t*>(key.data()), key.size())))
+    return std::nullopt;
+  return key;
+}
+
+// 16 hex digits: sorts like the number for 0 <= v.
+std::string SortableNumber(int64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(std::max<int64_t>(v, 0)));
+  return buf;
+}
+
+// The value of an ETag or If-Match header without quotes or W/.
+std::string EtagValue(std::string v) {
+  if (v.rfind("W/", 0) == 0) v = v.substr(2);
+  if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+  return v;
+}
+
 }  // namespace
 
 bool JsonNestingWithin(std::string_view text, int max_depth) {
@@ -182,6 +224,15 @@ struct ApiServer::Impl {
 
   // The server (also `server`): admission, deadlines, lanes; TLS when given.
   ApiListener* listener = nullptr;
+  FhirOptions fhir;
+
+  // Every route as registered, for 405 and Allow on a known path with another method.
+  std::vector<std::pair<std::string, std::regex>> routes;
+  // Idempotency keys being served now: a retry waits for the first call's answer.
+  std::mutex idem_mu;
+  std::condition_variable idem_cv;
+  std::set<std::pair<std::string, Hash>> idem_in_flight;
+  std::atomic<int> long_polls{0};
 
   explicit Impl(Node* n) : node(n) {}
 
@@ -280,23 +331,10 @@ struct ApiServer::Impl {
 
   // Checks the bearer token and actor headers; on failure answers and returns nullopt.
   std::optional<Caller> Authenticate(const httplib::Request& req, httplib::Response& res) {
-    std::string auth = req.get_header_value("Authorization");
-    const std::string prefix = "Bearer ";
-    if (auth.rfind(prefix, 0) != 0 || auth.size() > prefix.size() + 128) {
-      SendError(res, 401, "unauthenticated", "missing or malformed 'Authorization: Bearer <token>' header");
-      return std::nullopt;
-    }
-    auto client = node->store().ClientForToken(HashApiToken(auth.substr(prefix.size())));
-    if (!client.ok()) {
-      SendStatusError(res, client.status());
-      return std::nullopt;
-    }
-    if (!client->has_value()) {
-      SendError(res, 401, "unauthenticated", "unknown or revoked token");
-      return std::nullopt;
-    }
+    auto client = AuthenticateClient(req, res);
+    if (!client) return std::nullopt;
     Caller c;
-    c.client = **client;
+    c.client = *client;
     c.id = req.get_header_value("X-Kring-Actor");
     c.name = req.get_header_value("X-Kring-Actor-Name");
     c.role = req.get_header_value("X-Kring-Role");
@@ -314,6 +352,26 @@ struct ApiServer::Impl {
       return std::nullopt;
     }
     return c;
+  }
+
+  // Checks the bearer token; the client system's name, or nullopt after answering.
+  std::optional<std::string> AuthenticateClient(const httplib::Request& req, httplib::Response& res) {
+    std::string auth = req.get_header_value("Authorization");
+    const std::string prefix = "Bearer ";
+    if (auth.rfind(prefix, 0) != 0 || auth.size() > prefix.size() + 128) {
+      SendError(res, 401, "unauthenticated", "missing or malformed 'Authorization: Bearer <token>' header");
+      return std::nullopt;
+    }
+    auto client = node->store().ClientForToken(HashApiToken(auth.substr(prefix.size())));
+    if (!client.ok()) {
+      SendStatusError(res, client.status());
+      return std::nullopt;
+    }
+    if (!client->has_value()) {
+      SendError(res, 401, "unauthenticated", "unknown or revoked token");
+      return std::nullopt;
+    }
+    return **client;
   }
 
   // Parses a JSON object body; on failure answers and returns nullopt.
@@ -336,14 +394,181 @@ struct ApiServer::Impl {
 
   // Authenticates, runs `handle`, and writes the access-log entry for what it
   // touched (whatever the outcome) before the answer leaves.
-  httplib::Server::Handler CaseRoute(const char* action, CaseHandler handle) {
-    return [this, action, handle = std::move(handle)](const httplib::Request& req, httplib::Response& res) {
+  // Query parameters outside `params` are refused (400 unknown_parameter).
+  // A POST with an Idempotency-Key is answered from the first call's answer
+  // when it is a retry (docs/api.md, "Retrying a write").
+  httplib::Server::Handler CaseRoute(const char* action, CaseHandler handle,
+                                     std::initializer_list<const char*> params = {}) {
+    std::vector<std::string> allowed(params.begin(), params.end());
+    return [this, action, allowed, handle = std::move(handle)](const httplib::Request& req, httplib::Response& res) {
       auto caller = Authenticate(req, res);
       if (!caller) return;
       AccessScope scope;
+      if (!OnlyParams(req, allowed, res)) {
+        LogAccess(res, *caller, action, scope.case_id, {}, "");
+        return;
+      }
+      if (req.method == "POST" && req.has_header("Idempotency-Key")) {
+        Idempotent(req, res, *caller, action, handle);
+        return;
+      }
       handle(req, res, *caller, scope);
       LogAccess(res, *caller, action, scope.case_id, std::move(scope.items), scope.consent);
     };
+  }
+
+  static bool OnlyParams(const httplib::Request& req, const std::vector<std::string>& allowed, httplib::Response& res) {
+    for (const auto& [name, value] : req.params) {
+      if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
+        SendError(res, 400, "unknown_parameter", "unknown query parameter '" + name.substr(0, 64) + "'");
+        return false;
+      }
+      if (req.get_param_value_count(name) > 1) {
+        SendError(res, 400, "invalid_argument", "query parameter '" + name.substr(0, 64) + "' is given more than once");
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // A retried POST: the first answer again, nothing created; another request
+  // under the same key is 409. Answers are kept 24 h per client system,
+  // sealed with a key derived from the Idempotency-Key (which is not stored).
+  void Idempotent(const httplib::Request& req, httplib::Response& res, const Caller& caller, const char* action,
+                  const CaseHandler& handle) {
+    const std::string key = req.get_header_value("Idempotency-Key");
+    if (!ValidHeaderValue(key, kMaxIdempotencyKeyBytes)) {
+      SendError(res, 400, "invalid_header", "header Idempotency-Key must be 1-255 printable characters");
+      return LogAccess(res, caller, action, std::nullopt, {}, "");
+    }
+    auto bytes = [](const std::string& v) { return ByteSpan(reinterpret_cast<const uint8_t*>(v.data()), v.size()); };
+    const Hash key_hash = HashParts("kring/idempotency-key/v1", {bytes(caller.client), bytes(key)});
+    const Hash seal_hash = HashParts("kring/idempotency-seal/v1", {bytes(caller.client), bytes(key)});
+    const std::string if_match = req.get_header_value("If-Match");
+    const Hash request = HashParts("kring/idempotency-request/v1",
+                                   {bytes(req.method), bytes(req.path), bytes(if_match), bytes(req.body)});
+    ContentKey seal;
+    std::memcpy(seal.data(), seal_hash.data(), seal.size());
+    const std::pair<std::string, Hash> slot{caller.client, key_hash};
+    {  // one call per key at a time: a retry racing the first waits for its answer
+      std::unique_lock lock(idem_mu);
+      idem_cv.wait(lock, [&] { return !idem_in_flight.count(slot); });
+      idem_in_flight.insert(slot);
+    }
+    struct Release {
+      Impl* self;
+      std::pair<std::string, Hash> slot;
+      ~Release() {
+        {
+          std::lock_guard lock(self->idem_mu);
+          self->idem_in_flight.erase(slot);
+        }
+        self->idem_cv.notify_all();
+      }
+    } release{this, slot};
+    const int64_t now = NowMs();
+    auto kept = node->store().GetIdempotent(caller.client, key_hash, now - kIdempotencyWindowMs);
+    if (!kept.ok()) {
+      SendStatusError(res, kept.status());
+      return LogAccess(res, caller, action, std::nullopt, {}, "");
+    }
+    if (kept->has_value()) {
+      const IdempotentAnswer& a = **kept;
+      if (!ConstantTimeEqual(a.request, request)) {
+        SendError(res, 409, "idempotency_key_reused",
+                  "this Idempotency-Key was used in the last 24 hours for another request; use a new key for a new request");
+        return LogAccess(res, caller, action, a.case_id, {}, "");
+      }
+      Nonce nonce{};
+      Result<Bytes> plain = Status::Corruption("too short");
+      if (a.answer.size() > nonce.size()) {
+        std::memcpy(nonce.data(), a.answer.data(), nonce.size());
+        plain = AeadDecrypt(seal, nonce, request, ByteSpan(a.answer).subspan(nonce.size()));
+      }
+      json answer = plain.ok() ? json::parse(plain->begin(), plain->end(), nullptr, false) : json();
+      if (plain.ok()) sodium_memzero(plain->data(), plain->size());
+      if (!answer.is_object() || !answer["status"].is_number_integer() || !answer["body"].is_string()) {
+        SendError(res, 500, "internal", "the answer kept for this Idempotency-Key cannot be read");
+        return LogAccess(res, caller, action, a.case_id, {}, "");
+      }
+      res.status = answer["status"].get<int>();
+      res.set_content(answer["body"].get<std::string>(), answer.value("content_type", "application/json"));
+      for (const char* h : {"Location", "ETag"})
+        if (answer.contains(h)) res.set_header(h, answer[h].get<std::string>());
+      res.set_header("Idempotent-Replayed", "true");
+      return LogAccess(res, caller, action, a.case_id, {"idempotent-replay"}, "");
+    }
+    AccessScope scope;
+    handle(req, res, caller, scope);
+    LogAccess(res, caller, action, scope.case_id, std::move(scope.items), scope.consent);
+    if (res.status >= 500) return;  // not an answer to keep: the retry may succeed
+    json answer = {{"status", res.status}, {"body", res.body}, {"content_type", res.get_header_value("Content-Type")}};
+    for (const char* h : {"Location", "ETag"})
+      if (res.has_header(h)) answer[h] = res.get_header_value(h);
+    std::string text = answer.dump();
+    Nonce nonce;  // random: a key reused after 24 hours seals another answer
+    RandomBytes(nonce);
+    IdempotentAnswer a;
+    a.request = request;
+    a.status = res.status;
+    a.answer.assign(nonce.begin(), nonce.end());
+    Bytes sealed = AeadEncrypt(seal, nonce, request, bytes(text));
+    a.answer.insert(a.answer.end(), sealed.begin(), sealed.end());
+    sodium_memzero(text.data(), text.size());
+    a.case_id = scope.case_id;
+    a.time_ms = now;
+    Status st = node->store().PutIdempotent(caller.client, key_hash, a, now - kIdempotencyWindowMs);
+    if (!st.ok()) KRING_LOG(kError, "api", "cannot keep the answer for an Idempotency-Key: " << st.ToString());
+  }
+
+  // Reads `limit` (1..kMaxPageLimit) and `cursor` of list `list`; answers 400 on failure.
+  struct Page {
+    size_t limit = kMaxPageLimit;
+    std::optional<std::string> after;  // the sort key of the last entry already seen
+  };
+  static bool ParsePage(const httplib::Request& req, char list, size_t default_limit, Page* page, httplib::Response& res) {
+    page->limit = default_limit;
+    if (req.has_param("limit")) {
+      const std::string v = req.get_param_value("limit");
+      char* end = nullptr;
+      long n = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || v.size() > 5 || *end != '\0' || n < 1 || n > static_cast<long>(kMaxPageLimit)) {
+        SendError(res, 400, "invalid_argument", "'limit' must be a whole number from 1 to " + std::to_string(kMaxPageLimit));
+        return false;
+      }
+      page->limit = static_cast<size_t>(n);
+    }
+    if (req.has_param("cursor")) {
+      page->after = CursorKey(list, req.get_param_value("cursor"));
+      if (!page->after) {
+        SendError(res, 400, "invalid_argument", "'cursor' is not a cursor this list gave out");
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // One page of `entries` (sorted by key): those after the cursor, up to the
+  // limit; `next` is the cursor of the next page when there are more.
+  static json TakePage(const std::vector<std::pair<std::string, json>>& entries, const Page& page, char list,
+                       std::optional<std::string>* next) {
+    auto it = entries.begin();
+    if (page.after)
+      it = std::upper_bound(entries.begin(), entries.end(), *page.after,
+                            [](const std::string& k, const std::pair<std::string, json>& e) { return k < e.first; });
+    json out = json::array();
+    for (; it != entries.end() && out.size() < page.limit; ++it) out.push_back(it->second);
+    if (it != entries.end() && !out.empty()) *next = MakeCursor(list, std::prev(it)->first);
+    return out;
+  }
+
+  void Get(const std::string& pattern, httplib::Server::Handler h) {
+    routes.emplace_back("GET", std::regex(pattern));
+    server->Get(pattern, std::move(h));
+  }
+  void Post(const std::string& pattern, httplib::Server::Handler h) {
+    routes.emplace_back("POST", std::regex(pattern));
+    server->Post(pattern, std::move(h));
   }
 
   int64_t NowMs() const { return static_cast<int64_t>(HybridClock::SystemMillis()); }
@@ -382,6 +607,36 @@ struct ApiServer::Impl {
     return true;
   }
 
+  // A consent as the API shows it (GET .../consents, .../consents/{consent}).
+  // Whether this node still shares with `org`: a partner (or itself), or
+  // removed from the network by a roster version.
+  std::string GranteeStatus(const std::string& org) const {
+    if (org == node->org()) return "partner";
+    if (auto p = node->store().ListPartners(); p.ok())
+      for (const Partner& x : *p)
+        if (x.identity.org == org) return "partner";
+    return node->RemovedMembers().count(org) ? "removed" : "not-a-partner";
+  }
+
+  json ConsentJson(const ConsentView& v) const {
+    const ConsentGrant& g = *v.grant;
+    json domains = json::array();
+    for (auto& d : g.domains.v) domains.push_back(d.v);
+    json e = {{"consent", ToHex(v.id)}, {"grantee", g.grantee.v}, {"grantee_status", GranteeStatus(g.grantee.v)},
+              {"domains", domains}, {"purpose", g.purpose.v},
+              {"basis", g.basis.v}, {"valid_from", IsoTime(g.valid_from_ms)},
+              {"valid_until", g.valid_until_ms ? json(IsoTime(g.valid_until_ms)) : json(nullptr)},
+              {"given_by", g.given_by.v},
+              {"evidence", g.evidence_kind == kEvidenceCitizenSigned
+                               ? json{{"kind", "citizen-signed"}, {"reference", g.evidence_reference.v},
+                                      {"citizen_key", ToHex(g.citizen.key)}}
+                               : json{{"kind", "attested"}, {"reference", g.evidence_reference.v}}},
+              {"recorded_by", g.h.author.v}, {"recorded", IsoTime(static_cast<int64_t>(HlcMillis(g.h.hlc)))},
+              {"status", ConsentStatusName(v.status)}};
+    if (v.withdrawn_by) e["withdrawn_by"] = ToHex(*v.withdrawn_by);
+    return e;
+  }
+
   static bool ParseCase(const std::string& hex, CaseId* out, httplib::Response& res) {
     if (!CaseIdFromHex(hex, out)) {
       SendError(res, 400, "invalid_argument", "case id must be 32 hex characters");
@@ -390,8 +645,83 @@ struct ApiServer::Impl {
     return true;
   }
 
+  const FhirOptions& fhir_options() const { return fhir; }
+
+  // GET /v1/changes: a system access of the client system, logged once per
+  // call; waits up to `wait` seconds for a change when there is none yet.
+  void Changes(const httplib::Request& req, httplib::Response& res) {
+    auto client = AuthenticateClient(req, res);
+    if (!client) return;
+    Caller caller;
+    caller.client = *client;
+    caller.id = *client;
+    caller.name = *client + " (system)";
+    caller.role = "system";
+    auto done = [&] { LogAccess(res, caller, "read", std::nullopt, {"changes"}); };
+    if (!OnlyParams(req, {"since", "limit", "wait"}, res)) return done();
+    Page page;
+    if (!ParsePage(req, 'c', kDefaultChangesLimit, &page, res)) return done();
+    int64_t after = 0;
+    if (req.has_param("since")) {
+      auto key = CursorKey('c', req.get_param_value("since"));
+      char* end = nullptr;
+      long long v = key && key->size() == 16 ? std::strtoll(key->c_str(), &end, 16) : -1;
+      if (!key || key->size() != 16 || *end != '\0' || v < 0) {
+        SendError(res, 400, "invalid_argument", "'since' must be a cursor the change feed gave out");
+        return done();
+      }
+      after = v;
+    }
+    int wait = 0;
+    if (req.has_param("wait")) {
+      const std::string v = req.get_param_value("wait");
+      char* end = nullptr;
+      long n = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || v.size() > 2 || *end != '\0' || n < 0 || n > kMaxWaitSeconds) {
+        SendError(res, 400, "invalid_argument", "'wait' must be a whole number of seconds from 0 to 60");
+        return done();
+      }
+      wait = static_cast<int>(n);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait);
+    // Only a few calls wait at once, so that waiting calls never take every worker.
+    bool waiting = wait > 0 && long_polls.fetch_add(1) < kMaxLongPolls;
+    if (wait > 0 && !waiting) long_polls.fetch_sub(1);
+    ChangePage got;
+    for (;;) {
+      auto changes = node->Changes(after, page.limit);
+      if (!changes.ok()) {
+        SendStatusError(res, changes.status());
+        break;
+      }
+      got = std::move(*changes);
+      after = got.next_seq;
+      if (!got.changes.empty() || !waiting) break;
+      // Nothing this organisation may see yet: sleep until the store commits a change.
+      if (!node->store().WaitForChange(after, deadline)) {
+        auto again = node->Changes(after, page.limit);  // one last look: a change may have come with the deadline
+        if (again.ok()) got = std::move(*again), after = got.next_seq;
+        break;
+      }
+    }
+    if (waiting) long_polls.fetch_sub(1);
+    if (res.status >= 400 && !res.body.empty()) return done();
+    json list = json::array();
+    for (const Change& c : got.changes) {
+      json e = c.ids;
+      e["cursor"] = MakeCursor('c', SortableNumber(c.seq));
+      e["time"] = IsoTime(c.time_ms);
+      e["change"] = c.kind;
+      e["case"] = CaseIdToHex(c.case_id);
+      list.push_back(std::move(e));
+    }
+    SendJson(res, 200, {{"changes", list}, {"cursor", MakeCursor('c', SortableNumber(after))}});
+    done();
+  }
+
   void Routes() {
-    server->Get("/v1/health", [this](const httplib::Request&, httplib::Response& res) {
+    Get("/v1/health", [this](const httplib::Request& req, httplib::Response& res) {
+      if (!OnlyParams(req, {}, res)) return;
       json peers = json::array();
       if (node->sync()) {
         for (const PeerStatus& p : node->sync()->Peers()) {
@@ -405,15 +735,17 @@ struct ApiServer::Impl {
                           {"version", kVersion}, {"fragments", count.ok() ? *count : -1}, {"peers", peers}});
     });
 
-    server->Get("/v1/openapi.yaml", [](const httplib::Request&, httplib::Response& res) {
+    Get("/v1/openapi.yaml", [](const httplib::Request& req, httplib::Response& res) {
+      if (!OnlyParams(req, {}, res)) return;
       res.set_content(kOpenApiYaml, "application/yaml");
     });
 
-    server->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
+      if (!OnlyParams(req, {}, res)) return;
       res.set_content(Metrics(), "text/plain; version=0.0.4");
     });
 
-    server->Post("/v1/cases", CaseRoute("create", [this](const httplib::Request& req, httplib::Response& res,
+    Post("/v1/cases", CaseRoute("create", [this](const httplib::Request& req, httplib::Response& res,
                                                          const Caller& caller, AccessScope& scope) {
       auto body = ParseBody(req, res);
       if (!body) return;
@@ -427,28 +759,65 @@ struct ApiServer::Impl {
       if (!id.ok()) return SendStatusError(res, id.status());
       scope.case_id = *id;
       KRING_LOG(kInfo, "api", caller.client << " opened case " << CaseIdToHex(*id));
+      res.set_header("Location", "/v1/cases/" + CaseIdToHex(*id));
       SendJson(res, 201, {{"case", CaseIdToHex(*id)}});
     }));
 
-    server->Get("/v1/cases", CaseRoute("read", [this](const httplib::Request&, httplib::Response& res,
+    Get("/v1/cases", CaseRoute("read", [this](const httplib::Request& req, httplib::Response& res,
                                                       const Caller&, AccessScope& scope) {
-      auto cases = node->store().ListCases();
+      Page page;
+      if (!ParsePage(req, 'k', kMaxPageLimit, &page, res)) return;
+      const bool by_label = req.has_param("label");
+      const std::string label = req.get_param_value("label");
+      auto cases = node->store().ListCases();  // by case id
       if (!cases.ok()) return SendStatusError(res, cases.status());
-      json list = json::array();
+      std::vector<std::pair<std::string, json>> entries;
       int64_t now = NowMs();
       for (const CaseSummary& c : *cases) {
+        if (by_label && c.label != label) continue;
+        const std::string hex = CaseIdToHex(c.case_id);
+        if (page.after && hex <= *page.after) continue;
+        if (entries.size() > page.limit) break;  // one more than a page says whether there are more
         auto state = node->State(c.case_id);
         if (!state.ok()) continue;
-        json e = {{"case", CaseIdToHex(c.case_id)}, {"regie", state->Regie().org},
-                  {"involved", state->Involved(now)}};
+        json e = {{"case", hex}, {"regie", state->Regie().org}, {"involved", state->Involved(now)}};
         if (!c.label.empty()) e["label"] = c.label;
-        list.push_back(std::move(e));
-        scope.items.push_back(CaseIdToHex(c.case_id));
+        entries.emplace_back(hex, std::move(e));
       }
-      SendJson(res, 200, {{"cases", list}});
+      std::optional<std::string> next;
+      json list = TakePage(entries, Page{page.limit, std::nullopt}, 'k', &next);
+      for (const json& e : list) scope.items.push_back(e["case"].get<std::string>());
+      json body = {{"cases", list}};
+      if (next) body["next_cursor"] = *next;
+      SendJson(res, 200, body);
+    }, {"label", "limit", "cursor"}));
+
+    // One case: what the list says, and how much of its plan this organisation sees.
+    Get(R"(/v1/cases/([0-9A-Za-z]+))", CaseRoute("read", [this](const httplib::Request& req, httplib::Response& res,
+                                                               const Caller&, AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      scope.items.push_back(CaseIdToHex(case_id));
+      auto state = node->State(case_id);
+      if (!state.ok()) return SendStatusError(res, state.status());
+      auto plan = node->ReadPlan(case_id);
+      if (!plan.ok()) return SendStatusError(res, plan.status());
+      const int64_t now = NowMs();
+      int active = 0;
+      for (const ConsentView& v : state->Consents(now)) active += v.status == ConsentStatus::kActive ? 1 : 0;
+      json body = {{"case", CaseIdToHex(case_id)}, {"regie", state->Regie().org}, {"involved", state->Involved(now)},
+                   {"regisseur", state->Regie().person.empty() ? json(nullptr) : json(state->Regie().person)},
+                   {"counts", {{"items", plan->plan["items"].size()}, {"conflicts", plan->plan["conflicts"]},
+                               {"consents", state->Consents(now).size()}, {"active_consents", active}}}};
+      auto cases = node->store().ListCases();
+      if (!cases.ok()) return SendStatusError(res, cases.status());
+      for (const CaseSummary& c : *cases)
+        if (c.case_id == case_id && !c.label.empty()) body["label"] = c.label;
+      SendJson(res, 200, body);
     }));
 
-    server->Post(R"(/v1/cases/([^/]+)/consents)", CaseRoute("consent-record", [this](const httplib::Request& req,
+    Post(R"(/v1/cases/([^/]+)/consents)", CaseRoute("consent-record", [this](const httplib::Request& req,
                                                                                    httplib::Response& res,
                                                                                    const Caller& caller,
                                                                                    AccessScope& scope) {
@@ -493,10 +862,11 @@ struct ApiServer::Impl {
       scope.consent = ToHex(*id);
       scope.items.push_back(ToHex(*id));
       KRING_LOG(kInfo, "api", caller.client << " recorded consent for " << in.grantee);
+      res.set_header("Location", "/v1/cases/" + CaseIdToHex(case_id) + "/consents/" + ToHex(*id));
       SendJson(res, 201, {{"consent", ToHex(*id)}});
     }));
 
-    server->Post(R"(/v1/cases/([^/]+)/consents/([^/]+)/withdraw)", CaseRoute("consent-withdraw", [this](
+    Post(R"(/v1/cases/([^/]+)/consents/([^/]+)/withdraw)", CaseRoute("consent-withdraw", [this](
         const httplib::Request& req, httplib::Response& res, const Caller& caller, AccessScope& scope) {
       CaseId case_id;
       if (!ParseCase(req.matches[1], &case_id, res)) return;
@@ -517,7 +887,7 @@ struct ApiServer::Impl {
     }));
 
     // A one-time code for the citizen to enrol a device in the portal (docs/citizen.md).
-    server->Post(R"(/v1/cases/([^/]+)/citizen-invitations)", CaseRoute("create", [this](
+    Post(R"(/v1/cases/([^/]+)/citizen-invitations)", CaseRoute("create", [this](
         const httplib::Request& req, httplib::Response& res, const Caller& caller, AccessScope& scope) {
       CaseId case_id;
       if (!ParseCase(req.matches[1], &case_id, res)) return;
@@ -533,7 +903,7 @@ struct ApiServer::Impl {
       SendJson(res, 201, {{"code", inv->code}, {"expires", IsoTime(inv->expires_ms)}});
     }));
 
-    server->Get(R"(/v1/cases/([^/]+)/citizen-keys)", CaseRoute("read", [this](
+    Get(R"(/v1/cases/([^/]+)/citizen-keys)", CaseRoute("read", [this](
         const httplib::Request& req, httplib::Response& res, const Caller&, AccessScope& scope) {
       CaseId case_id;
       if (!ParseCase(req.matches[1], &case_id, res)) return;
@@ -551,7 +921,7 @@ struct ApiServer::Impl {
       SendJson(res, 200, {{"case", CaseIdToHex(case_id)}, {"citizen_keys", list}});
     }));
 
-    server->Post(R"(/v1/cases/([^/]+)/citizen-keys/([^/]+)/revoke)", CaseRoute("update", [this](
+    Post(R"(/v1/cases/([^/]+)/citizen-keys/([^/]+)/revoke)", CaseRoute("update", [this](
         const httplib::Request& req, httplib::Response& res, const Caller& caller, AccessScope& scope) {
       CaseId case_id;
       if (!ParseCase(req.matches[1], &case_id, res)) return;
@@ -570,45 +940,26 @@ struct ApiServer::Impl {
       SendJson(res, 200, {{"key", ToHex(key)}, {"status", "revoked"}, {"revocation", ToHex(*id)}});
     }));
 
-    server->Get(R"(/v1/cases/([^/]+)/consents)", CaseRoute("read", [this](const httplib::Request& req,
+    Get(R"(/v1/cases/([^/]+)/consents)", CaseRoute("read", [this](const httplib::Request& req,
                                                                          httplib::Response& res, const Caller&,
                                                                          AccessScope& scope) {
       CaseId case_id;
       if (!ParseCase(req.matches[1], &case_id, res)) return;
       scope.case_id = case_id;
+      Page page;
+      if (!ParsePage(req, 'n', kMaxPageLimit, &page, res)) return;
       auto state = node->State(case_id);
       if (!state.ok()) return SendStatusError(res, state.status());
-      json list = json::array();
-      // Whether each grantee is still one this node shares with: a partner,
-      // or removed from the network by a roster version.
-      std::set<std::string> partners = {node->org()};
-      if (auto p = node->store().ListPartners(); p.ok())
-        for (const Partner& x : *p) partners.insert(x.identity.org);
-      const std::set<std::string> removed = node->RemovedMembers();
-      auto grantee_status = [&](const std::string& org) {
-        return partners.count(org) ? "partner" : removed.count(org) ? "removed" : "not-a-partner";
-      };
+      std::vector<std::pair<std::string, json>> entries;  // by (hlc, id), as Consents() gives them
       for (const ConsentView& v : state->Consents(NowMs())) {
         if (!v.valid) continue;
-        const ConsentGrant& g = *v.grant;
-        json domains = json::array();
-        for (auto& d : g.domains.v) domains.push_back(d.v);
-        json e = {{"consent", ToHex(v.id)}, {"grantee", g.grantee.v}, {"grantee_status", grantee_status(g.grantee.v)},
-                  {"domains", domains}, {"purpose", g.purpose.v},
-                  {"basis", g.basis.v}, {"valid_from", IsoTime(g.valid_from_ms)},
-                  {"valid_until", g.valid_until_ms ? json(IsoTime(g.valid_until_ms)) : json(nullptr)},
-                  {"given_by", g.given_by.v},
-                  {"evidence", g.evidence_kind == kEvidenceCitizenSigned
-                                   ? json{{"kind", "citizen-signed"}, {"reference", g.evidence_reference.v},
-                                          {"citizen_key", ToHex(g.citizen.key)}}
-                                   : json{{"kind", "attested"}, {"reference", g.evidence_reference.v}}},
-                  {"recorded_by", g.h.author.v}, {"recorded", IsoTime(static_cast<int64_t>(HlcMillis(g.h.hlc)))},
-                  {"status", ConsentStatusName(v.status)}};
-        if (v.withdrawn_by) e["withdrawn_by"] = ToHex(*v.withdrawn_by);
-        list.push_back(std::move(e));
-        scope.items.push_back(ToHex(v.id));
+        entries.emplace_back(SortableNumber(static_cast<int64_t>(v.grant->h.hlc)) + ToHex(v.id), ConsentJson(v));
       }
+      std::optional<std::string> next;
+      json list = TakePage(entries, page, 'n', &next);
+      for (const json& e : list) scope.items.push_back(e["consent"].get<std::string>());
       json body = {{"case", CaseIdToHex(case_id)}, {"consents", list}};
+      if (next) body["next_cursor"] = *next;
       // Evidence that an organisation signed two histories of the case: for
       // the regie organisation, who must act on it.
       if (state->Regie().org == node->identity().org) {
@@ -621,9 +972,28 @@ struct ApiServer::Impl {
         if (!f.empty()) body["forks"] = f;
       }
       SendJson(res, 200, body);
+    }, {"limit", "cursor"}));
+
+    Get(R"(/v1/cases/([^/]+)/consents/([0-9A-Za-z]+))", CaseRoute("read", [this](const httplib::Request& req,
+                                                                                 httplib::Response& res, const Caller&,
+                                                                                 AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      RecordId consent;
+      if (!FromHex(std::string(req.matches[2]), consent))
+        return SendError(res, 400, "invalid_argument", "consent id must be 64 hex characters");
+      auto state = node->State(case_id);
+      if (!state.ok()) return SendStatusError(res, state.status());
+      for (const ConsentView& v : state->Consents(NowMs())) {
+        if (v.id != consent) continue;
+        scope.items.push_back(ToHex(v.id));
+        return SendJson(res, 200, ConsentJson(v));
+      }
+      SendError(res, 404, "not_found", "the case has no consent " + ToHex(consent));
     }));
 
-    server->Post(R"(/v1/cases/([^/]+)/items)", CaseRoute("create", [this](const httplib::Request& req,
+    Post(R"(/v1/cases/([^/]+)/items)", CaseRoute("create", [this](const httplib::Request& req,
                                                                          httplib::Response& res, const Caller& caller,
                                                                          AccessScope& scope) {
       CaseId case_id;
@@ -646,8 +1016,17 @@ struct ApiServer::Impl {
           in.supersedes.push_back(id);
         }
       }
+      if (req.has_header("If-Match")) {
+        in.if_match = EtagValue(req.get_header_value("If-Match"));
+        if (in.if_match.empty() || in.if_match.size() > 64)
+          return SendError(res, 400, "invalid_header", "If-Match must be the item's ETag as GET .../items/{item} gave it");
+      }
       auto written = node->WriteItem(case_id, in);
-      if (!written.ok()) return SendStatusError(res, written.status());
+      if (!written.ok()) {
+        if (written.status().code() == Status::Code::kFailedPrecondition)
+          return SendError(res, 412, "precondition_failed", written.status().message());
+        return SendStatusError(res, written.status());
+      }
       scope.items.push_back(ToHex(written->version));
       KRING_LOG(kInfo, "api", caller.client << " wrote an item (kind " << in.kind << ") in case " << CaseIdToHex(case_id));
       json answer = {{"item", ToHex(written->item)}, {"version", ToHex(written->version)}};
@@ -672,8 +1051,91 @@ struct ApiServer::Impl {
           }
         }
       }
+      if (in.kind != "regisseur") {
+        res.set_header("Location", "/v1/cases/" + CaseIdToHex(case_id) + "/items/" + ToHex(written->item));
+        if (!written->etag.empty()) res.set_header("ETag", "\"" + written->etag + "\"");
+        answer["conflict"] = written->conflict;
+      } else {
+        res.set_header("Location", "/v1/cases/" + CaseIdToHex(case_id));
+      }
       SendJson(res, 201, answer);
     }));
+
+    // One item: its current version (as in the plan) and every version this organisation may read.
+    auto item_route = [this](bool fhir) {
+      return CaseRoute("read", [this, fhir](const httplib::Request& req, httplib::Response& res, const Caller&,
+                                           AccessScope& scope) {
+        CaseId case_id;
+        FragmentId item;
+        if (fhir) {  // /fhir/Goal/{item}: the item names its case
+          if (!FromHex(std::string(req.matches[1]), item))
+            return SendError(res, 400, "invalid_argument", "a Goal id is a 64-hex-character item id");
+          auto rec = node->store().GetRecord(item);
+          if (!rec.ok()) return SendStatusError(res, rec.status());
+          auto f = rec->has_value() ? DecodeFragmentRecord((*rec)->record) : Result<Fragment>(Status::NotFound(""));
+          if (!f.ok() || f->header.kind.v != "goal") return SendError(res, 404, "not_found", "no goal " + ToHex(item));
+          case_id = f->header.case_id;
+        } else {
+          if (!ParseCase(req.matches[1], &case_id, res)) return;
+          if (!FromHex(std::string(req.matches[2]), item))
+            return SendError(res, 400, "invalid_argument", "item id must be 64 hex characters");
+        }
+        scope.case_id = case_id;
+        auto read = node->ReadItem(case_id, item);
+        if (!read.ok()) return SendStatusError(res, read.status());
+        scope.items = read->versions;
+        scope.consent = Join(read->consents);
+        res.set_header("ETag", "\"" + read->etag + "\"");
+        if (!fhir) return SendJson(res, 200, read->item);
+        if (read->item["current"].is_null()) return SendError(res, 404, "not_found", "goal " + ToHex(item) + " was deleted");
+        res.status = 200;
+        res.set_content(ToFhirGoal(case_id, read->item["current"], fhir_options()).dump(), "application/fhir+json");
+      });
+    };
+    Get(R"(/v1/cases/([^/]+)/items/([0-9A-Za-z]+))", item_route(false));
+    Get(R"(/fhir/Goal/([0-9A-Za-z]+))", item_route(true));
+
+    // A consent as a FHIR Consent; the consent id names its case.
+    Get(R"(/fhir/Consent/([0-9A-Za-z]+))", CaseRoute("read", [this](const httplib::Request& req, httplib::Response& res,
+                                                                    const Caller&, AccessScope& scope) {
+      RecordId consent;
+      if (!FromHex(std::string(req.matches[1]), consent))
+        return SendError(res, 400, "invalid_argument", "a Consent id is a 64-hex-character consent id");
+      auto rec = node->store().GetRecord(consent);
+      if (!rec.ok()) return SendStatusError(res, rec.status());
+      if (!rec->has_value() || (*rec)->type != RecordType::kConsentGrant)
+        return SendError(res, 404, "not_found", "no consent " + ToHex(consent));
+      auto any = DecodeRecord((*rec)->record);
+      if (!any.ok() || !std::holds_alternative<ControlRecord>(*any)) return SendError(res, 404, "not_found", "no consent");
+      const CaseId case_id = std::get<ControlRecord>(*any).header().case_id;
+      scope.case_id = case_id;
+      auto state = node->State(case_id);
+      if (!state.ok()) return SendStatusError(res, state.status());
+      for (const ConsentView& v : state->Consents(NowMs())) {
+        if (v.id != consent) continue;
+        scope.items.push_back(ToHex(v.id));
+        json view = ConsentJson(v);
+        view["updated"] = view["recorded"];
+        view["version"] = ToHex(v.id);
+        if (v.withdrawn_by) {  // the withdrawal is the consent's newest version
+          auto w = node->store().GetRecord(*v.withdrawn_by);
+          if (w.ok() && w->has_value()) view["updated"] = IsoTime(static_cast<int64_t>(HlcMillis((*w)->hlc)));
+          view["version"] = ToHex(*v.withdrawn_by);
+        }
+        res.status = 200;
+        res.set_content(ToFhirConsent(case_id, view, fhir_options()).dump(), "application/fhir+json");
+        return;
+      }
+      SendError(res, 404, "not_found", "no consent " + ToHex(consent));
+    }));
+
+    Get("/fhir/metadata", [this](const httplib::Request& req, httplib::Response& res) {
+      if (!OnlyParams(req, {}, res)) return;
+      res.set_content(FhirCapabilityStatement(fhir_options(), kVersion).dump(), "application/fhir+json");
+    });
+
+    // The change feed, for a system that follows what changed instead of polling every plan.
+    Get("/v1/changes", [this](const httplib::Request& req, httplib::Response& res) { Changes(req, res); });
 
     // The plan, as JSON or as a FHIR CarePlan: the same read, the same access-log entry.
     auto plan_route = [this](bool fhir) {
@@ -684,17 +1146,40 @@ struct ApiServer::Impl {
         scope.case_id = case_id;
         auto plan = node->ReadPlan(case_id);
         if (!plan.ok()) return SendStatusError(res, plan.status());
-        scope.items = plan->versions;
         scope.consent = Join(plan->consents);
-        if (!fhir) return SendJson(res, 200, plan->plan);
-        res.status = 200;
-        res.set_content(ToFhirCarePlan(case_id, plan->plan).dump(), "application/fhir+json");
-      });
+        if (fhir) {
+          scope.items = plan->versions;
+          res.status = 200;
+          res.set_content(ToFhirCarePlan(case_id, plan->plan, fhir_options()).dump(), "application/fhir+json");
+          return;
+        }
+        Page page;
+        if (!ParsePage(req, 'p', kMaxPageLimit, &page, res)) return;
+        json& items = plan->plan["items"];
+        if (page.after || items.size() > page.limit) {
+          // Paged by (kind, created, item): the plan's own order up to ties within a millisecond.
+          std::vector<std::pair<std::string, json>> entries;
+          for (json& i : items) {
+            size_t rank = std::find(std::begin(kItemKinds), std::end(kItemKinds), i.value("kind", "")) - std::begin(kItemKinds);
+            entries.emplace_back(SortableNumber(static_cast<int64_t>(rank)) + i.value("created", "") + i.value("item", ""),
+                                 std::move(i));
+          }
+          std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+          std::optional<std::string> next;
+          items = TakePage(entries, page, 'p', &next);
+          if (next) plan->plan["next_cursor"] = *next;
+        }
+        for (const json& i : items) {  // the access log names what was shown
+          scope.items.push_back(i["version"].get<std::string>());
+          for (const json& c : i["conflicts"]) scope.items.push_back(c["version"].get<std::string>());
+        }
+        SendJson(res, 200, plan->plan);
+      }, fhir ? std::initializer_list<const char*>{} : std::initializer_list<const char*>{"limit", "cursor"});
     };
-    server->Get(R"(/v1/cases/([^/]+)/plan)", plan_route(false));
-    server->Get(R"(/fhir/CarePlan/([^/]+))", plan_route(true));
+    Get(R"(/v1/cases/([^/]+)/plan)", plan_route(false));
+    Get(R"(/fhir/CarePlan/([^/]+))", plan_route(true));
 
-    server->Get(R"(/v1/cases/([^/]+)/access-log)", CaseRoute("read", [this](const httplib::Request& req,
+    Get(R"(/v1/cases/([^/]+)/access-log)", CaseRoute("read", [this](const httplib::Request& req,
                                                                            httplib::Response& res, const Caller&,
                                                                            AccessScope& scope) {
       CaseId case_id;
@@ -708,9 +1193,11 @@ struct ApiServer::Impl {
         if (!t) return SendError(res, 400, "invalid_argument", std::string("'") + name + "' must be YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS[.sss]Z");
         *out = *t;
       }
+      Page page;
+      if (!ParsePage(req, 'a', kMaxPageLimit, &page, res)) return;
       auto entries = node->AccessLogOf(case_id, from, to);
       if (!entries.ok()) return SendStatusError(res, entries.status());
-      json list = json::array();
+      std::vector<std::pair<std::string, json>> sorted;  // by (time, event): new entries never land before a cursor's
       for (const AccessEntry& e : *entries) {
         json actor = {{"id", e.actor_id}, {"name", e.actor_name}, {"role", e.actor_role}};
         if (!e.on_behalf_of.empty()) actor["on_behalf_of"] = e.on_behalf_of;
@@ -718,13 +1205,29 @@ struct ApiServer::Impl {
                   {"outcome", e.outcome}, {"actor", actor}, {"organisation", e.organisation},
                   {"client", e.client_system}, {"items", e.items}};
         if (!e.consent.empty()) j["consent"] = e.consent;
-        list.push_back(std::move(j));
+        sorted.emplace_back(SortableNumber(e.time_ms) + ToHex(e.event_id), std::move(j));
       }
-      SendJson(res, 200, {{"case", CaseIdToHex(case_id)}, {"entries", list}});
-    }));
+      std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+      std::optional<std::string> next;
+      json body = {{"case", CaseIdToHex(case_id)}, {"entries", TakePage(sorted, page, 'a', &next)}};
+      if (next) body["next_cursor"] = *next;
+      SendJson(res, 200, body);
+    }, {"from", "to", "limit", "cursor"}));
 
-    server->set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    server->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
+      if (res.status == 404) {
+        // A path the API serves, asked with another method: 405 and the methods it takes.
+        std::string allow;
+        for (const char* m : {"GET", "POST"})
+          for (const auto& [method, pattern] : routes)
+            if (method == m && std::regex_match(req.path, pattern) && allow.find(m) == std::string::npos)
+              allow += (allow.empty() ? "" : ", ") + method;
+        if (!allow.empty()) {
+          res.set_header("Allow", allow);
+          return SendError(res, 405, "method_not_allowed", req.method.substr(0, 16) + " is not allowed here; use " + allow);
+        }
+      }
       if (res.status == 404) SendError(res, 404, "not_found", "no such endpoint");
       else if (res.status == 413) SendError(res, 413, "too_large", "request body too large");
       else SendError(res, res.status, "http_error", "HTTP error " + std::to_string(res.status));
@@ -778,6 +1281,7 @@ Status ApiServer::Start(const ApiOptions& options) {
     impl_->listener = listener->get();
     impl_->server = std::move(*listener);
   }
+  impl_->fhir.base_uri = options.fhir_base_uri;
   impl_->Configure();
   httplib::Server& server = *impl_->server;
   if (!server.bind_to_port(options.host, options.port))
@@ -801,6 +1305,7 @@ void ApiServer::ServeSocket(int fd) {
 }
 
 void ApiServer::Stop() {
+  impl_->node->store().CancelWaits();  // a waiting change-feed call answers now, not in a minute
   if (impl_->thread.joinable()) {
     impl_->server->stop();
     impl_->thread.join();

@@ -13,6 +13,7 @@
 
 #include "crypto/sodium.h"
 #include "crypto/status.h"
+#include "plan/fhir.h"
 
 namespace kring {
 
@@ -53,6 +54,8 @@ struct ApiOptions {
   // address beyond loopback.
   std::string tls_cert;
   std::string tls_key;
+  // Where the FHIR code systems and identifiers live (`run --fhir-base-uri`).
+  std::string fhir_base_uri = kDefaultFhirBaseUri;
 };
 
 // True for 127.0.0.0/8, ::1 and localhost.

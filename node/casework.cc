@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <set>
 
+#include "crypto/primitives.h"
 #include "node/log.h"
 #include "node/node.h"
 #include "plan/items.h"
@@ -137,7 +138,7 @@ Result<ItemWritten> Node::WriteItem(const CaseId& case_id, const ItemInput& in) 
     auto id = StoreOwnControl(std::move(r));
     if (!id.ok()) return id.status();
     KRING_RETURN_IF_ERROR(RecomputeLocked(case_id));
-    return ItemWritten{*id, *id};
+    return ItemWritten{*id, *id, false, ""};
   }
 
   KRING_RETURN_IF_ERROR(ValidateItem(in.kind, in.domain, in.data));
@@ -164,6 +165,15 @@ Result<ItemWritten> Node::WriteItem(const CaseId& case_id, const ItemInput& in) 
     FragmentId item = pf->ItemId();
     if (d.item != FragmentId{} && d.item != item) return Status::InvalidArgument("superseded versions belong to different items");
     d.item = item;
+  }
+  // If-Match: the writer saw the item as it is now, or nothing is written.
+  if (!in.if_match.empty()) {
+    if (in.supersedes.empty()) return Status::InvalidArgument("If-Match applies to an edit (an item with 'supersedes')");
+    auto heads = ItemHeadsLocked(*state, case_id, d.item);
+    if (!heads.ok()) return heads.status();
+    if (in.if_match != "*" && in.if_match != ItemEtag(*heads))
+      return Status::FailedPrecondition("the item changed since you read it (its ETag is now " + ItemEtag(*heads) +
+                                        "); read it again and edit that");
   }
   FragmentFacts facts{FragmentId{}, me, in.domain, now};
   if (!state->MayWriteAt(me, in.domain, now))
@@ -197,7 +207,107 @@ Result<ItemWritten> Node::WriteItem(const CaseId& case_id, const ItemInput& in) 
   auto added = store_->PutRecords({row}, me, now);
   if (!added.ok()) return added.status();
   if (sync_) sync_->Announce(id);
-  return ItemWritten{f->ItemId(), id};
+  ItemWritten out{f->ItemId(), id, false, ToHex(id)};
+  if (in.supersedes.empty()) return out;  // a new item: its one version is its head
+  auto heads = ItemHeadsLocked(*state, case_id, out.item);
+  if (heads.ok()) {  // the write is durable; only what the answer says about it is missing otherwise
+    out.conflict = heads->size() > 1;
+    out.etag = ItemEtag(*heads);
+  }
+  return out;
+}
+
+std::string ItemEtag(std::vector<FragmentId> heads) {
+  std::sort(heads.begin(), heads.end());
+  if (heads.size() == 1) return ToHex(heads[0]);
+  Bytes all;
+  for (const FragmentId& h : heads) all.insert(all.end(), h.begin(), h.end());
+  return "c" + ToHex(HashParts("kring/item-etag/v1", {ByteSpan(all)})).substr(0, 63);
+}
+
+Result<std::vector<FragmentId>> Node::ItemHeadsLocked(const CaseState& state, const CaseId& case_id,
+                                                      const FragmentId& item) {
+  auto records = store_->RecordsOfCase(case_id, RecordType::kFragment);
+  if (!records.ok()) return records.status();
+  const std::string& me = org_;
+  const int64_t now = NowMs();
+  std::set<FragmentId> versions, superseded;
+  for (const StoredRecord& r : *records) {
+    auto f = DecodeFragmentRecord(r.record);
+    if (!f.ok() || f->ItemId() != item) continue;
+    if (f->header.author.v != me && !state.MayRead(me, FactsOf(r.id, *f), now)) continue;
+    versions.insert(r.id);
+    for (const FragmentId& p : f->header.predecessors.v) superseded.insert(p);
+  }
+  std::vector<FragmentId> heads;
+  for (const FragmentId& v : versions)
+    if (!superseded.count(v)) heads.push_back(v);
+  return heads;
+}
+
+Result<ItemRead> Node::ReadItem(const CaseId& case_id, const FragmentId& item) {
+  auto lock = LockCase(case_id);
+  auto state = StateLocked(case_id);
+  if (!state.ok()) return state.status();
+  const std::string& me = org_;
+  const int64_t now = NowMs();
+  auto records = store_->RecordsOfCase(case_id, RecordType::kFragment);
+  if (!records.ok()) return records.status();
+  ItemRead out;
+  std::set<std::string> consents;
+  std::vector<ItemVersion> versions;
+  for (const StoredRecord& r : *records) {
+    auto f = DecodeFragmentRecord(r.record);
+    if (!f.ok() || f->ItemId() != item) continue;
+    FragmentFacts facts = FactsOf(r.id, *f);
+    if (f->header.author.v != me && !state->MayRead(me, facts, now)) continue;
+    ContentKey key;
+    if (!ContentKeyFor(*f, &key).ok()) continue;
+    auto body = DecryptFragment(*f, key);
+    if (!body.ok()) continue;
+    ItemVersion v;
+    v.version = r.id;
+    v.item = item;
+    v.author = f->header.author.v;
+    v.kind = f->header.kind.v;
+    v.domain = f->header.domain.v;
+    v.hlc = f->header.hlc;
+    v.supersedes = f->header.predecessors.v;
+    v.data = nlohmann::json::parse(body->begin(), body->end(), nullptr, false);
+    sodium_memzero(body->data(), body->size());
+    if (v.data.is_discarded()) continue;
+    if (auto c = state->ConsentFor(me, facts, now)) consents.insert(ToHex(*c));
+    versions.push_back(std::move(v));
+  }
+  if (versions.empty()) return Status::NotFound("this organisation may read no version of item " + ToHex(item));
+  std::sort(versions.begin(), versions.end(), [](const ItemVersion& a, const ItemVersion& b) {
+    return a.hlc != b.hlc ? a.hlc < b.hlc : a.version < b.version;
+  });
+  nlohmann::json history = nlohmann::json::array();
+  std::vector<FragmentId> heads;
+  std::set<FragmentId> superseded;
+  for (const ItemVersion& v : versions)
+    for (const FragmentId& p : v.supersedes) superseded.insert(p);
+  for (const ItemVersion& v : versions) {
+    nlohmann::json sup = nlohmann::json::array();
+    for (const FragmentId& p : v.supersedes) sup.push_back(ToHex(p));
+    history.push_back({{"version", ToHex(v.version)}, {"author", v.author}, {"created", IsoTimeMillis(HlcMillis(v.hlc))},
+                       {"supersedes", sup}, {"data", v.data}});
+    out.versions.push_back(ToHex(v.version));
+    if (!superseded.count(v.version)) heads.push_back(v.version);
+  }
+  const std::string kind = versions.front().kind, domain = versions.front().domain;
+  RegieView regie = state->Regie();
+  nlohmann::json merged = MergePlan(case_id, RegieInput{regie.org, regie.person, regie.conflict}, std::move(versions));
+  nlohmann::json current = nullptr;
+  for (const nlohmann::json& i : merged["items"])
+    if (i.value("item", "") == ToHex(item)) current = i;
+  out.etag = ItemEtag(heads);
+  out.item = {{"case", CaseIdToHex(case_id)}, {"item", ToHex(item)}, {"kind", kind},
+              {"domain", domain.empty() ? nlohmann::json(nullptr) : nlohmann::json(domain)},
+              {"deleted", current.is_null()}, {"current", current}, {"history", history}, {"etag", out.etag}};
+  out.consents.assign(consents.begin(), consents.end());
+  return out;
 }
 
 Result<PlanRead> Node::ReadPlan(const CaseId& case_id) {

@@ -53,8 +53,9 @@ bool SplitHostPort(const std::string& s, std::string* host, int* port) {
 
 int Run(const std::string& dir, const std::string& listen, const std::string& api, int sync_interval_ms,
         const std::string& tls_cert, const std::string& tls_key, CheckpointPolicy checkpoints,
-        const std::string& portal) {
+        const std::string& portal, const std::string& fhir_base_uri) {
   ApiOptions api_options;
+  api_options.fhir_base_uri = fhir_base_uri;
   api_options.tls_cert = tls_cert;
   api_options.tls_key = tls_key;
   if (!SplitHostPort(api, &api_options.host, &api_options.port))
@@ -218,6 +219,16 @@ int Main(int argc, char** argv) {
   std::string tls_cert, tls_key;
   run->add_option("--tls-cert", tls_cert, "PEM certificate (chain) for the API; with --tls-key the API speaks HTTPS");
   run->add_option("--tls-key", tls_key, "PEM private key for --tls-cert");
+  std::string fhir_base_uri = kDefaultFhirBaseUri;
+  run->add_option("--fhir-base-uri", fhir_base_uri,
+                  "Base URI of this organisation's FHIR code systems and identifiers (an identifier, need not resolve)")
+      ->check([](const std::string& v) {
+        return v.rfind("https://", 0) == 0 && v.size() <= 200 && v.back() != '/' &&
+                       v.find_first_of(" \"<>\\#?") == std::string::npos
+                   ? std::string()
+                   : std::string("must be an https:// URI without a trailing '/', query or fragment, at most 200 characters");
+      })
+      ->capture_default_str();
   std::string portal;
   run->add_option("--portal", portal, "Serve the citizen's portal on HOST:PORT (beyond loopback only with TLS, the same --tls-cert/--tls-key)");
   run->add_option("--sync-interval-ms", sync_interval_ms, "Milliseconds between reconciliation rounds with each partner")
@@ -459,7 +470,7 @@ int Main(int argc, char** argv) {
   }
   if (*run) {
     checkpoint_policy.interval_ms = checkpoint_interval_s * 1000;
-    return Run(dir, listen, api, sync_interval_ms, tls_cert, tls_key, checkpoint_policy, portal);
+    return Run(dir, listen, api, sync_interval_ms, tls_cert, tls_key, checkpoint_policy, portal, fhir_base_uri);
   }
   return 2;
 }

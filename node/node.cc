@@ -442,6 +442,13 @@ Status Node::RecomputeLocked(const CaseId& case_id) {
       std::vector<std::string> hex;
       for (const RecordId& id : changes.purged_fragments) hex.push_back(ToHex(id));
       LogSystemAccess("purge", case_id, hex);
+      ChangeRow purged;  // for the change feed: which versions a system that kept copies must drop
+      purged.time_ms = now;
+      purged.case_id = case_id;
+      purged.kind = "purge";
+      RandomBytes(purged.ref);
+      purged.items = std::move(hex);
+      KRING_RETURN_IF_ERROR(store_->AddChange(purged));
     }
     if (purge.size() > changes.purged_fragments.size())
       KRING_LOG(kDebug, "consent", "dropped " << purge.size() - changes.purged_fragments.size()
@@ -451,6 +458,7 @@ Status Node::RecomputeLocked(const CaseId& case_id) {
   if (sync_)
     for (const RecordId& id : *grown) sync_->Announce(id);
 
+  KRING_RETURN_IF_ERROR(RecordExpiriesLocked(state, now));
   KRING_RETURN_IF_ERROR(store_->SetNextChange(case_id, changes.next_change));
   SetDue(case_id, changes.next_change);
   return Status::Ok();

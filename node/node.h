@@ -86,11 +86,42 @@ struct ItemInput {
   std::string domain;
   nlohmann::json data;
   std::vector<FragmentId> supersedes;
+  // An edit's If-Match: the item's ETag (ItemEtag) the writer saw; empty:
+  // none. FailedPrecondition, writing nothing, when the item's heads moved.
+  std::string if_match;
 };
 
 struct ItemWritten {
   FragmentId item{};
   FragmentId version{};
+  bool conflict = false;  // the item has more than one head after this write
+  std::string etag;       // the item's ETag after this write (empty for a regisseur item)
+};
+
+// The ETag of a plan item: its heads (the versions no readable version
+// supersedes), the one version's id, or a hash of them all when in conflict.
+std::string ItemEtag(std::vector<FragmentId> heads);
+
+// One plan item as this organisation may see it (GET .../items/{item}).
+struct ItemRead {
+  nlohmann::json item;  // {"case","item","kind","domain","current","history"}
+  std::vector<std::string> versions;  // hex ids of the versions shown, for the access log
+  std::vector<std::string> consents;  // hex ids of the consents that allowed reading
+  std::string etag;
+};
+
+// One entry of the change feed as the API shows it.
+struct Change {
+  int64_t seq = 0;
+  int64_t time_ms = 0;
+  CaseId case_id{};
+  std::string kind;
+  nlohmann::json ids = nlohmann::json::object();  // item, version, item_kind, consent, withdrawal, record, versions
+};
+
+struct ChangePage {
+  std::vector<Change> changes;
+  int64_t next_seq = 0;  // continue after this (past changes hidden from this organisation too)
 };
 
 // A plan as this organisation may see it, with what the access log needs.
@@ -178,6 +209,15 @@ class Node : public RecordSink {
   // this organisation may not write in that domain or edit that item.
   Result<ItemWritten> WriteItem(const CaseId& case_id, const ItemInput& in);
   Result<PlanRead> ReadPlan(const CaseId& case_id);
+  // One item with its history. NotFound when this organisation may read no version of it.
+  Result<ItemRead> ReadItem(const CaseId& case_id, const FragmentId& item);
+
+  // --- the change feed (node/changes.cc) ---
+  // Up to `limit` changes after `after_seq` this organisation may see now
+  // (consent/admission.h decides), looking at no more than kMaxChangesScanned
+  // stored ones per call.
+  static constexpr size_t kMaxChangesScanned = 5000;
+  Result<ChangePage> Changes(int64_t after_seq, size_t limit);
 
   // Evidence of misbehaviour this node saw in a case: an organisation that
   // signed a record not following its own earlier record (a fork).
@@ -306,6 +346,10 @@ class Node : public RecordSink {
   std::mutex network_mu_;  // one roster adoption or key switch at a time
   // Keys this node used before its last rotations (DATA/retired-keys), to open what was sealed to them.
   void LoadRetiredKeys();
+  // The heads of `item` among the versions this organisation may read, sorted.
+  Result<std::vector<FragmentId>> ItemHeadsLocked(const CaseState& state, const CaseId& case_id, const FragmentId& item);
+  // Records in the change feed the consents of `state` that have expired (once each).
+  Status RecordExpiriesLocked(const CaseState& state, int64_t now);
   // Opens a fragment's content key for this organisation: as a recipient or through a key grant.
   Status ContentKeyFor(const Fragment& f, ContentKey* key);
   void TimerLoop();

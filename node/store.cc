@@ -180,6 +180,34 @@ const char* const kMigrations[] = {
       id BLOB PRIMARY KEY,
       sealed BLOB NOT NULL) WITHOUT ROWID;
     )sql",
+    // 6 -> 7 (issue 14, the API): the change feed and
+    // the answers kept for Idempotency-Key retries.
+    // changes: what changed on this node, in the order it was stored; `ref`
+    // is the record (or a purge's own id), `items` a purge's versions (hex,
+    // comma-separated). Who may see an entry is decided when it is read.
+    // idempotency: per client system and key (a hash: the key itself is not
+    // kept), the request's hash and the answer sealed with a key derived
+    // from the Idempotency-Key, so the disk alone does not show it.
+    R"sql(
+    CREATE TABLE changes (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      time_ms INTEGER NOT NULL,
+      case_id BLOB NOT NULL,
+      kind TEXT NOT NULL,
+      ref BLOB NOT NULL,
+      items TEXT NOT NULL DEFAULT '',
+      UNIQUE (kind, ref));
+    CREATE TABLE idempotency (
+      client TEXT NOT NULL,
+      key_hash BLOB NOT NULL,
+      request_hash BLOB NOT NULL,
+      status INTEGER NOT NULL,
+      answer BLOB NOT NULL,
+      case_id BLOB,
+      time_ms INTEGER NOT NULL,
+      PRIMARY KEY (client, key_hash)) WITHOUT ROWID;
+    CREATE INDEX idempotency_by_time ON idempotency (time_ms);
+    )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
@@ -260,6 +288,18 @@ Result<std::vector<StoredRecord>> ReadRecordRows(Stmt& s) {
   }
   if (rc != SQLITE_DONE) return s.Error("cannot read records");
   return out;
+}
+
+// The change-feed kind a newly stored record of this type is (nullptr: none).
+const char* ChangeKindOf(RecordType t) {
+  switch (t) {
+    case RecordType::kFragment: return "item-stored";
+    case RecordType::kCaseGenesis: return "case-opened";
+    case RecordType::kConsentGrant: return "consent-given";
+    case RecordType::kConsentWithdrawal: return "consent-withdrawn";
+    case RecordType::kRegieChange: return "regie-changed";
+    default: return nullptr;
+  }
 }
 
 }  // namespace
@@ -427,9 +467,11 @@ Result<std::vector<RecordId>> Store::PutRecords(const std::vector<RecordRow>& ro
   Transaction tx(db_);
   if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
   std::vector<RecordId> added;
+  changes_added_ = false;
   KRING_RETURN_IF_ERROR(InsertRecordsLocked(rows, received_from, now_ms, &added));
   KRING_RETURN_IF_ERROR(tx.Commit());
   if (!added.empty()) generation_.fetch_add(1);
+  if (changes_added_) NotifyChangesLocked();
   return added;
 }
 
@@ -441,6 +483,7 @@ Status Store::InsertRecordsLocked(const std::vector<RecordRow>& rows, const std:
   // changes its case's decisions: the case is due until a recompute records
   // its next change (SetNextChange), even across a crash.
   Stmt due(db_, "INSERT OR REPLACE INTO case_schedule (case_id, next_change_ms) VALUES (?, 0)");
+  Stmt change(db_, "INSERT OR IGNORE INTO changes (time_ms, case_id, kind, ref) VALUES (?,?,?,?)");
   for (const RecordRow& r : rows) {
     // SQLite integers are signed: a larger hlc would be stored negative and
     // sort before every real one.
@@ -453,6 +496,12 @@ Status Store::InsertRecordsLocked(const std::vector<RecordRow>& rows, const std:
     ins.Reset();
     if (sqlite3_changes(db_) == 0) continue;
     added->push_back(r.id);
+    if (const char* kind = ChangeKindOf(r.type)) {
+      change.Bind(1, now_ms).Bind(2, ByteSpan(r.case_id)).Bind(3, std::string(kind)).Bind(4, ByteSpan(r.id));
+      if (change.Step() != SQLITE_DONE) return change.Error("cannot record the change");
+      change.Reset();
+      changes_added_ = true;
+    }
     if (r.type != RecordType::kFragment && r.type != RecordType::kAccessRecord && r.type != RecordType::kKeyGrant &&
         r.type != RecordType::kCheckpoint && r.type != RecordType::kRoster && r.type != RecordType::kKeyRotation) {
       due.Bind(1, ByteSpan(r.case_id));
@@ -1109,6 +1158,128 @@ Status Store::BackupTo(const std::string& dest) {
     return fail("cannot finish the backup");
   if (sqlite3_close(out) != SQLITE_OK) return fail("cannot close the backup");
   return Status::Ok();
+}
+
+// --- the change feed (issue 14) ---
+
+void Store::NotifyChangesLocked() {
+  Stmt s(db_, "SELECT COALESCE(MAX(seq), 0) FROM changes");
+  int64_t last = s.Step() == SQLITE_ROW ? s.Int(0) : 0;
+  {
+    std::lock_guard wl(wait_mu_);
+    last_change_seq_ = std::max(last_change_seq_, last);
+  }
+  wait_cv_.notify_all();
+}
+
+Status Store::AddChange(const ChangeRow& c) {
+  std::lock_guard lock(mu_);
+  Stmt ins(db_, "INSERT OR IGNORE INTO changes (time_ms, case_id, kind, ref, items) VALUES (?,?,?,?,?)");
+  std::string items;
+  for (const std::string& i : c.items) items += (items.empty() ? "" : ",") + i;
+  ins.Bind(1, c.time_ms).Bind(2, ByteSpan(c.case_id)).Bind(3, c.kind).Bind(4, ByteSpan(c.ref)).Bind(5, items);
+  if (ins.Step() != SQLITE_DONE) return ins.Error("cannot record the change");
+  if (sqlite3_changes(db_) > 0) NotifyChangesLocked();
+  return Status::Ok();
+}
+
+Result<bool> Store::HasChange(const std::string& kind, const RecordId& ref) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT 1 FROM changes WHERE kind = ? AND ref = ?");
+  s.Bind(1, kind).Bind(2, ByteSpan(ref));
+  int rc = s.Step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return s.Error("cannot read the change feed");
+  return rc == SQLITE_ROW;
+}
+
+Result<std::vector<ChangeRow>> Store::ChangesAfter(int64_t seq, size_t max) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT seq, time_ms, case_id, kind, ref, items FROM changes WHERE seq > ? ORDER BY seq LIMIT ?");
+  s.Bind(1, seq).Bind(2, static_cast<int64_t>(max));
+  std::vector<ChangeRow> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    ChangeRow c;
+    c.seq = s.Int(0);
+    c.time_ms = s.Int(1);
+    if (!s.Array(2, &c.case_id) || !s.Array(4, &c.ref)) return Status::Corruption("malformed change " + std::to_string(c.seq));
+    c.kind = s.Text(3);
+    std::string items = s.Text(5);
+    for (size_t at = 0; at < items.size();) {
+      size_t end = items.find(',', at);
+      if (end == std::string::npos) end = items.size();
+      c.items.push_back(items.substr(at, end - at));
+      at = end + 1;
+    }
+    out.push_back(std::move(c));
+  }
+  if (rc != SQLITE_DONE) return s.Error("cannot read the change feed");
+  return out;
+}
+
+Result<int64_t> Store::LastChangeSeq() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT COALESCE(MAX(seq), 0) FROM changes");
+  if (s.Step() != SQLITE_ROW) return s.Error("cannot read the change feed");
+  int64_t last = s.Int(0);
+  std::lock_guard wl(wait_mu_);
+  last_change_seq_ = std::max(last_change_seq_, last);
+  return last;
+}
+
+bool Store::WaitForChange(int64_t after_seq, std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock wl(wait_mu_);
+  return wait_cv_.wait_until(wl, deadline, [&] { return waits_cancelled_ || last_change_seq_ > after_seq; }) &&
+         !waits_cancelled_;
+}
+
+void Store::CancelWaits() {
+  {
+    std::lock_guard wl(wait_mu_);
+    waits_cancelled_ = true;
+  }
+  wait_cv_.notify_all();
+}
+
+// --- Idempotency-Key answers (issue 14) ---
+
+Result<std::optional<IdempotentAnswer>> Store::GetIdempotent(const std::string& client, const Hash& key_hash,
+                                                             int64_t not_before_ms) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT request_hash, status, answer, case_id, time_ms FROM idempotency "
+              "WHERE client = ? AND key_hash = ? AND time_ms >= ?");
+  s.Bind(1, client).Bind(2, ByteSpan(key_hash)).Bind(3, not_before_ms);
+  int rc = s.Step();
+  if (rc == SQLITE_DONE) return std::optional<IdempotentAnswer>();
+  if (rc != SQLITE_ROW) return s.Error("cannot read idempotency keys");
+  IdempotentAnswer a;
+  if (!s.Array(0, &a.request)) return Status::Corruption("malformed idempotency entry");
+  a.status = static_cast<int>(s.Int(1));
+  a.answer = s.Blob(2);
+  if (sqlite3_column_type(s.raw(), 3) != SQLITE_NULL) {
+    CaseId c;
+    if (s.Array(3, &c)) a.case_id = c;
+  }
+  a.time_ms = s.Int(4);
+  return std::optional<IdempotentAnswer>(std::move(a));
+}
+
+Status Store::PutIdempotent(const std::string& client, const Hash& key_hash, const IdempotentAnswer& a,
+                            int64_t expire_before_ms) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
+  Stmt del(db_, "DELETE FROM idempotency WHERE time_ms < ?");
+  del.Bind(1, expire_before_ms);
+  if (del.Step() != SQLITE_DONE) return del.Error("cannot expire idempotency keys");
+  Stmt ins(db_, "INSERT OR REPLACE INTO idempotency (client, key_hash, request_hash, status, answer, case_id, time_ms) "
+                "VALUES (?,?,?,?,?,?,?)");
+  ins.Bind(1, client).Bind(2, ByteSpan(key_hash)).Bind(3, ByteSpan(a.request)).Bind(4, int64_t{a.status})
+      .Bind(5, ByteSpan(a.answer));
+  if (a.case_id) ins.Bind(6, ByteSpan(*a.case_id));
+  ins.Bind(7, a.time_ms);
+  if (ins.Step() != SQLITE_DONE) return ins.Error("cannot keep the answer for the idempotency key");
+  return tx.Commit();
 }
 
 }  // namespace kring

@@ -11,6 +11,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -29,7 +31,7 @@ struct sqlite3;
 
 namespace kring {
 
-inline constexpr int kSchemaVersion = 6;
+inline constexpr int kSchemaVersion = 7;
 
 struct Partner {
   PublicIdentity identity;
@@ -91,6 +93,25 @@ struct AccessHead {
   int64_t entries = 0;
   Hash head{};
   int64_t last_time_ms = 0;  // the last entry's time; 0 when empty
+};
+
+// One entry of the change feed as stored (docs/api.md, "Follow what changed").
+struct ChangeRow {
+  int64_t seq = 0;       // assigned by the store, increasing, never reused
+  int64_t time_ms = 0;   // when this node stored the change
+  CaseId case_id{};
+  std::string kind;      // item-stored, case-opened, consent-given, consent-withdrawn, consent-expired, regie-changed, purge
+  RecordId ref{};        // the record; for a purge its own random id
+  std::vector<std::string> items;  // a purge: the versions purged (hex)
+};
+
+// The first answer to a POST with an Idempotency-Key.
+struct IdempotentAnswer {
+  Hash request{};   // what was asked: method, path and body
+  int status = 0;
+  Bytes answer;     // sealed (node/api.cc): status line fields, headers, body
+  std::optional<CaseId> case_id;
+  int64_t time_ms = 0;
 };
 
 class Store {
@@ -232,6 +253,31 @@ class Store {
   // Held checkpoints, of `org` only unless it is empty; by org, then holder.
   Result<std::vector<CheckpointRow>> HeldCheckpoints(const std::string& org = "");
 
+  // --- the change feed ---
+  // PutRecords records a change for every new fragment, genesis, consent,
+  // withdrawal and regie change in the same transaction. AddChange records
+  // the others (a consent that expired, a purge); a second change with the
+  // same (kind, ref) is ignored.
+  Status AddChange(const ChangeRow& c);
+  Result<bool> HasChange(const std::string& kind, const RecordId& ref);
+  // Up to `max` changes with seq > `seq`, in order.
+  Result<std::vector<ChangeRow>> ChangesAfter(int64_t seq, size_t max);
+  Result<int64_t> LastChangeSeq();
+  // Blocks until this process stored a change with seq > `after_seq` (true),
+  // the deadline passes or CancelWaits() was called (false). Woken by the
+  // commit itself (a condition variable), not by polling.
+  bool WaitForChange(int64_t after_seq, std::chrono::steady_clock::time_point deadline);
+  // Wakes every WaitForChange for good (the node is stopping).
+  void CancelWaits();
+
+  // --- Idempotency-Key answers, per client system ---
+  // The answer kept for (client, key_hash) since `not_before_ms`, if any.
+  Result<std::optional<IdempotentAnswer>> GetIdempotent(const std::string& client, const Hash& key_hash,
+                                                        int64_t not_before_ms);
+  // Keeps `a`, dropping every answer older than `expire_before_ms`.
+  Status PutIdempotent(const std::string& client, const Hash& key_hash, const IdempotentAnswer& a,
+                       int64_t expire_before_ms);
+
   // Copies the database to `dest` with SQLite's online backup API: one
   // consistent snapshot, while other connections keep writing. `dest` must
   // not exist; it is created mode 0600.
@@ -247,8 +293,16 @@ class Store {
   Status InsertRecordsLocked(const std::vector<RecordRow>& rows, const std::string& received_from, int64_t now_ms,
                              std::vector<RecordId>* added);
 
+  // After a commit that added changes: wakes WaitForChange. REQUIRES: mu_ held.
+  void NotifyChangesLocked();
+
   std::mutex mu_;
   sqlite3* db_;
+  bool changes_added_ = false;  // guarded by mu_: set by InsertRecordsLocked
+  std::mutex wait_mu_;          // guards the two below; never held while waiting for mu_
+  std::condition_variable wait_cv_;
+  int64_t last_change_seq_ = 0;
+  bool waits_cancelled_ = false;
   int64_t data_version_ = -1;
   std::atomic<uint64_t> generation_{0};
 };

@@ -7,6 +7,7 @@
 #include <set>
 #include <string>
 
+#include "crypto/primitives.h"
 #include "protocol/records.h"
 
 namespace kring {
@@ -32,35 +33,91 @@ const json& Member(const json& j, const char* key) {
   return it != j.end() ? *it : kNull;
 }
 
+// The code systems of one call, under the operator's base URI.
+struct Systems {
+  std::string life_domain, item_kind, care_team_role, case_id, item, consent;
+  explicit Systems(const FhirOptions& o)
+      : life_domain(o.base_uri + "/CodeSystem/life-domain"),
+        item_kind(o.base_uri + "/CodeSystem/item-kind"),
+        care_team_role(o.base_uri + "/CodeSystem/care-team-role"),
+        case_id(o.base_uri + "/NamingSystem/case"),
+        item(o.base_uri + "/NamingSystem/item"),
+        consent(o.base_uri + "/NamingSystem/consent") {}
+};
+
+// The ZRM life domains by their Dutch names (the displays of BASE/CodeSystem/life-domain).
 std::string LifeDomainDisplay(const std::string& slug) {
   static const std::map<std::string, std::string> kDisplay = {
-      {"finances", "Finances"},
-      {"work-education", "Work and education"},
-      {"daily-activities", "Daily activities"},
-      {"housing", "Housing"},
-      {"domestic-relations", "Domestic relations"},
-      {"mental-health", "Mental health"},
-      {"physical-health", "Physical health"},
-      {"substance-use", "Substance use"},
-      {"basic-adl", "Basic activities of daily living"},
-      {"instrumental-adl", "Instrumental activities of daily living"},
-      {"social-network", "Social network"},
-      {"participation", "Social participation"},
-      {"justice", "Justice"}};
+      {"finances", "Financiën"},
+      {"work-education", "Werk en opleiding"},
+      {"daily-activities", "Tijdsbesteding"},
+      {"housing", "Huisvesting"},
+      {"domestic-relations", "Huiselijke relaties"},
+      {"mental-health", "Geestelijke gezondheid"},
+      {"physical-health", "Lichamelijke gezondheid"},
+      {"substance-use", "Middelengebruik"},
+      {"basic-adl", "Basale ADL"},
+      {"instrumental-adl", "Instrumentele ADL"},
+      {"social-network", "Sociaal netwerk"},
+      {"participation", "Maatschappelijke participatie"},
+      {"justice", "Justitie"}};
   auto it = kDisplay.find(slug);
   return it == kDisplay.end() ? slug : it->second;
 }
 
+thread_local const Systems* g_systems = nullptr;  // set for the duration of one mapping call
+
 json LifeDomainConcept(const std::string& slug) {
-  return {{"coding", json::array({{{"system", kFhirLifeDomainSystem}, {"code", slug}, {"display", LifeDomainDisplay(slug)}}})},
+  return {{"coding", json::array({{{"system", g_systems->life_domain}, {"code", slug}, {"display", LifeDomainDisplay(slug)}}})},
           {"text", LifeDomainDisplay(slug)}};
 }
 
-json KindConcept(const std::string& kind) {
-  std::string display = kind;
-  if (!display.empty()) display[0] = static_cast<char>(display[0] - 'a' + 'A');
-  return {{"coding", json::array({{{"system", kFhirItemKindSystem}, {"code", kind}, {"display", display}}})}};
+std::string KindDisplay(const std::string& kind) {
+  static const std::map<std::string, std::string> kDisplay = {
+      {"household", "Huishouden"}, {"goal", "Doel"},         {"action", "Actie"},
+      {"agreement", "Afspraak"},   {"evaluation", "Evaluatie"}, {"signal", "Signaal"},
+      {"handover", "Warme overdracht"}, {"note", "Notitie"}, {"regisseur", "Regisseur"}};
+  auto it = kDisplay.find(kind);
+  return it == kDisplay.end() ? kind : it->second;
 }
+
+json KindConcept(const std::string& kind) {
+  return {{"coding", json::array({{{"system", g_systems->item_kind}, {"code", kind}, {"display", KindDisplay(kind)}}})}};
+}
+
+// Text for the XHTML narrative: the five characters XML gives meaning escaped.
+std::string Xml(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+json Narrative(const std::string& xhtml_body) {
+  return {{"status", "generated"}, {"div", "<div xmlns=\"http://www.w3.org/1999/xhtml\">" + xhtml_body + "</div>"}};
+}
+
+// A short digest of a resource's content, for meta.versionId (FHIR id: at most 64 of [A-Za-z0-9.-]).
+std::string ContentVersion(const json& resource) {
+  std::string text = resource.dump();
+  Hash h = HashParts("kring/fhir-version/v1", {ByteSpan(reinterpret_cast<const uint8_t*>(text.data()), text.size())});
+  return ToHex(h).substr(0, 32);
+}
+
+// Sets g_systems for one mapping call.
+struct UseSystems {
+  Systems systems;
+  explicit UseSystems(const FhirOptions& o) : systems(o) { g_systems = &systems; }
+  ~UseSystems() { g_systems = nullptr; }
+};
 
 // Goal.lifecycleStatus and Goal.achievementStatus for our goal status.
 void MapGoalStatus(const std::string& status, json* goal) {
@@ -100,17 +157,31 @@ std::string PartyDisplay(const json& p) {
   if (type == "organisation") return Str(p, "org");
   if (type == "citizen") {
     const json& m = Member(p, "member");
-    return m.is_number_integer() ? "household member " + std::to_string(m.get<int64_t>()) : "the citizen";
+    return m.is_number_integer() ? "huishoudlid " + std::to_string(m.get<int64_t>()) : "de burger";
   }
-  if (type == "network") return "network (" + Str(p, "relation") + ")";
-  return "unknown";
+  if (type == "network") return "netwerk (" + Str(p, "relation") + ")";
+  return "onbekend";
 }
 
-json Reference(const std::string& display) { return {{"display", display.empty() ? "unknown" : display}}; }
+json Reference(const std::string& display) { return {{"display", display.empty() ? "onbekend" : display}}; }
+
+// A goal item as a Goal resource (contained: no meta, no narrative).
+json GoalResource(const json& it, const json& subject) {
+  const json& d = Member(it, "data");
+  json g = {{"resourceType", "Goal"},
+            {"id", Str(it, "item")},
+            {"description", {{"text", Str(d, "description").empty() ? "doel" : Str(d, "description")}}},
+            {"subject", subject}};
+  MapGoalStatus(Str(d, "status"), &g);
+  if (!Str(it, "domain").empty()) g["category"] = json::array({LifeDomainConcept(Str(it, "domain"))});
+  if (!Str(d, "target_date").empty()) g["target"] = json::array({{{"dueDate", Str(d, "target_date")}}});
+  return g;
+}
 
 }  // namespace
 
-json ToFhirCarePlan(const CaseId& case_id, const json& plan_view) {
+json ToFhirCarePlan(const CaseId& case_id, const json& plan_view, const FhirOptions& options) {
+  UseSystems use(options);
   const json& items_in = Member(plan_view, "items");
   const json empty = json::array();
   const json& items = items_in.is_array() ? items_in : empty;
@@ -121,17 +192,9 @@ json ToFhirCarePlan(const CaseId& case_id, const json& plan_view) {
   std::set<std::string> goal_ids;
   for (const json& it : items) {
     if (Str(it, "kind") != "goal") continue;
-    const json& d = Member(it, "data");
     const std::string id = Str(it, "item");
     if (id.empty()) continue;
-    json g = {{"resourceType", "Goal"},
-              {"id", id},
-              {"description", {{"text", Str(d, "description").empty() ? "goal" : Str(d, "description")}}},
-              {"subject", {{"reference", kHouseholdRef}}}};
-    MapGoalStatus(Str(d, "status"), &g);
-    if (!Str(it, "domain").empty()) g["category"] = json::array({LifeDomainConcept(Str(it, "domain"))});
-    if (!Str(d, "target_date").empty()) g["target"] = json::array({{{"dueDate", Str(d, "target_date")}}});
-    goals.push_back(std::move(g));
+    goals.push_back(GoalResource(it, {{"reference", kHouseholdRef}}));
     goal_ids.insert(id);
   }
   auto goal_refs = [&](const std::vector<std::string>& ids) {
@@ -161,7 +224,7 @@ json ToFhirCarePlan(const CaseId& case_id, const json& plan_view) {
     } else if (kind == "action") {
       json detail = {{"code", KindConcept(kind)},
                      {"status", ActionActivityStatus(Str(d, "status"))},
-                     {"description", Str(d, "what").empty() ? "action" : Str(d, "what")},
+                     {"description", Str(d, "what").empty() ? "actie" : Str(d, "what")},
                      {"performer", json::array({Reference(PartyDisplay(Member(d, "who")))})}};
       if (!domain.empty()) detail["reasonCode"] = json::array({LifeDomainConcept(domain)});
       if (!Str(d, "due_date").empty()) detail["scheduledPeriod"] = {{"end", Str(d, "due_date")}};
@@ -172,7 +235,7 @@ json ToFhirCarePlan(const CaseId& case_id, const json& plan_view) {
       const std::string outcome = Str(d, "outcome");
       json detail = {{"code", KindConcept(kind)},
                      {"status", outcome.empty() ? "scheduled" : "completed"},
-                     {"description", "Evaluation: " + Str(d, "reviewed")},
+                     {"description", "Evaluatie: " + Str(d, "reviewed")},
                      {"performer", json::array({Reference(author)})}};
       if (!Str(d, "date").empty()) detail["scheduledPeriod"] = {{"start", Str(d, "date")}};
       if (!domain.empty()) detail["reasonCode"] = json::array({LifeDomainConcept(domain)});
@@ -184,10 +247,10 @@ json ToFhirCarePlan(const CaseId& case_id, const json& plan_view) {
       json activity = {{"detail", std::move(detail)}};
       if (!outcome.empty()) activity["outcomeCodeableConcept"] = json::array({{{"text", outcome}}});
       if (!Str(d, "next_date").empty())
-        activity["progress"] = json::array({{{"text", "Next evaluation moment: " + Str(d, "next_date")}}});
+        activity["progress"] = json::array({{{"text", "Volgend evaluatiemoment: " + Str(d, "next_date")}}});
       activities.push_back(std::move(activity));
     } else if (kind == "handover") {
-      std::string text = "Warm handover of support from " + Str(d, "from") + " to " + Str(d, "to");
+      std::string text = "Warme overdracht van " + Str(d, "from") + " naar " + Str(d, "to");
       if (!Str(d, "reason").empty()) text += ": " + Str(d, "reason");
       json detail = {{"code", KindConcept(kind)},
                      {"status", HandoverActivityStatus(Str(d, "status"))},
@@ -199,19 +262,19 @@ json ToFhirCarePlan(const CaseId& case_id, const json& plan_view) {
     } else if (kind == "agreement" || kind == "signal" || kind == "note") {
       std::string text;
       if (kind == "agreement") {
-        text = "Agreement";
-        if (!Str(d, "agreed_on").empty()) text += " of " + Str(d, "agreed_on");
+        text = "Afspraak";
+        if (!Str(d, "agreed_on").empty()) text += " van " + Str(d, "agreed_on");
         text += ": " + Str(d, "text");
         std::string parties;
         for (const json& p : Member(d, "parties").is_array() ? Member(d, "parties") : empty)
           parties += (parties.empty() ? "" : ", ") + PartyDisplay(p);
-        if (!parties.empty()) text += "\n\nParties: " + parties;
-        if (!Str(d, "review_date").empty()) text += "\n\nReview: " + Str(d, "review_date");
+        if (!parties.empty()) text += "\n\nPartijen: " + parties;
+        if (!Str(d, "review_date").empty()) text += "\n\nHerzien op: " + Str(d, "review_date");
       } else if (kind == "signal") {
-        text = "Signal from " + Str(d, "raised_by") + " on " + Str(d, "date") + "; contact: " + Str(d, "contact");
+        text = "Signaal van " + Str(d, "raised_by") + " op " + Str(d, "date") + "; contactpersoon: " + Str(d, "contact");
         if (!Str(d, "concern").empty()) text += "\n\n" + Str(d, "concern");
       } else {
-        text = Str(d, "text").empty() ? "note" : Str(d, "text");
+        text = Str(d, "text").empty() ? "notitie" : Str(d, "text");
       }
       if (!domain.empty()) text = "[" + LifeDomainDisplay(domain) + "] " + text;
       json note = {{"text", text}};
@@ -221,17 +284,19 @@ json ToFhirCarePlan(const CaseId& case_id, const json& plan_view) {
     }
   }
 
+  const size_t activities_count = activities.size();
   const json& conflicts = Member(plan_view, "conflicts");
   if (conflicts.is_number_unsigned() && conflicts.get<uint64_t>() > 0)
     notes.push_back({{"text", std::to_string(conflicts.get<uint64_t>()) +
-                                  " item(s) of this plan have concurrent edits that are not resolved yet; this "
-                                  "CarePlan shows one version of each, the kring plan view lists them all."}});
+                                  (conflicts.get<uint64_t>() == 1 ? " onderdeel van dit plan heeft" : " onderdelen van dit plan hebben") +
+                                  " gelijktijdige wijzigingen die nog niet zijn samengevoegd; dit CarePlan toont van elk "
+                                  "één versie, het plan in kring toont ze allemaal."}});
   const std::string regie_org = Str(regie, "org");
   const std::string person = Str(regie, "person");
   const json& regie_conflict = Member(regie, "conflict");
   if (regie_conflict.is_boolean() && regie_conflict.get<bool>())
-    notes.push_back({{"text", "Regie was changed concurrently; " + (regie_org.empty() ? "nobody" : regie_org) +
-                                  " holds it until the regie organisation settles it."}});
+    notes.push_back({{"text", "De regie is gelijktijdig gewijzigd; " + (regie_org.empty() ? "niemand" : regie_org) +
+                                  " houdt de regie tot de regieorganisatie het rechtzet."}});
 
   json group = {{"resourceType", "Group"}, {"id", "household"}, {"type", "person"}, {"actual", true}};
   if (household) {
@@ -242,7 +307,7 @@ json ToFhirCarePlan(const CaseId& case_id, const json& plan_view) {
   json participants = json::array();
   if (!regie_org.empty()) {
     participants.push_back(
-        {{"role", json::array({{{"coding", json::array({{{"system", kFhirCareTeamRoleSystem},
+        {{"role", json::array({{{"coding", json::array({{{"system", g_systems->care_team_role},
                                                           {"code", "regisseur"},
                                                           {"display", "Regisseur"}}})}}})},
          {"member", Reference(person.empty() ? regie_org : person + " (" + regie_org + ")")}});
@@ -250,9 +315,9 @@ json ToFhirCarePlan(const CaseId& case_id, const json& plan_view) {
   for (const std::string& org : partners) {
     if (org == regie_org) continue;
     participants.push_back(
-        {{"role", json::array({{{"coding", json::array({{{"system", kFhirCareTeamRoleSystem},
+        {{"role", json::array({{{"coding", json::array({{{"system", g_systems->care_team_role},
                                                           {"code", "partner"},
-                                                          {"display", "Partner organisation"}}})}}})},
+                                                          {"display", "Partnerorganisatie"}}})}}})},
          {"member", Reference(org)}});
   }
   json care_team = {{"resourceType", "CareTeam"},
@@ -273,7 +338,8 @@ json ToFhirCarePlan(const CaseId& case_id, const json& plan_view) {
                {"contained", std::move(contained)},
                {"status", "active"},
                {"intent", "plan"},
-               {"subject", {{"reference", kHouseholdRef}, {"display", "household"}}},
+               {"identifier", json::array({{{"system", g_systems->case_id}, {"value", CaseIdToHex(case_id)}}})},
+               {"subject", {{"reference", kHouseholdRef}, {"display", "huishouden"}}},
                {"careTeam", json::array({{{"reference", kCareTeamRef}}})}};
   if (!regie_org.empty()) plan["author"] = Reference(regie_org);
   json category = json::array();
@@ -289,7 +355,119 @@ json ToFhirCarePlan(const CaseId& case_id, const json& plan_view) {
   if (!goal_list.empty()) plan["goal"] = std::move(goal_list);
   if (!activities.empty()) plan["activity"] = std::move(activities);
   if (!notes.empty()) plan["note"] = std::move(notes);
+  std::string narrative = "<p>Plan van een huishouden: " + std::to_string(goal_ids.size()) +
+                          (goal_ids.size() == 1 ? " doel, " : " doelen, ") + std::to_string(activities_count) +
+                          (activities_count == 1 ? " activiteit" : " activiteiten");
+  if (!regie_org.empty()) narrative += "; regie bij " + Xml(regie_org) + (person.empty() ? "" : " (regisseur " + Xml(person) + ")");
+  narrative += ".</p>";
+  plan["text"] = Narrative(narrative);
+  std::string updated;
+  for (const json& it : items)
+    if (Str(it, "updated") > updated) updated = Str(it, "updated");
+  json meta = {{"versionId", ContentVersion(plan)}};
+  if (!updated.empty()) meta["lastUpdated"] = updated;
+  plan["meta"] = std::move(meta);
   return plan;
+}
+
+json ToFhirGoal(const CaseId& case_id, const json& item, const FhirOptions& options) {
+  UseSystems use(options);
+  json g = GoalResource(item, {{"identifier", {{"system", g_systems->case_id}, {"value", CaseIdToHex(case_id)}}},
+                               {"display", "huishouden"}});
+  g["identifier"] = json::array({{{"system", g_systems->item}, {"value", Str(item, "item")}}});
+  const json& d = Member(item, "data");
+  std::string text = "<p>Doel: " + Xml(Str(d, "description")) + " (status: " + Xml(Str(d, "status")) + ")";
+  if (!Str(item, "domain").empty()) text += "; leefgebied " + Xml(LifeDomainDisplay(Str(item, "domain")));
+  if (!Str(d, "target_date").empty()) text += "; streefdatum " + Xml(Str(d, "target_date"));
+  text += ". Opgesteld door " + Xml(Str(item, "author")) + ".</p>";
+  g["text"] = Narrative(text);
+  json meta = {{"versionId", Str(item, "version")}};
+  if (!Str(item, "updated").empty()) meta["lastUpdated"] = Str(item, "updated");
+  g["meta"] = std::move(meta);
+  return g;
+}
+
+json ToFhirConsent(const CaseId& case_id, const json& c, const FhirOptions& options) {
+  UseSystems use(options);
+  const std::string status = Str(c, "status");
+  // R4 consent-state-codes: active, inactive (ended), proposed (not yet in force).
+  const std::string fhir_status = status == "active" ? "active" : status == "pending" ? "proposed" : "inactive";
+  static const std::map<std::string, std::string> kStatusNl = {
+      {"active", "actief"}, {"pending", "nog niet ingegaan"}, {"expired", "verlopen"}, {"withdrawn", "ingetrokken"}};
+  json domains = json::array();
+  std::string domain_names;
+  for (const json& d : Member(c, "domains").is_array() ? Member(c, "domains") : json::array()) {
+    if (!d.is_string()) continue;
+    const std::string slug = d.get<std::string>();
+    if (slug == "*") {
+      domain_names = "alle leefgebieden";
+      continue;
+    }
+    domains.push_back(LifeDomainConcept(slug));
+    domain_names += (domain_names.empty() ? "" : ", ") + LifeDomainDisplay(slug);
+  }
+  json period = {{"start", Str(c, "valid_from")}};
+  if (!Str(c, "valid_until").empty()) period["end"] = Str(c, "valid_until");
+  json provision = {{"type", "permit"},
+                    {"period", period},
+                    {"actor", json::array({{{"role", {{"coding", json::array({{{"system", "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"},
+                                                                                {"code", "IRCP"},
+                                                                                {"display", "information recipient"}}})}}},
+                                            {"reference", Reference(Str(c, "grantee"))}}})}};
+  if (!domains.empty()) provision["code"] = std::move(domains);
+  auto it = kStatusNl.find(status);
+  std::string text = "<p>Toestemming voor " + Xml(Str(c, "grantee")) + " voor " + Xml(domain_names) + ". Doel: " +
+                     Xml(Str(c, "purpose")) + ". Grondslag: " + Xml(Str(c, "basis")) + ". Gegeven door " +
+                     Xml(Str(c, "given_by")) + ", vastgelegd door " + Xml(Str(c, "recorded_by")) + ". Status: " +
+                     Xml(it == kStatusNl.end() ? status : it->second) + ".</p>";
+  json consent = {
+      {"resourceType", "Consent"},
+      {"id", Str(c, "consent")},
+      {"meta", {{"versionId", Str(c, "version").empty() ? Str(c, "consent") : Str(c, "version")},
+                {"lastUpdated", Str(c, "updated").empty() ? Str(c, "recorded") : Str(c, "updated")}}},
+      {"text", Narrative(text)},
+      {"identifier", json::array({{{"system", g_systems->consent}, {"value", Str(c, "consent")}},
+                                  {{"system", g_systems->case_id}, {"value", CaseIdToHex(case_id)}}})},
+      {"status", fhir_status},
+      {"scope", {{"coding", json::array({{{"system", "http://terminology.hl7.org/CodeSystem/consentscope"},
+                                          {"code", "patient-privacy"},
+                                          {"display", "Privacy Consent"}}})}}},
+      {"category", json::array({{{"coding", json::array({{{"system", "http://loinc.org"},
+                                                          {"code", "59284-0"},
+                                                          {"display", "Patient Consent"}}})}}})},
+      {"dateTime", Str(c, "recorded")},
+      {"performer", json::array({Reference(Str(c, "given_by"))})},
+      {"organization", json::array({Reference(Str(c, "recorded_by"))})},
+      {"policyRule", {{"text", "Grondslag: " + Str(c, "basis") + "; doel: " + Str(c, "purpose")}}},
+      {"provision", std::move(provision)}};
+  return consent;
+}
+
+json FhirCapabilityStatement(const FhirOptions& options, const std::string& software_version) {
+  auto read = [](const char* type, const char* doc) {
+    return json{{"type", type}, {"interaction", json::array({{{"code", "read"}}})}, {"documentation", doc}};
+  };
+  json cs = {
+      {"resourceType", "CapabilityStatement"},
+      {"status", "active"},
+      {"date", "2026-11-29"},
+      {"publisher", "kring"},
+      {"kind", "instance"},
+      {"software", {{"name", "kring-node"}, {"version", software_version}}},
+      {"implementation", {{"description", "kring-node: het gedeelde plan van een huishouden, zoals deze organisatie het mag zien"}}},
+      {"fhirVersion", "4.0.1"},
+      {"format", json::array({"application/fhir+json"})},
+      {"text", Narrative("<p>Deze kring-node levert het plan van een huishouden als CarePlan, doelen als Goal en "
+                         "toestemmingen als Consent, alleen lezen, in JSON. Code systems onder " +
+                         Xml(options.base_uri) + ".</p>")},
+      {"rest", json::array({{{"mode", "server"},
+                             {"documentation", "Elk verzoek naar CarePlan, Goal en Consent heeft het token van het "
+                                               "systeem en de X-Kring-Actor-headers nodig en komt in het toegangslogboek."},
+                             {"security", {{"description", "Authorization: Bearer <token>; X-Kring-Actor, X-Kring-Actor-Name, X-Kring-Role"}}},
+                             {"resource", json::array({read("CarePlan", "id: het zaak-id (32 hex)"),
+                                                       read("Goal", "id: het item-id van een doel (64 hex)"),
+                                                       read("Consent", "id: het id van een toestemming (64 hex)")})}}})}};
+  return cs;
 }
 
 }  // namespace kring

@@ -10,7 +10,7 @@ missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-# npm (for axe-core): Debian's, unless one is on the PATH already.
+# npm (for axe-core and the fhir validator): Debian's, unless one is on the PATH already.
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -27,5 +27,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 if [ ! -f "$root/tests/browser/node_modules/axe-core/axe.min.js" ]; then
   echo "bootstrap: installing axe-core into tests/browser" >&2
   (cd "$root/tests/browser" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+# The fhir package's R4 validator for the FHIR tests, into tests/fhir (not committed).
+if [ ! -f "$root/tests/fhir/node_modules/fhir/validator.js" ]; then
+  echo "bootstrap: installing the fhir validator into tests/fhir" >&2
+  (cd "$root/tests/fhir" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 echo "bootstrap: all build and test dependencies present" >&2

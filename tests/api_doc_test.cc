@@ -217,6 +217,9 @@ struct Operation {
   YAML::Node op;
   std::vector<YAML::Node> parameters;
   bool needs_token = false;
+  // x-kring-system-access: a call of the client system itself (the change
+  // feed), logged as such, with a token but no professional's headers.
+  bool system_access = false;
 
   YAML::Node Response(const YAML::Node& doc, const std::string& status) const {
     return Resolve(doc, Child(Child(op, "responses"), status));
@@ -259,6 +262,7 @@ std::vector<Operation> Operations(const YAML::Node& doc) {
           for (const auto& param : level) o.parameters.push_back(Resolve(doc, param));
       YAML::Node security = Child(o.op, "security").IsDefined() ? Child(o.op, "security") : root_security;
       o.needs_token = security.IsSequence() && security.size() > 0;
+      o.system_access = Flag(o.op, "x-kring-system-access");
       out.push_back(std::move(o));
     }
   }
@@ -286,6 +290,7 @@ struct Reply {
   int status = 0;  // 0: no connection
   std::string content_type;
   std::string body;
+  std::map<std::string, std::string> headers;  // Location, ETag, Allow
 };
 
 // application/json, and JSON under another name (application/fhir+json).
@@ -316,6 +321,7 @@ Reply Send(const kring::ClusterNode& n, const std::string& method, const std::st
   r.status = res->status;
   r.content_type = res->get_header_value("Content-Type");
   r.body = res->body;
+  for (const char* h : {"Location", "ETag", "Allow"}) r.headers[h] = res->get_header_value(h);
   return r;
 }
 
@@ -416,7 +422,7 @@ std::map<std::string, Example> ExampleRequests(const std::string& action_version
       {"getOpenApi", {}},
       {"getMetrics", {}},
       {"createCase", {"", json{{"label", "dossier 2025-0174"}}}},
-      {"listCases", {}},
+      {"listCases", {"label=dossier%202025-0173&limit=10", std::nullopt}},
       {"recordConsent",
        {"", json{{"grantee", kPartner},
                  {"domains", {"daily-activities", "social-network"}},
@@ -440,7 +446,14 @@ std::map<std::string, Example> ExampleRequests(const std::string& action_version
                  {"supersedes", {action_version}}}}},
       {"getPlan", {}},
       {"getFhirCarePlan", {}},
-      {"getAccessLog", {"from=2020-01-01T00:00:00Z&to=2100-01-01", std::nullopt}},
+      {"getAccessLog", {"from=2020-01-01T00:00:00Z&to=2100-01-01&limit=500", std::nullopt}},
+      {"getCase", {}},
+      {"getConsent", {}},
+      {"getItem", {}},
+      {"getChanges", {"limit=50", std::nullopt}},
+      {"getFhirMetadata", {}},
+      {"getFhirGoal", {}},
+      {"getFhirConsent", {}},
   };
 }
 
@@ -459,7 +472,7 @@ struct Walk {
 
   // The path parameters of the examples: the setup's case and its consent to withdraw.
   std::map<std::string, std::string> PathValues() const {
-    return {{"case", node.case_id}, {"consent", node.withdrawable_id}};
+    return {{"case", node.case_id}, {"consent", node.withdrawable_id}, {"item", node.goal_item}};
   }
 
   // Calls `fn(op, target, body)` for every documented operation that has an
@@ -623,6 +636,15 @@ TEST_CASE("every documented operation answers a valid request with its documente
     CHECK_MESSAGE(std::to_string(r.status) == success[0], "got " << r.status << ": " << r.body.substr(0, 300));
     if (std::to_string(r.status) != success[0]) return;
 
+    // A Location or ETag the node sends is one the document promises, and the reverse.
+    for (const char* h : {"Location", "ETag"}) {
+      bool documented = Child(Child(op.Response(w.doc, success[0]), "headers"), h).IsDefined();
+      CHECK_MESSAGE(documented == !r.headers[h].empty(), h << (documented ? " documented but not sent" : " sent but not documented"));
+    }
+    if (!r.headers["Location"].empty()) {
+      Reply there = Send(w.node.api(), "get", r.headers["Location"], "", w.node.Headers());
+      CHECK_MESSAGE(there.status == 200, "Location " << r.headers["Location"] << " answered " << there.status);
+    }
     YAML::Node content = Child(op.Response(w.doc, success[0]), "content");
     YAML::Node media(YAML::NodeType::Undefined);
     for (const auto& kv : content)
@@ -668,7 +690,8 @@ TEST_CASE("every operation that needs an actor refuses a call without each actor
     bool documents_missing_actor = DocumentedCodes(w.doc, op.Response(w.doc, "400")).count("missing_actor") > 0;
     CHECK_MESSAGE(needs_actor == documents_missing_actor,
                   "an operation requires X-Kring-Actor exactly when its 400 response documents missing_actor");
-    CHECK_MESSAGE(needs_actor == op.needs_token, "every operation with a token also names its actor");
+    CHECK_MESSAGE(needs_actor == (op.needs_token && !op.system_access),
+                  "every operation with a token also names its actor, except a documented system access");
     for (const std::string& header : required) {
       INFO("without " << header);
       auto headers = w.node.Headers();
@@ -776,8 +799,15 @@ TEST_CASE("the consent and plan rules answer with their documented 403, 404 and 
   const Operation withdraw = w.Find("withdrawConsent");
   const std::string consents = n.CasePath("/consents");
   const std::string items = n.CasePath("/items");
-  // The partner takes part in the case once its consents reach it.
-  REQUIRE(LocalCluster::WaitFor([&] { return n.cluster.Call(kPartner, "GET", consents).status == 200; }, 10000));
+  // The partner takes part in the case once its consents reach it, and knows
+  // the justice consent ended once the withdrawal does (they may come apart).
+  REQUIRE(LocalCluster::WaitFor([&] {
+    auto r = n.cluster.Call(kPartner, "GET", consents);
+    if (r.status != 200) return false;
+    for (const json& c : r.body["consents"])
+      if (c.value("status", "") == "withdrawn") return true;
+    return false;
+  }, 10000));
   // `call` answers with the `status` and `code` that `op` documents.
   auto expect = [&](const char* what, const Operation& op, const Reply& r, int status, const std::string& code) {
     INFO(what);
@@ -861,4 +891,47 @@ TEST_CASE("every metric docs/api.yaml lists is exported at /metrics") {
   Reply r = Send(c.node(kOrg), "get", "/metrics", "", {});
   REQUIRE(r.status == 200);
   for (const std::string& m : metrics) CHECK_MESSAGE(r.body.find("# TYPE " + m + " ") != std::string::npos, m);
+}
+
+TEST_CASE("every documented operation refuses an unknown query parameter with a documented 400 unknown_parameter") {
+  Walk w;
+  int refused = 0;
+  w.ForEach([&](const Operation& op, const std::string& target, const std::string& body) {
+    std::string typo = target + (target.find('?') == std::string::npos ? "?" : "&") + "colour=blue";
+    Reply r = Send(w.node.api(), op.method, typo, body, op.needs_token ? w.node.Headers() : std::map<std::string, std::string>{});
+    CHECK(r.status == 400);
+    w.CheckError(op, r, "unknown_parameter");
+    ++refused;
+  });
+  CHECK(refused >= 20);
+}
+
+TEST_CASE("a documented path asked with an undocumented method is 405, and Allow lists exactly the documented methods") {
+  Walk w;
+  std::map<std::string, std::set<std::string>> methods;  // documented path -> its methods, upper case
+  for (const Operation& op : Operations(w.doc)) {
+    std::string m = op.method;
+    for (char& ch : m) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    methods[op.path].insert(m);
+  }
+  int checked = 0;
+  for (auto& [path, allowed] : methods) {
+    INFO(path);
+    auto target = FillPath(path, w.PathValues());
+    REQUIRE(target);
+    for (const std::string method : {"get", "post", "put", "delete", "patch"}) {
+      std::string upper = method;
+      for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      if (allowed.count(upper)) continue;
+      Reply r = Send(w.node.api(), method, *target, method == "get" || method == "delete" ? "" : "{}", w.node.Headers());
+      CHECK_MESSAGE(r.status == 405, method << " answered " << r.status);
+      std::string expected;
+      for (const char* m : {"GET", "POST"})
+        if (allowed.count(m)) expected += (expected.empty() ? "" : ", ") + std::string(m);
+      CHECK(r.headers["Allow"] == expected);
+      CHECK(json::parse(r.body, nullptr, false).value("error", "") == "method_not_allowed");
+      ++checked;
+    }
+  }
+  CHECK(checked >= 40);
 }

@@ -513,7 +513,7 @@ TEST_CASE("the FHIR CarePlan of a full plan is valid R4") {
   CHECK((*goal)["description"]["text"] == "Overzicht van alle schulden");
   CHECK((*goal)["target"][0]["dueDate"] == "2025-03-01");
   CHECK((*goal)["category"][0]["coding"][0] ==
-        json{{"system", "https://kring.example/fhir/CodeSystem/life-domain"}, {"code", "finances"}, {"display", "Finances"}});
+        json{{"system", "https://kring.example/fhir/CodeSystem/life-domain"}, {"code", "finances"}, {"display", "Financiën"}});
   CHECK(fhir["goal"] == json::array({{{"reference", "#" + ToHex(Id(2))}}}));
 
   // Activities: two actions, two evaluations, a handover, in plan order.
@@ -524,7 +524,7 @@ TEST_CASE("the FHIR CarePlan of a full plan is valid R4") {
   CHECK(act["scheduledPeriod"]["end"] == "2025-02-01");
   CHECK(act["performer"][0]["display"] == "wijkteam-b");
   CHECK(act["goal"][0]["reference"] == "#" + ToHex(Id(2)));
-  CHECK(fhir["activity"][1]["detail"]["performer"][0]["display"] == "network (neighbour)");
+  CHECK(fhir["activity"][1]["detail"]["performer"][0]["display"] == "netwerk (neighbour)");
   CHECK(fhir["activity"][1]["detail"]["status"] == "in-progress");
   const json& eval = fhir["activity"][2];
   CHECK(eval["detail"]["status"] == "completed");
@@ -532,18 +532,18 @@ TEST_CASE("the FHIR CarePlan of a full plan is valid R4") {
   CHECK(eval["detail"]["goal"].size() == 1);  // the unknown goal id is not referenced
   CHECK(fhir["activity"][3]["detail"]["status"] == "scheduled");  // the evaluation without an outcome
   CHECK(fhir["activity"][4]["detail"]["description"] ==
-        "Warm handover of support from wijkteam-b to ggz-e: Specialistische hulp.");
+        "Warme overdracht van wijkteam-b naar ggz-e: Specialistische hulp.");
 
   // Notes: the agreement, the signal, the note, and the two conflict warnings.
   REQUIRE(fhir["note"].size() == 5);
-  CHECK(fhir["note"][0]["text"].get<std::string>().find("Agreement of 2025-01-10: Huur via automatische incasso.") !=
+  CHECK(fhir["note"][0]["text"].get<std::string>().find("Afspraak van 2025-01-10: Huur via automatische incasso.") !=
         std::string::npos);
-  CHECK(fhir["note"][0]["text"].get<std::string>().find("Parties: household member 1, woon-d") != std::string::npos);
-  CHECK(fhir["note"][1]["text"].get<std::string>().find("Signal from woon-d on 2025-01-05") != std::string::npos);
+  CHECK(fhir["note"][0]["text"].get<std::string>().find("Partijen: huishoudlid 1, woon-d") != std::string::npos);
+  CHECK(fhir["note"][1]["text"].get<std::string>().find("Signaal van woon-d op 2025-01-05") != std::string::npos);
   CHECK(fhir["note"][2]["text"] == "v3");
   CHECK(fhir["note"][2]["authorString"] == "ggd-f");
-  CHECK(fhir["note"][3]["text"].get<std::string>().find("1 item(s)") == 0);
-  CHECK(fhir["note"][4]["text"].get<std::string>().find("Regie was changed concurrently") == 0);
+  CHECK(fhir["note"][3]["text"].get<std::string>().find("1 onderdeel van dit plan heeft") == 0);
+  CHECK(fhir["note"][4]["text"].get<std::string>().find("De regie is gelijktijdig gewijzigd") == 0);
 
   // The care team: the regisseur first, then every other organisation that wrote a version shown or in conflict.
   const json* team = Contained(fhir, "care-team");
@@ -601,7 +601,7 @@ TEST_CASE("action and handover statuses map onto activity statuses") {
     json fhir = ToFhirCarePlan(kCase, view);
     CHECK(Validate(fhir).empty());
     CHECK(fhir["activity"][0]["detail"]["status"] == theirs);
-    CHECK(fhir["activity"][0]["detail"]["performer"][0]["display"] == "the citizen");
+    CHECK(fhir["activity"][0]["detail"]["performer"][0]["display"] == "de burger");
   }
   for (auto [ours, theirs] : std::vector<std::pair<std::string, std::string>>{
            {"planned", "scheduled"}, {"completed", "completed"}, {"cancelled", "cancelled"}}) {

@@ -413,6 +413,7 @@ TEST_CASE("a version 2 database is migrated: every case is due once and the frag
                            "DROP INDEX records_by_author;"  // version 5's
                            "DROP TABLE roster_versions; DROP TABLE org_keys; DROP TABLE removed_members;"
                            "DROP TABLE resealed_keys; ALTER TABLE partners DROP COLUMN source;"  // version 6's
+                           "DROP TABLE changes; DROP TABLE idempotency;"  // issue 14's (the API's migration)
                            "PRAGMA user_version=2;",
                        nullptr, nullptr, nullptr) == SQLITE_OK);
   sqlite3_close(db);

@@ -103,6 +103,14 @@ extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
       Request("GET", "/v1/cases/" + c + "/plan", ""),
       Request("GET", "/v1/cases/" + c + "/access-log?from=2020-01-01", ""),
       Request("POST", "/v1/cases/" + c + "/items", "{\"data\":[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]}"),
+      // Issue 14: the change feed, paging cursors, lookups, FHIR.
+      Request("GET", "/v1/changes?since=c30303030303030303030303030303031&limit=5&wait=0", ""),
+      Request("GET", "/v1/cases?label=x&limit=2&cursor=k3366", ""),
+      Request("GET", "/v1/cases/" + c + "/access-log?limit=3&cursor=a30", ""),
+      Request("GET", "/v1/cases/" + c + "/items/" + std::string(64, 'a'), ""),
+      Request("GET", "/fhir/Consent/" + std::string(64, 'b'), ""),
+      Request("GET", "/fhir/metadata", ""),
+      Request("DELETE", "/v1/cases", ""),
       "POST /v1/cases HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n4\r\n{\"a\"\r\n0\r\n\r\n",
   };
   std::vector<kring::Bytes> bytes;
