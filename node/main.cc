@@ -3,9 +3,13 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <map>
 #include <set>
 #include <sstream>
+
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 
@@ -48,6 +52,72 @@ bool SplitHostPort(const std::string& s, std::string* host, int* port) {
     return used == s.size() - colon - 1 && *port > 0 && *port < 65536;
   } catch (...) {
     return false;
+  }
+}
+
+// The configuration file (TOML, read by CLI11's own parser): `data` at the
+// top level applies to whichever command runs; a section such as [run]
+// holds that command's options and is ignored by the others. Unknown keys
+// are errors (CLI11 reports them), so a typo does not go unnoticed.
+class CommandConfig : public CLI::ConfigTOML {
+ public:
+  explicit CommandConfig(const CLI::App* app) : app_(app) {}
+  std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
+    std::vector<std::string> path;  // the command being run, e.g. {"peer", "add"}
+    for (const CLI::App* a = app_;;) {
+      auto subs = a->get_subcommands();
+      if (subs.empty()) break;
+      a = subs.front();
+      path.push_back(a->get_name());
+    }
+    std::vector<CLI::ConfigItem> out;
+    for (CLI::ConfigItem& item : CLI::ConfigTOML::from_config(input)) {
+      if (item.parents.empty()) {
+        if (item.name == "data") item.parents = path;
+        out.push_back(std::move(item));
+      } else if (item.parents.size() <= path.size() && std::equal(item.parents.begin(), item.parents.end(), path.begin())) {
+        out.push_back(std::move(item));
+      }  // another command's section
+    }
+    return out;
+  }
+
+ private:
+  const CLI::App* app_;
+};
+
+// "--data" -> "KRING_DATA".
+std::string EnvName(const std::string& long_name) {
+  std::string env = "KRING_";
+  for (char c : long_name) env += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return env;
+}
+
+bool GivenOnCommandLine(int argc, char** argv, const std::string& flag) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == flag || a.rfind(flag + "=", 0) == 0) return true;
+  }
+  return false;
+}
+
+// Precedence is flags, then KRING_* environment variables, then the file.
+// Not CLI11's envname(): version 2.1 lets the file win over the environment,
+// and fills the environment into every command's options, which here share
+// their variables. So after parsing, each option of the command being run
+// that has a variable set and was not given as a flag takes its value.
+void ApplyEnvironment(CLI::App* app, const std::map<const CLI::Option*, std::string>& env_names, int argc, char** argv) {
+  for (CLI::App* sub : app->get_subcommands()) {
+    for (CLI::Option* opt : sub->get_options()) {
+      auto env = env_names.find(opt);
+      if (env == env_names.end() || GivenOnCommandLine(argc, argv, "--" + opt->get_single_name())) continue;
+      const char* value = std::getenv(env->second.c_str());
+      if (value == nullptr || *value == '\0') continue;
+      opt->clear();
+      opt->add_result(std::string(value));
+      opt->run_callback();  // validates and stores it
+    }
+    ApplyEnvironment(sub, env_names, argc, argv);
   }
 }
 
@@ -139,6 +209,14 @@ int Main(int argc, char** argv) {
                "Shares one household plan as signed, end-to-end encrypted fragments with partner nodes."};
   app.set_version_flag("--version", std::string("kring-node ") + kVersion);
   app.require_subcommand(1);
+  // --config (and --version) also after the command: `kring-node run --config F`.
+  app.fallthrough();
+  CLI::Option* config_opt = app.set_config(
+      "--config", "",
+      "Configuration file (TOML): `data` and a [run] section with run's options (docs/operations.md). "
+      "Also KRING_CONFIG. Flags win over KRING_* variables, which win over the file");
+  app.config_formatter(std::make_shared<CommandConfig>(&app));
+  app.allow_config_extras(CLI::config_extras_mode::error);
   std::string dir;
 
   auto* init = app.add_subcommand("init", "Create a node: keys (owner-only key file) and database; prints its identity card");
@@ -235,9 +313,29 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
 
   auto network_commands = AddNetworkCommands(app);
+  // Every option the file can set can also come from KRING_<OPTION>.
+  std::map<const CLI::Option*, std::string> env_names;
+  const bool data_in_env = std::getenv("KRING_DATA") != nullptr && *std::getenv("KRING_DATA") != '\0';
+  std::function<void(CLI::App*)> data_from_env = [&](CLI::App* a) {
+    if (CLI::Option* d = a->get_option_no_throw("--data")) {
+      env_names[d] = "KRING_DATA";
+      if (data_in_env) d->required(false);  // ApplyEnvironment fills it
+    }
+    for (CLI::App* sub : a->get_subcommands({})) data_from_env(sub);
+  };
+  data_from_env(&app);
+  for (CLI::Option* opt : run->get_options())
+    if (opt->get_single_name() != "help") env_names[opt] = EnvName(opt->get_single_name());
+  if (const char* file = std::getenv("KRING_CONFIG"); file != nullptr && *file != '\0' &&
+                                                       !GivenOnCommandLine(argc, argv, "--config")) {
+    if (::access(file, R_OK) != 0)
+      return Fail(Status::NotFound(std::string("KRING_CONFIG names ") + file + ", which cannot be read"));
+    config_opt->default_str(file);
+  }
 
   try {
     app.parse(argc, argv);
+    ApplyEnvironment(&app, env_names, argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
