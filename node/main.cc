@@ -9,7 +9,10 @@
 #include <set>
 #include <sstream>
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 #include <CLI/CLI.hpp>
 
@@ -18,6 +21,7 @@
 #include "node/checkpoint.h"
 #include "node/data_dir.h"
 #include "node/portal.h"
+#include "node/sync.h"
 #include "node/log.h"
 #include "node/network_cli.h"
 #include "node/node.h"
@@ -123,7 +127,7 @@ void ApplyEnvironment(CLI::App* app, const std::map<const CLI::Option*, std::str
 
 int Run(const std::string& dir, const std::string& listen, const std::string& api, int sync_interval_ms,
         const std::string& tls_cert, const std::string& tls_key, CheckpointPolicy checkpoints,
-        const std::string& portal) {
+        const std::string& portal, int64_t degraded_after_s) {
   ApiOptions api_options;
   api_options.tls_cert = tls_cert;
   api_options.tls_key = tls_key;
@@ -155,6 +159,7 @@ int Run(const std::string& dir, const std::string& listen, const std::string& ap
   SyncOptions sync;
   sync.listen = listen;
   sync.anti_entropy_interval_ms = sync_interval_ms;
+  sync.degraded_after_ms = degraded_after_s * 1000;
   Status st = (*node)->StartSync(sync);
   if (!st.ok()) return Fail(st);
   ApiServer server(node->get());
@@ -301,6 +306,11 @@ int Main(int argc, char** argv) {
   run->add_option("--sync-interval-ms", sync_interval_ms, "Milliseconds between reconciliation rounds with each partner")
       ->check(CLI::Range(50, 600000))
       ->capture_default_str();
+  int64_t degraded_after_s = 300;
+  run->add_option("--degraded-after-s", degraded_after_s,
+                  "/v1/health says \"degraded\" when a partner has not been connected for this many seconds")
+      ->check(CLI::Range(int64_t{1}, int64_t{7} * 86400))
+      ->capture_default_str();
   CheckpointPolicy checkpoint_policy;
   int64_t checkpoint_interval_s = checkpoint_policy.interval_ms / 1000;
   run->add_option("--checkpoint-every", checkpoint_policy.every_entries,
@@ -395,20 +405,43 @@ int Main(int argc, char** argv) {
     if (!store.ok()) return Fail(store.status());
     auto list = (*store)->ListPartners();
     if (!list.ok()) return Fail(list.status());
+    // The link states a running node recorded (node/sync.h); none when it is not running.
+    nlohmann::json links = nlohmann::json::object();
+    bool running = false;
+    if (auto raw = (*store)->GetNodeState(kLinkStatesKey); raw.ok() && raw->has_value()) {
+      auto j = nlohmann::json::parse(std::string((*raw)->begin(), (*raw)->end()), nullptr, false);
+      if (j.is_object() && j.contains("pid") && j["pid"].is_number_integer() && j.contains("links")) {
+        pid_t pid = j["pid"].get<pid_t>();
+        running = pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
+        if (running) links = j["links"];
+      }
+    }
+    auto link_of = [&](const Partner& p) {
+      auto it = links.find(p.identity.org);
+      if (!running) return nlohmann::json{{"state", "node-not-running"}, {"cause", ""}};
+      if (it == links.end() || (*it)["endpoint"] != p.endpoint) return nlohmann::json{{"state", "never-connected"}, {"cause", ""}};
+      return *it;
+    };
     if (peer_json) {
       std::cout << "[";
       for (size_t i = 0; i < list->size(); ++i) {
         const Partner& p = (*list)[i];
-        std::cout << (i ? "," : "") << "{\"card\":" << CardToJson(p.identity, -1) << ",\"endpoint\":\"" << p.endpoint
-                  << "\",\"fingerprint\":\"" << CardFingerprint(p.identity) << "\",\"source\":\""
-                  << (p.from_roster ? "roster" : "peer") << "\"}";
+        nlohmann::json l = link_of(p);
+        std::cout << (i ? "," : "") << "{\"card\":" << CardToJson(p.identity, -1) << ",\"endpoint\":"
+                  << nlohmann::json(p.endpoint).dump() << ",\"fingerprint\":\"" << CardFingerprint(p.identity)
+                  << "\",\"source\":\"" << (p.from_roster ? "roster" : "peer") << "\",\"state\":" << l["state"].dump()
+                  << ",\"cause\":" << l["cause"].dump() << "}";
       }
       std::cout << "]\n";
     } else {
-      std::printf("%-24s %-28s %-32s %-40s %s\n", "ORG", "NAME", "ENDPOINT", "FINGERPRINT", "SOURCE");
-      for (const Partner& p : *list)
-        std::printf("%-24s %-28s %-32s %-40s %s\n", p.identity.org.c_str(), p.identity.display_name.c_str(), p.endpoint.c_str(),
-                    CardFingerprint(p.identity).c_str(), p.from_roster ? "roster" : "peer");
+      std::printf("%-24s %-28s %-32s %-40s %-7s %-18s %s\n", "ORG", "NAME", "ENDPOINT", "FINGERPRINT", "SOURCE", "STATE",
+                  "CAUSE");
+      for (const Partner& p : *list) {
+        nlohmann::json l = link_of(p);
+        std::printf("%-24s %-28s %-32s %-40s %-7s %-18s %s\n", p.identity.org.c_str(), p.identity.display_name.c_str(),
+                    p.endpoint.c_str(), CardFingerprint(p.identity).c_str(), p.from_roster ? "roster" : "peer",
+                    l["state"].get<std::string>().c_str(), l["cause"].get<std::string>().c_str());
+      }
     }
     return 0;
   }
@@ -557,7 +590,7 @@ int Main(int argc, char** argv) {
   }
   if (*run) {
     checkpoint_policy.interval_ms = checkpoint_interval_s * 1000;
-    return Run(dir, listen, api, sync_interval_ms, tls_cert, tls_key, checkpoint_policy, portal);
+    return Run(dir, listen, api, sync_interval_ms, tls_cert, tls_key, checkpoint_policy, portal, degraded_after_s);
   }
   return 2;
 }
