@@ -334,6 +334,12 @@ int Main(int argc, char** argv) {
     for (CLI::App* sub : a->get_subcommands({})) data_from_env(sub);
   };
   data_from_env(&app);
+  std::function<void(CLI::App*)> add_footer = [&](CLI::App* a) {
+    a->footer("Also: --config FILE (TOML, or KRING_CONFIG) and KRING_<OPTION> variables, e.g. KRING_DATA; "
+              "flags win over variables, variables over the file (docs/operations.md)");
+    for (CLI::App* sub : a->get_subcommands({})) add_footer(sub);
+  };
+  for (CLI::App* sub : app.get_subcommands({})) add_footer(sub);
   for (CLI::Option* opt : run->get_options())
     if (opt->get_single_name() != "help") env_names[opt] = EnvName(opt->get_single_name());
   if (const char* file = std::getenv("KRING_CONFIG"); file != nullptr && *file != '\0' &&

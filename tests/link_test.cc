@@ -201,6 +201,13 @@ TEST_CASE("a partner whose connect gets no answer is unreachable: timed out") {
   const std::string ep = "tcp://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
   SetEndpoint(c, "gemeente", "wijkteam", ep);
   REQUIRE(c.Start("gemeente"));
+  // Until the connect times out, no attempt has finished: never-connected, no cause.
+  json first = PeerHealth(c, "gemeente", "wijkteam");
+  if (first["state"] != "unreachable") {
+    CHECK(first["state"] == "never-connected");
+    CHECK(first["cause"].is_null());
+    CHECK(first["connected"] == false);
+  }
   REQUIRE(LocalCluster::WaitFor([&] { return StateIs(c, "gemeente", "wijkteam", "unreachable"); }, 30000));
   std::string cause = PeerHealth(c, "gemeente", "wijkteam")["cause"];
   CHECK_MESSAGE(cause.find("connection timed out after 5 s") != std::string::npos, cause);
