@@ -26,8 +26,27 @@ dpkg-deb -e "$deb" "$work/control"
 for script in postinst prerm postrm; do
   sh -n "$work/control/$script" || fail "$script is not valid sh"
 done
-grep -q 'adduser --system' "$work/control/postinst" || fail "postinst does not create the system user"
-grep -q 'install -d -o kring -g kring -m 0700 /var/lib/kring' "$work/control/postinst" || fail "postinst does not make /var/lib/kring owner-only"
+
+# What postinst does, with the commands that change the system replaced by
+# stand-ins that record their arguments (this test must not add users).
+shims="$work/shims"
+mkdir -p "$shims"
+for cmd in addgroup adduser install chown chmod systemctl; do
+  printf '#!/bin/sh\necho "%s $*" >>"%s"\n' "$cmd" "$work/calls" >"$shims/$cmd"
+done
+printf '#!/bin/sh\nexit "${GETENT_RC:-2}"\n' >"$shims/getent"
+chmod +x "$shims"/*
+GETENT_RC=2 PATH="$shims:$PATH" sh "$work/control/postinst" configure || fail "postinst configure failed"
+grep -qx 'addgroup --system --quiet kring' "$work/calls" || fail "postinst does not create the group kring"
+grep -q '^adduser --system --quiet --ingroup kring --home /var/lib/kring --no-create-home --shell /usr/sbin/nologin .* kring$' \
+  "$work/calls" || fail "postinst does not create the system user kring"
+grep -qx 'install -d -o kring -g kring -m 0700 /var/lib/kring' "$work/calls" || fail "postinst does not make /var/lib/kring owner-only"
+grep -qx 'install -d -o root -g kring -m 0750 /etc/kring' "$work/calls" || fail "postinst does not make /etc/kring root:kring 0750"
+rm "$work/calls"
+GETENT_RC=0 PATH="$shims:$PATH" sh "$work/control/postinst" configure 0.0.9 || fail "postinst upgrade failed"
+! grep -q '^add' "$work/calls" || fail "postinst creates the user again on upgrade"
+PATH="$shims:$PATH" sh "$work/control/prerm" remove || fail "prerm failed"
+PATH="$shims:$PATH" sh "$work/control/postrm" purge 2>/dev/null || fail "postrm failed"
 
 # Contents and modes.
 dpkg-deb -c "$deb" >"$work/contents"
