@@ -291,9 +291,20 @@ struct ApiServer::Impl {
     std::vector<PeerStatus> peers = node->sync() ? node->sync()->Peers() : std::vector<PeerStatus>();
     int connected = 0;
     for (const PeerStatus& p : peers) connected += p.connected ? 1 : 0;
-    m << "# HELP kring_peers_connected Partners heard from recently.\n"
+    m << "# HELP kring_peers_connected Partners whose link completed a handshake with the key on their card.\n"
       << "# TYPE kring_peers_connected gauge\n"
       << "kring_peers_connected " << connected << "\n";
+    m << "# HELP kring_peer_state The state of the link to each partner (1 for its current state, 0 for the others).\n"
+      << "# TYPE kring_peer_state gauge\n";
+    bool degraded = false;
+    for (const PeerStatus& p : peers) {
+      degraded = degraded || p.degraded;
+      for (PeerState s : kAllPeerStates)
+        m << "kring_peer_state{peer=\"" << p.org << "\",state=\"" << PeerStateName(s) << "\"} " << (p.state == s ? 1 : 0) << "\n";
+    }
+    m << "# HELP kring_node_degraded 1 when a partner has not been connected for longer than --degraded-after-s (/v1/health status).\n"
+      << "# TYPE kring_node_degraded gauge\n"
+      << "kring_node_degraded " << (degraded ? 1 : 0) << "\n";
     m << "# HELP kring_peer_sync_lag_seconds Seconds since the last completed reconciliation with each partner (-1: never).\n"
       << "# TYPE kring_peer_sync_lag_seconds gauge\n";
     int64_t now = static_cast<int64_t>(HybridClock::SystemMillis());
@@ -723,15 +734,20 @@ struct ApiServer::Impl {
     Get("/v1/health", [this](const httplib::Request& req, httplib::Response& res) {
       if (!OnlyParams(req, {}, res)) return;
       json peers = json::array();
+      bool degraded = false;
       if (node->sync()) {
         for (const PeerStatus& p : node->sync()->Peers()) {
+          degraded = degraded || p.degraded;
           peers.push_back({{"org", p.org}, {"name", p.display_name}, {"endpoint", p.endpoint},
+                           {"state", PeerStateName(p.state)}, {"cause", p.cause.empty() ? json(nullptr) : json(p.cause)},
+                           {"since", TimeOrNull(p.state_since_ms)}, {"last_connected", TimeOrNull(p.last_connected_ms)},
+                           {"degraded", p.degraded},
                            {"connected", p.connected}, {"last_seen", TimeOrNull(p.last_seen_ms)},
                            {"last_sync", TimeOrNull(p.last_sync_ms)}});
         }
       }
       auto count = node->store().CountFragments();
-      SendJson(res, 200, {{"status", "ok"}, {"org", node->identity().org}, {"name", node->identity().display_name},
+      SendJson(res, 200, {{"status", degraded ? "degraded" : "ok"}, {"org", node->identity().org}, {"name", node->identity().display_name},
                           {"version", kVersion}, {"fragments", count.ok() ? *count : -1}, {"peers", peers}});
     });
 

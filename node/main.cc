@@ -3,9 +3,16 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <map>
 #include <set>
 #include <sstream>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 #include <CLI/CLI.hpp>
 
@@ -14,6 +21,7 @@
 #include "node/checkpoint.h"
 #include "node/data_dir.h"
 #include "node/portal.h"
+#include "node/sync.h"
 #include "node/log.h"
 #include "node/network_cli.h"
 #include "node/node.h"
@@ -51,9 +59,75 @@ bool SplitHostPort(const std::string& s, std::string* host, int* port) {
   }
 }
 
+// The configuration file (TOML, read by CLI11's own parser): `data` at the
+// top level applies to whichever command runs; a section such as [run]
+// holds that command's options and is ignored by the others. Unknown keys
+// are errors (CLI11 reports them), so a typo does not go unnoticed.
+class CommandConfig : public CLI::ConfigTOML {
+ public:
+  explicit CommandConfig(const CLI::App* app) : app_(app) {}
+  std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
+    std::vector<std::string> path;  // the command being run, e.g. {"peer", "add"}
+    for (const CLI::App* a = app_;;) {
+      auto subs = a->get_subcommands();
+      if (subs.empty()) break;
+      a = subs.front();
+      path.push_back(a->get_name());
+    }
+    std::vector<CLI::ConfigItem> out;
+    for (CLI::ConfigItem& item : CLI::ConfigTOML::from_config(input)) {
+      if (item.parents.empty()) {
+        if (item.name == "data") item.parents = path;
+        out.push_back(std::move(item));
+      } else if (item.parents.size() <= path.size() && std::equal(item.parents.begin(), item.parents.end(), path.begin())) {
+        out.push_back(std::move(item));
+      }  // another command's section
+    }
+    return out;
+  }
+
+ private:
+  const CLI::App* app_;
+};
+
+// "--data" -> "KRING_DATA".
+std::string EnvName(const std::string& long_name) {
+  std::string env = "KRING_";
+  for (char c : long_name) env += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return env;
+}
+
+bool GivenOnCommandLine(int argc, char** argv, const std::string& flag) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == flag || a.rfind(flag + "=", 0) == 0) return true;
+  }
+  return false;
+}
+
+// Precedence is flags, then KRING_* environment variables, then the file.
+// Not CLI11's envname(): version 2.1 lets the file win over the environment,
+// and fills the environment into every command's options, which here share
+// their variables. So after parsing, each option of the command being run
+// that has a variable set and was not given as a flag takes its value.
+void ApplyEnvironment(CLI::App* app, const std::map<const CLI::Option*, std::string>& env_names, int argc, char** argv) {
+  for (CLI::App* sub : app->get_subcommands()) {
+    for (CLI::Option* opt : sub->get_options()) {
+      auto env = env_names.find(opt);
+      if (env == env_names.end() || GivenOnCommandLine(argc, argv, "--" + opt->get_single_name())) continue;
+      const char* value = std::getenv(env->second.c_str());
+      if (value == nullptr || *value == '\0') continue;
+      opt->clear();
+      opt->add_result(std::string(value));
+      opt->run_callback();  // validates and stores it
+    }
+    ApplyEnvironment(sub, env_names, argc, argv);
+  }
+}
+
 int Run(const std::string& dir, const std::string& listen, const std::string& api, int sync_interval_ms,
         const std::string& tls_cert, const std::string& tls_key, CheckpointPolicy checkpoints,
-        const std::string& portal, const std::string& fhir_base_uri) {
+        const std::string& portal, const std::string& fhir_base_uri, int64_t degraded_after_s) {
   ApiOptions api_options;
   api_options.fhir_base_uri = fhir_base_uri;
   api_options.tls_cert = tls_cert;
@@ -86,6 +160,7 @@ int Run(const std::string& dir, const std::string& listen, const std::string& ap
   SyncOptions sync;
   sync.listen = listen;
   sync.anti_entropy_interval_ms = sync_interval_ms;
+  sync.degraded_after_ms = degraded_after_s * 1000;
   Status st = (*node)->StartSync(sync);
   if (!st.ok()) return Fail(st);
   ApiServer server(node->get());
@@ -140,6 +215,14 @@ int Main(int argc, char** argv) {
                "Shares one household plan as signed, end-to-end encrypted fragments with partner nodes."};
   app.set_version_flag("--version", std::string("kring-node ") + kVersion);
   app.require_subcommand(1);
+  // --config (and --version) also after the command: `kring-node run --config F`.
+  app.fallthrough();
+  CLI::Option* config_opt = app.set_config(
+      "--config", "",
+      "Configuration file (TOML): `data` and a [run] section with run's options (docs/operations.md). "
+      "Also KRING_CONFIG. Flags win over KRING_* variables, which win over the file");
+  app.config_formatter(std::make_shared<CommandConfig>(&app));
+  app.allow_config_extras(CLI::config_extras_mode::error);
   std::string dir;
 
   auto* init = app.add_subcommand("init", "Create a node: keys (owner-only key file) and database; prints its identity card");
@@ -234,6 +317,11 @@ int Main(int argc, char** argv) {
   run->add_option("--sync-interval-ms", sync_interval_ms, "Milliseconds between reconciliation rounds with each partner")
       ->check(CLI::Range(50, 600000))
       ->capture_default_str();
+  int64_t degraded_after_s = 300;
+  run->add_option("--degraded-after-s", degraded_after_s,
+                  "/v1/health says \"degraded\" when a partner has not been connected for this many seconds")
+      ->check(CLI::Range(int64_t{1}, int64_t{7} * 86400))
+      ->capture_default_str();
   CheckpointPolicy checkpoint_policy;
   int64_t checkpoint_interval_s = checkpoint_policy.interval_ms / 1000;
   run->add_option("--checkpoint-every", checkpoint_policy.every_entries,
@@ -246,9 +334,35 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
 
   auto network_commands = AddNetworkCommands(app);
+  // Every option the file can set can also come from KRING_<OPTION>.
+  std::map<const CLI::Option*, std::string> env_names;
+  const bool data_in_env = std::getenv("KRING_DATA") != nullptr && *std::getenv("KRING_DATA") != '\0';
+  std::function<void(CLI::App*)> data_from_env = [&](CLI::App* a) {
+    if (CLI::Option* d = a->get_option_no_throw("--data")) {
+      env_names[d] = "KRING_DATA";
+      if (data_in_env) d->required(false);  // ApplyEnvironment fills it
+    }
+    for (CLI::App* sub : a->get_subcommands({})) data_from_env(sub);
+  };
+  data_from_env(&app);
+  std::function<void(CLI::App*)> add_footer = [&](CLI::App* a) {
+    a->footer("Also: --config FILE (TOML, or KRING_CONFIG) and KRING_<OPTION> variables, e.g. KRING_DATA; "
+              "flags win over variables, variables over the file (docs/operations.md)");
+    for (CLI::App* sub : a->get_subcommands({})) add_footer(sub);
+  };
+  for (CLI::App* sub : app.get_subcommands({})) add_footer(sub);
+  for (CLI::Option* opt : run->get_options())
+    if (opt->get_single_name() != "help") env_names[opt] = EnvName(opt->get_single_name());
+  if (const char* file = std::getenv("KRING_CONFIG"); file != nullptr && *file != '\0' &&
+                                                       !GivenOnCommandLine(argc, argv, "--config")) {
+    if (::access(file, R_OK) != 0)
+      return Fail(Status::NotFound(std::string("KRING_CONFIG names ") + file + ", which cannot be read"));
+    config_opt->default_str(file);
+  }
 
   try {
     app.parse(argc, argv);
+    ApplyEnvironment(&app, env_names, argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
@@ -308,20 +422,43 @@ int Main(int argc, char** argv) {
     if (!store.ok()) return Fail(store.status());
     auto list = (*store)->ListPartners();
     if (!list.ok()) return Fail(list.status());
+    // The link states a running node recorded (node/sync.h); none when it is not running.
+    nlohmann::json links = nlohmann::json::object();
+    bool running = false;
+    if (auto raw = (*store)->GetNodeState(kLinkStatesKey); raw.ok() && raw->has_value()) {
+      auto j = nlohmann::json::parse(std::string((*raw)->begin(), (*raw)->end()), nullptr, false);
+      if (j.is_object() && j.contains("pid") && j["pid"].is_number_integer() && j.contains("links")) {
+        pid_t pid = j["pid"].get<pid_t>();
+        running = pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
+        if (running) links = j["links"];
+      }
+    }
+    auto link_of = [&](const Partner& p) {
+      auto it = links.find(p.identity.org);
+      if (!running) return nlohmann::json{{"state", "node-not-running"}, {"cause", ""}};
+      if (it == links.end() || (*it)["endpoint"] != p.endpoint) return nlohmann::json{{"state", "never-connected"}, {"cause", ""}};
+      return *it;
+    };
     if (peer_json) {
       std::cout << "[";
       for (size_t i = 0; i < list->size(); ++i) {
         const Partner& p = (*list)[i];
-        std::cout << (i ? "," : "") << "{\"card\":" << CardToJson(p.identity, -1) << ",\"endpoint\":\"" << p.endpoint
-                  << "\",\"fingerprint\":\"" << CardFingerprint(p.identity) << "\",\"source\":\""
-                  << (p.from_roster ? "roster" : "peer") << "\"}";
+        nlohmann::json l = link_of(p);
+        std::cout << (i ? "," : "") << "{\"card\":" << CardToJson(p.identity, -1) << ",\"endpoint\":"
+                  << nlohmann::json(p.endpoint).dump() << ",\"fingerprint\":\"" << CardFingerprint(p.identity)
+                  << "\",\"source\":\"" << (p.from_roster ? "roster" : "peer") << "\",\"state\":" << l["state"].dump()
+                  << ",\"cause\":" << l["cause"].dump() << "}";
       }
       std::cout << "]\n";
     } else {
-      std::printf("%-24s %-28s %-32s %-40s %s\n", "ORG", "NAME", "ENDPOINT", "FINGERPRINT", "SOURCE");
-      for (const Partner& p : *list)
-        std::printf("%-24s %-28s %-32s %-40s %s\n", p.identity.org.c_str(), p.identity.display_name.c_str(), p.endpoint.c_str(),
-                    CardFingerprint(p.identity).c_str(), p.from_roster ? "roster" : "peer");
+      std::printf("%-24s %-28s %-32s %-40s %-7s %-18s %s\n", "ORG", "NAME", "ENDPOINT", "FINGERPRINT", "SOURCE", "STATE",
+                  "CAUSE");
+      for (const Partner& p : *list) {
+        nlohmann::json l = link_of(p);
+        std::printf("%-24s %-28s %-32s %-40s %-7s %-18s %s\n", p.identity.org.c_str(), p.identity.display_name.c_str(),
+                    p.endpoint.c_str(), CardFingerprint(p.identity).c_str(), p.from_roster ? "roster" : "peer",
+                    l["state"].get<std::string>().c_str(), l["cause"].get<std::string>().c_str());
+      }
     }
     return 0;
   }
@@ -470,7 +607,8 @@ int Main(int argc, char** argv) {
   }
   if (*run) {
     checkpoint_policy.interval_ms = checkpoint_interval_s * 1000;
-    return Run(dir, listen, api, sync_interval_ms, tls_cert, tls_key, checkpoint_policy, portal, fhir_base_uri);
+    return Run(dir, listen, api, sync_interval_ms, tls_cert, tls_key, checkpoint_policy, portal, fhir_base_uri,
+               degraded_after_s);
   }
   return 2;
 }

@@ -19,6 +19,7 @@
 
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
+#include <nlohmann/json.hpp>
 
 #include "node/log.h"
 #include "protocol/messages.h"
@@ -34,6 +35,13 @@ constexpr size_t kPushBudgetBytes = 3 * 1024 * 1024;  // stay well under kMaxFra
 constexpr size_t kMaxServeBytes = 32 * 1024 * 1024;   // per want or reconciliation round
 constexpr int kHeartbeatIvlMs = 1000;
 constexpr int kHeartbeatTimeoutMs = 3000;
+// A TCP connect to a partner that gets no answer is given up after this
+// long (and reported as timed out); the OS default is minutes.
+constexpr int kConnectTimeoutMs = 5000;
+// libzmq gives up on a connection the partner's ZAP refused; we try again
+// after this long, doubling up to the maximum (the partner may add our card).
+constexpr int64_t kRetryRefusedMs = 1000;
+constexpr int64_t kRetryRefusedMaxMs = 10000;
 // A session needs about log16(n) rounds, plus one per 256 KiB of ids when a
 // large backlog is deferred (a million missing records: ~130). Far beyond
 // that is a peer that never settles.
@@ -142,6 +150,11 @@ struct SyncEngine::Impl {
     Partner partner;
     std::string key_hex;  // transport key, as ZAP reports it in User-Id
     std::unique_ptr<zmq::socket_t> dealer;
+    std::unique_ptr<LinkMonitor> monitor;  // after `dealer`: destroyed before it
+    int64_t state_since_ms = 0;
+    int64_t not_connected_since_ms = 0;    // start, or when the link was last lost
+    int64_t reconnect_at_ms = 0;           // a stalled link's next attempt; 0: none due
+    int64_t reconnect_backoff_ms = 0;
     int64_t last_seen_ms = 0;
     int64_t last_sync_ms = 0;
     bool reported_connected = false;
@@ -283,17 +296,20 @@ struct SyncEngine::Impl {
         link.dealer->set(zmq::sockopt::immediate, 1);
         link.dealer->set(zmq::sockopt::reconnect_ivl, 100);
         link.dealer->set(zmq::sockopt::reconnect_ivl_max, 2000);
+        link.dealer->set(zmq::sockopt::connect_timeout, kConnectTimeoutMs);
         link.dealer->set(zmq::sockopt::curve_serverkey,
                          zmq::const_buffer(p.identity.transport_pk.data(), p.identity.transport_pk.size()));
         link.dealer->set(zmq::sockopt::curve_publickey,
                          zmq::const_buffer(keys->pub.transport_pk.data(), keys->pub.transport_pk.size()));
         link.dealer->set(zmq::sockopt::curve_secretkey, zmq::const_buffer(keys->transport_sk.data(), keys->transport_sk.size()));
+        link.monitor = std::make_unique<LinkMonitor>(ctx, *link.dealer, p.endpoint, kConnectTimeoutMs);
         link.dealer->connect(p.endpoint);
       } catch (const zmq::error_t& e) {
         KRING_LOG(kError, "sync", "cannot connect to partner " << p.identity.org << " at " << p.endpoint << ": " << e.what());
         continue;
       }
       KRING_LOG(kInfo, "sync", "partner " << p.identity.org << " (" << p.identity.display_name << ") at " << p.endpoint);
+      link.state_since_ms = link.not_connected_since_ms = NowMs();
       peers.emplace(p.identity.org, std::move(link));
     }
     for (auto it = peers.begin(); it != peers.end();) {
@@ -398,7 +414,7 @@ struct SyncEngine::Impl {
     if (budget.tokens < 1) {
       Reject(it->second, "too_many_connections", "refused a new connection from " + address + ": more than " +
                                                      std::to_string(static_cast<int>(kZapBurst)) + " in a short time");
-      reply("400", "too many connections", "");
+      reply("300", "too many connections", "");  // temporary: the partner's node reports it as such
       return;
     }
     budget.tokens -= 1;
@@ -604,13 +620,54 @@ struct SyncEngine::Impl {
     return true;
   }
 
+  // Reads a link's socket events; logs and publishes a change of its state,
+  // once: which partner, which endpoint, what happened.
+  void OnLinkEvents(PeerLink& link) {
+    int64_t now = NowMs();
+    const bool was_connected = link.monitor->diagnosis().state() == PeerState::kConnected;
+    const bool changed = link.monitor->Drain(now);
+    const LinkDiagnosis& d = link.monitor->diagnosis();
+    if (d.stalled() && link.reconnect_at_ms == 0) {
+      link.reconnect_backoff_ms = std::min(link.reconnect_backoff_ms == 0 ? kRetryRefusedMs : 2 * link.reconnect_backoff_ms,
+                                           kRetryRefusedMaxMs);
+      link.reconnect_at_ms = now + link.reconnect_backoff_ms;
+    }
+    if (d.state() == PeerState::kConnected) link.reconnect_backoff_ms = 0;
+    if (!changed) return;
+    const std::string& org = link.partner.identity.org;
+    link.state_since_ms = now;
+    if (d.state() == PeerState::kConnected) {
+      KRING_LOG(kInfo, "sync", "partner " << org << " at " << link.partner.endpoint
+                                          << ": connected (handshake with the key on its card)");
+    } else {
+      if (was_connected) link.not_connected_since_ms = now;
+      KRING_LOG(kWarn, "sync", "partner " << org << " at " << link.partner.endpoint << ": " << PeerStateName(d.state())
+                                          << ": " << d.cause());
+    }
+    PublishStatus();
+    SaveLinkStates();
+  }
+
+  // The links' states for `kring-node peer list`, which runs in another process.
+  void SaveLinkStates() {
+    nlohmann::json links = nlohmann::json::object();
+    for (auto& [org, link] : peers) {
+      const LinkDiagnosis& d = link.monitor->diagnosis();
+      links[org] = {{"state", PeerStateName(d.state())}, {"cause", d.cause()}, {"since_ms", link.state_since_ms},
+                    {"endpoint", link.partner.endpoint}};
+    }
+    std::string text = nlohmann::json{{"pid", static_cast<int64_t>(::getpid())}, {"links", links}}.dump();
+    Status st = store->SetNodeState(kLinkStatesKey, ByteSpan(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+    if (!st.ok()) KRING_LOG(kWarn, "store", "cannot record the partners' link states: " << st.ToString());
+  }
+
   void MarkSeen(const std::string& org) {
     auto it = peers.find(org);
     if (it == peers.end()) return;
     it->second.last_seen_ms = NowMs();
     if (!it->second.reported_connected) {
       it->second.reported_connected = true;
-      KRING_LOG(kInfo, "sync", "partner " << org << " connected");
+      KRING_LOG(kDebug, "sync", "partner " << org << " heard from");  // the link's state is logged by OnLinkEvents
       PublishStatus();
     }
   }
@@ -807,6 +864,15 @@ struct SyncEngine::Impl {
     SummariseRejections(now);
     int64_t stale = std::max<int64_t>(5000, 5LL * options.anti_entropy_interval_ms);
     for (auto& [org, link] : peers) {
+      if (link.reconnect_at_ms != 0 && now >= link.reconnect_at_ms) {
+        link.reconnect_at_ms = 0;
+        try {
+          link.dealer->disconnect(link.partner.endpoint);
+          link.dealer->connect(link.partner.endpoint);
+        } catch (const zmq::error_t& e) {
+          KRING_LOG(kWarn, "sync", "cannot reconnect to partner " << org << " at " << link.partner.endpoint << ": " << e.what());
+        }
+      }
       if (now >= link.next_prune_ms) {
         std::erase_if(link.sent_recently, [&](const auto& w) { return now - w.second >= kResendAfterMs; });
         link.next_prune_ms = now + 1000;
@@ -814,7 +880,7 @@ struct SyncEngine::Impl {
       if (link.reported_connected && now - link.last_seen_ms > stale) {
         link.reported_connected = false;
         link.sent_recently.clear();  // what was sent may be lost with the connection
-        KRING_LOG(kWarn, "sync", "partner " << org << " unreachable (nothing heard for " << (now - link.last_seen_ms) / 1000 << " s)");
+        KRING_LOG(kDebug, "sync", "partner " << org << " silent for " << (now - link.last_seen_ms) / 1000 << " s");
       }
       if (link.session && now - link.session->last_activity_ms < stale) continue;
       if (now < link.next_session_ms) continue;
@@ -849,7 +915,6 @@ struct SyncEngine::Impl {
 
   void PublishStatus() {
     int64_t now = NowMs();
-    int64_t stale = std::max<int64_t>(5000, 5LL * options.anti_entropy_interval_ms);
     std::vector<PeerStatus> snap;
     for (auto& [org, link] : peers) {
       PeerStatus s;
@@ -858,7 +923,13 @@ struct SyncEngine::Impl {
       s.endpoint = link.partner.endpoint;
       s.last_seen_ms = link.last_seen_ms;
       s.last_sync_ms = link.last_sync_ms;
-      s.connected = link.last_seen_ms > 0 && now - link.last_seen_ms <= stale;
+      const LinkDiagnosis& d = link.monitor->diagnosis();
+      s.state = d.state();
+      s.cause = d.cause();
+      s.state_since_ms = link.state_since_ms;
+      s.last_connected_ms = d.last_connected_ms();
+      s.connected = d.state() == PeerState::kConnected;
+      s.degraded = !s.connected && now - link.not_connected_since_ms >= options.degraded_after_ms;
       snap.push_back(std::move(s));
     }
     std::lock_guard lock(status_mu);
@@ -879,6 +950,7 @@ struct SyncEngine::Impl {
         items.push_back({link.dealer->handle(), 0, ZMQ_POLLIN, 0});
         links.push_back(&link);
       }
+      for (PeerLink* link : links) items.push_back({link->monitor->socket().handle(), 0, ZMQ_POLLIN, 0});
       int64_t timeout = std::clamp<int64_t>(next_tick - NowMs(), 0, 200);
       try {
         zmq::poll(items, std::chrono::milliseconds(timeout));
@@ -893,6 +965,8 @@ struct SyncEngine::Impl {
         ssize_t n = ::read(wake_fd, &v, sizeof v);
         (void)n;
       }
+      for (size_t i = 0; i < links.size(); ++i)
+        if (items[3 + links.size() + i].revents & ZMQ_POLLIN) OnLinkEvents(*links[i]);
       // Partner changes first, so a removed partner is not served below.
       RefreshPartnersIfChanged();
       if (items[1].revents & ZMQ_POLLIN) {

@@ -12,6 +12,10 @@
 // partner's key for a few new connections at a time. Rejections are counted
 // exactly and logged once per partner and reason per interval, with a summary.
 //
+// Each DEALER has a socket monitor (node/link_monitor.h): a partner's state
+// (connected, refused-by-partner, unreachable, wrong-key) and its cause come
+// from the handshake's outcome, and each change is logged once.
+//
 // Threading: Start() creates the sockets on the caller's thread and runs
 // them on one sync thread; Announce() and the status calls are thread-safe.
 #pragma once
@@ -24,6 +28,7 @@
 #include <vector>
 
 #include "crypto/identity.h"
+#include "node/link_monitor.h"
 #include "node/store.h"
 #include "protocol/hlc.h"
 
@@ -35,15 +40,29 @@ struct SyncOptions {
   // Called on the sync thread after the partner list changed (another
   // process added or removed a partner). Must not block.
   std::function<void()> on_partners_changed;
+  // A partner whose link has not been connected for this long makes the
+  // node "degraded" (PeerStatus::degraded, /v1/health).
+  int64_t degraded_after_ms = 300000;
 };
+
+// node_state key under which a running node records its links' states (JSON:
+// {"pid", "links": {org: {"state", "cause", "since_ms", "endpoint"}}}) for `peer list`.
+inline constexpr const char* kLinkStatesKey = "link_states";
 
 struct PeerStatus {
   std::string org;
   std::string display_name;
   std::string endpoint;
-  bool connected = false;     // a message from it arrived recently
-  int64_t last_seen_ms = 0;   // 0: never
-  int64_t last_sync_ms = 0;   // last completed reconciliation; 0: never
+  // Our link to it (node/link_monitor.h): connected only when our DEALER
+  // completed a CURVE handshake with the key on its card; otherwise why not.
+  PeerState state = PeerState::kNeverConnected;
+  std::string cause;           // what happened, for an operator; empty when connected
+  int64_t state_since_ms = 0;  // when the state (or its cause) last changed
+  int64_t last_connected_ms = 0;  // last completed handshake; 0: never
+  bool connected = false;      // state == kConnected
+  bool degraded = false;       // not connected for SyncOptions::degraded_after_ms or longer
+  int64_t last_seen_ms = 0;    // last message from it, on either link; 0: never
+  int64_t last_sync_ms = 0;    // last completed reconciliation; 0: never
 };
 
 struct SyncStats {

@@ -5,7 +5,8 @@ packages="build-essential cmake pkg-config git ca-certificates
 libsodium-dev libzmq3-dev cppzmq-dev libsqlite3-dev sqlite3 libcereal-dev
 doctest-dev libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libssl-dev libyaml-cpp-dev openssl
 clang libclang-rt-14-dev curl
-chromium chromium-driver python3-selenium"
+chromium chromium-driver python3-selenium
+systemd dpkg-dev"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -70,7 +70,9 @@ TEST_CASE("a non-partner's CURVE key is refused and logged while partners keep s
   std::string case_id = SharedCase(c, "gemeente", {"wijkteam"});
   REQUIRE(Note(c, "gemeente", case_id, "housing", "alleen voor het wijkteam").status == 201);
   CHECK(LocalCluster::WaitFor([&] { return PlanItems(c, "wijkteam", case_id) == 1; }, 5000));
-  CHECK(Connected(c, "gemeente", "wijkteam"));
+  // Connected: gemeente's own connection to wijkteam completed its handshake,
+  // which may come a moment after wijkteam's reached gemeente.
+  CHECK(LocalCluster::WaitFor([&] { return Connected(c, "gemeente", "wijkteam"); }, 5000));
   CHECK_FALSE(Connected(c, "indringer", "gemeente"));
   CHECK(Held(c, "indringer") == 0);
   CHECK(c.Running("gemeente"));
