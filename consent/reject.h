@@ -29,8 +29,10 @@ enum class Reject : uint8_t {
   kCitizenSignature,  // "citizen_signature": a citizen signature by no enrolled key (unknown, revoked, another case) or that does not verify
   kCitizenReplay,     // "citizen_replay": a citizen statement signed for another moment of the case (an old statement sent again)
   kInvitationUsed,    // "invitation_used": a second citizen key enrolled with the same one-time invitation
+  kCaseClosed,        // "case_closed": a write, consent or regie change in a case closed at its time (or a close of a closed case, a reopen of an open one)
+  kDestroyed,         // "destroyed": a record of a case, or a record, this node destroyed under its retention rules
 };
-inline constexpr int kRejectCount = static_cast<int>(Reject::kInvitationUsed) + 1;
+inline constexpr int kRejectCount = static_cast<int>(Reject::kDestroyed) + 1;
 
 // The stable label of a reason (metrics, logs, tests).
 const char* RejectName(Reject r);

@@ -581,21 +581,7 @@ struct ApiServer::Impl {
       json list = json::array();
       for (const ConsentView& v : state->Consents(NowMs())) {
         if (!v.valid) continue;
-        const ConsentGrant& g = *v.grant;
-        json domains = json::array();
-        for (auto& d : g.domains.v) domains.push_back(d.v);
-        json e = {{"consent", ToHex(v.id)}, {"grantee", g.grantee.v}, {"domains", domains}, {"purpose", g.purpose.v},
-                  {"basis", g.basis.v}, {"valid_from", IsoTime(g.valid_from_ms)},
-                  {"valid_until", g.valid_until_ms ? json(IsoTime(g.valid_until_ms)) : json(nullptr)},
-                  {"given_by", g.given_by.v},
-                  {"evidence", g.evidence_kind == kEvidenceCitizenSigned
-                                   ? json{{"kind", "citizen-signed"}, {"reference", g.evidence_reference.v},
-                                          {"citizen_key", ToHex(g.citizen.key)}}
-                                   : json{{"kind", "attested"}, {"reference", g.evidence_reference.v}}},
-                  {"recorded_by", g.h.author.v}, {"recorded", IsoTime(static_cast<int64_t>(HlcMillis(g.h.hlc)))},
-                  {"status", ConsentStatusName(v.status)}};
-        if (v.withdrawn_by) e["withdrawn_by"] = ToHex(*v.withdrawn_by);
-        list.push_back(std::move(e));
+        list.push_back(ConsentToJson(v));
         scope.items.push_back(ToHex(v.id));
       }
       json body = {{"case", CaseIdToHex(case_id)}, {"consents", list}};
@@ -679,16 +665,92 @@ struct ApiServer::Impl {
       auto entries = node->AccessLogOf(case_id, from, to);
       if (!entries.ok()) return SendStatusError(res, entries.status());
       json list = json::array();
-      for (const AccessEntry& e : *entries) {
-        json actor = {{"id", e.actor_id}, {"name", e.actor_name}, {"role", e.actor_role}};
-        if (!e.on_behalf_of.empty()) actor["on_behalf_of"] = e.on_behalf_of;
-        json j = {{"event", ToHex(e.event_id)}, {"time", IsoTime(e.time_ms)}, {"action", e.action},
-                  {"outcome", e.outcome}, {"actor", actor}, {"organisation", e.organisation},
-                  {"client", e.client_system}, {"items", e.items}};
-        if (!e.consent.empty()) j["consent"] = e.consent;
-        list.push_back(std::move(j));
-      }
+      for (const AccessEntry& e : *entries) list.push_back(AccessEntryToJson(e));
       SendJson(res, 200, {{"case", CaseIdToHex(case_id)}, {"entries", list}});
+    }));
+
+    // --- the end of a case (docs/retention.md) ---
+    server->Post(R"(/v1/cases/([^/]+)/close)", CaseRoute("update", [this](const httplib::Request& req,
+                                                                        httplib::Response& res, const Caller& caller,
+                                                                        AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      auto body = ParseBody(req, res);
+      if (!body || !OnlyFields(*body, {"reason", "basis"}, res)) return;
+      std::string reason, basis;
+      if (!StringField(*body, "reason", true, &reason, res) || !StringField(*body, "basis", false, &basis, res)) return;
+      auto id = node->CloseCase(case_id, reason, basis);
+      if (!id.ok()) return SendStatusError(res, id.status());
+      scope.items = {"close", ToHex(*id)};
+      KRING_LOG(kInfo, "api", caller.client << " closed case " << CaseIdToHex(case_id) << " (" << reason << ")");
+      auto state = node->State(case_id);
+      if (!state.ok()) return SendStatusError(res, state.status());
+      SendJson(res, 200, {{"case", CaseIdToHex(case_id)}, {"status", PlanStatusOf(state->Closure())},
+                          {"closed", ClosureToJson(state->Closure())}});
+    }));
+
+    server->Post(R"(/v1/cases/([^/]+)/reopen)", CaseRoute("update", [this](const httplib::Request& req,
+                                                                         httplib::Response& res, const Caller& caller,
+                                                                         AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      auto body = ParseBody(req, res);
+      if (!body || !OnlyFields(*body, {"reason"}, res)) return;
+      std::string reason;
+      if (!StringField(*body, "reason", false, &reason, res)) return;
+      auto id = node->ReopenCase(case_id, reason);
+      if (!id.ok()) return SendStatusError(res, id.status());
+      scope.items = {"reopen", ToHex(*id)};
+      KRING_LOG(kInfo, "api", caller.client << " reopened case " << CaseIdToHex(case_id));
+      SendJson(res, 200, {{"case", CaseIdToHex(case_id)}, {"status", "active"}, {"reopened", ToHex(*id)}});
+    }));
+
+    server->Post(R"(/v1/cases/([^/]+)/hold)", CaseRoute("update", [this](const httplib::Request& req,
+                                                                       httplib::Response& res, const Caller& caller,
+                                                                       AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      auto body = ParseBody(req, res);
+      if (!body || !OnlyFields(*body, {"reason"}, res)) return;
+      std::string reason;
+      if (!StringField(*body, "reason", true, &reason, res)) return;
+      Status st = node->PutHold(case_id, reason);
+      if (!st.ok()) return SendStatusError(res, st);
+      scope.items = {"legal-hold"};
+      KRING_LOG(kInfo, "api", caller.client << " put case " << CaseIdToHex(case_id) << " on legal hold");
+      auto hold = node->HoldOf(case_id);
+      if (!hold.ok() || !hold->has_value()) return SendStatusError(res, hold.ok() ? Status::NotFound("hold lifted meanwhile") : hold.status());
+      SendJson(res, 201, {{"case", CaseIdToHex(case_id)}, {"hold", {{"since", IsoTime((*hold)->since_ms)}, {"reason", (*hold)->reason}}}});
+    }));
+
+    server->Delete(R"(/v1/cases/([^/]+)/hold)", CaseRoute("update", [this](const httplib::Request& req,
+                                                                         httplib::Response& res, const Caller& caller,
+                                                                         AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      Status st = node->LiftHold(case_id);
+      if (!st.ok()) return SendStatusError(res, st);
+      scope.items = {"legal-hold-lifted"};
+      KRING_LOG(kInfo, "api", caller.client << " lifted the legal hold on case " << CaseIdToHex(case_id));
+      SendJson(res, 200, {{"case", CaseIdToHex(case_id)}, {"hold", nullptr}});
+    }));
+
+    server->Get(R"(/v1/cases/([^/]+)/export)", CaseRoute("export", [this](const httplib::Request& req,
+                                                                        httplib::Response& res, const Caller& caller,
+                                                                        AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      auto doc = node->ExportCase(case_id);
+      if (!doc.ok()) return SendStatusError(res, doc.status());
+      scope.items.push_back("export");
+      for (const json& item : (*doc)["plan"]["items"]) scope.items.push_back(item["version"].get<std::string>());
+      KRING_LOG(kInfo, "api", caller.client << " exported case " << CaseIdToHex(case_id));
+      SendJson(res, 200, *doc);
     }));
 
     server->set_error_handler([](const httplib::Request&, httplib::Response& res) {

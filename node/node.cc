@@ -149,6 +149,7 @@ void Node::TimerLoop() {
     tl.unlock();
     if (recompute_all_.exchange(false) && !SweepAllCases()) return;
     RecomputeDueCases();
+    SweepIfDue();
     if (Status st = CheckpointIfDue(false); !st.ok())
       KRING_LOG(kError, "audit", "cannot sign an access-log checkpoint: " << st.ToString());
     tl.lock();
@@ -753,6 +754,28 @@ size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::
   const std::string& me = identity_.pub.org;
   const int64_t now = NowMs();
   const Receipt at{me, from, now};
+  // A case or record this node destroyed under its retention rules is not
+  // taken in again from a partner that still holds a copy.
+  if (auto gone = store_->CaseDestroyed(case_id); !gone.ok() || *gone) {
+    if (gone.ok())
+      refuse(Reject::kDestroyed, "records of case " + CaseIdToHex(case_id) + ", which this node destroyed under its retention rules");
+    return 0;
+  }
+  {
+    std::vector<RecordId> ids;
+    for (const FragmentCheck& f : work.fragments) ids.push_back(f.id);
+    if (!ids.empty()) {
+      auto destroyed = store_->Destroyed(ids);
+      if (destroyed.ok() && std::find(destroyed->begin(), destroyed->end(), true) != destroyed->end()) {
+        std::vector<FragmentCheck> keep;
+        for (size_t i = 0; i < ids.size(); ++i) {
+          if ((*destroyed)[i]) refuse(Reject::kDestroyed, "fragment " + ToHex(ids[i]).substr(0, 16) + ", which this node destroyed under its retention rules");
+          else keep.push_back(std::move(work.fragments[i]));
+        }
+        work.fragments = std::move(keep);
+      }
+    }
+  }
   auto known = StateLocked(case_id);
   if (!known.ok() && known.status().code() != Status::Code::kNotFound) {
     KRING_LOG(kError, "store", "cannot read case " << CaseIdToHex(case_id) << ": " << known.status().ToString());

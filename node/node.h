@@ -27,6 +27,7 @@
 #include "consent/case_state.h"
 #include "crypto/identity.h"
 #include "node/checkpoint.h"
+#include "node/retention.h"
 #include "node/store.h"
 #include "node/sync.h"
 #include "protocol/fragment.h"
@@ -97,6 +98,15 @@ struct PlanRead {
   std::vector<std::string> versions;  // hex ids of the versions shown or in conflict
   std::vector<std::string> consents;  // hex ids of the consents that allowed reading
 };
+
+// JSON shapes the API and the export share (docs/api.md).
+nlohmann::json ConsentToJson(const ConsentView& v);
+nlohmann::json AccessEntryToJson(const AccessEntry& e);
+// {"reason", "since", "by", "record", "retention": {"rule", "period"}}, or null while open.
+nlohmann::json ClosureToJson(const std::optional<ClosureView>& c);
+// The plan's (and FHIR CarePlan's) status: "active" while open; closed:
+// "completed" when the goals were reached, else "revoked".
+const char* PlanStatusOf(const std::optional<ClosureView>& c);
 
 class Node : public RecordSink {
  public:
@@ -173,6 +183,39 @@ class Node : public RecordSink {
   // this organisation may not write in that domain or edit that item.
   Result<ItemWritten> WriteItem(const CaseId& case_id, const ItemInput& in);
   Result<PlanRead> ReadPlan(const CaseId& case_id);
+
+  // --- closing, retention, legal hold and export (node/lifecycle.cc; docs/retention.md) ---
+  // By the regie organisation: ends the case (read-only from now on) with
+  // one of kCloseReasons; the close record carries this organisation's
+  // retention rule for the case (RuleForCase, `basis` naming the legal basis
+  // it works under here, may be empty). Conflict: closed already;
+  // PermissionDenied: not the regie organisation; InvalidArgument: reason.
+  Result<RecordId> CloseCase(const CaseId& case_id, const std::string& reason, const std::string& basis);
+  // Conflict: the case is not closed.
+  Result<RecordId> ReopenCase(const CaseId& case_id, const std::string& reason);
+  // This node's own hold on a case: suspends its sweep of the case (and of
+  // the access log from the case's first entry on). NotFound for a case this
+  // node takes no part in; AlreadyExists / NotFound for a hold that is / is not there.
+  Status PutHold(const CaseId& case_id, const std::string& reason);
+  Status LiftHold(const CaseId& case_id);
+  Result<std::optional<LegalHold>> HoldOf(const CaseId& case_id);
+  // What the sweep destroyed (ids and counts, never content).
+  struct SweepReport {
+    size_t cases_destroyed = 0;     // whole cases: records, key grants, label, audiences
+    size_t records_destroyed = 0;   // records of cases, in all
+    size_t fragments_destroyed = 0;
+    size_t cases_held = 0;          // closed cases a legal hold kept
+    int64_t access_entries_expired = 0;
+  };
+  // Destroys what the retention rules (the store's, read afresh) say is due
+  // now. The running node calls it every sweep interval.
+  Result<SweepReport> SweepRetention();
+  // How often the running node sweeps (0: never); takes effect at the next tick.
+  void SetSweepInterval(int64_t interval_ms);
+  // What this organisation may read of a case, as one JSON document: the
+  // plan, the consents, the regie, closing and hold, and the access log as
+  // ReadPlan and AccessLogOf give them. The caller logs it (action "export").
+  Result<nlohmann::json> ExportCase(const CaseId& case_id);
 
   // Evidence of misbehaviour this node saw in a case: an organisation that
   // signed a record not following its own earlier record (a fork).
@@ -316,6 +359,11 @@ class Node : public RecordSink {
   size_t last_checkpoint_restores_ = 0;
   int64_t last_checkpoint_check_ms_ = 0;
   static constexpr int64_t kCheckpointCheckMs = 1000;  // how often the timer looks whether one is due
+
+  std::mutex sweep_mu_;  // one sweep at a time; guards the two below
+  int64_t sweep_interval_ms_ = 0;
+  int64_t last_sweep_ms_ = 0;
+  void SweepIfDue();
 
   std::thread timer_;
   std::mutex timer_mu_;

@@ -271,7 +271,10 @@ json ToFhirCarePlan(const CaseId& case_id, const json& plan_view) {
   json plan = {{"resourceType", "CarePlan"},
                {"id", CaseIdToHex(case_id)},
                {"contained", std::move(contained)},
-               {"status", "active"},
+               {"status", plan_view.is_object() && plan_view.contains("status") && plan_view["status"].is_string() &&
+                                  (plan_view["status"] == "completed" || plan_view["status"] == "revoked")
+                              ? plan_view["status"].get<std::string>()
+                              : std::string("active")},
                {"intent", "plan"},
                {"subject", {{"reference", kHouseholdRef}, {"display", "household"}}},
                {"careTeam", json::array({{{"reference", kCareTeamRef}}})}};

@@ -37,6 +37,10 @@ enum class RecordType : uint8_t {
   // 8 is taken by access-log checkpoints (another change); the citizen's records follow it.
   kCitizenKey = 9,            // protocol/records.h: a citizen's public key bound to a case
   kCitizenKeyRevocation = 10, // protocol/records.h: that key no longer speaks for the citizen
+  // 11, 12: network roster and key rotation (another change).
+  kCaseClose = 13,   // protocol/records.h: the regie organisation ends the case; retention starts
+  kCaseReopen = 14,  // protocol/records.h: the regie organisation opens a closed case again
+  // 15, 16: reserved for erasure on request (AVG art. 17) and its answers.
 };
 
 struct PushMessage {

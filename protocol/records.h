@@ -16,6 +16,7 @@
 #include "crypto/identity.h"
 #include "protocol/fragment.h"
 #include "protocol/messages.h"
+#include "protocol/period.h"
 #include "protocol/wire.h"
 
 namespace kring {
@@ -163,8 +164,37 @@ struct CitizenKeyRevocation {
   }
 };
 
+// Why a case ends (docs/retention.md); the slugs are stable, used in the API.
+inline constexpr const char* kCloseReasons[] = {"goals-reached", "moved", "declined", "withdrawn-request", "deceased", "other"};
+bool IsCloseReason(std::string_view s);
+inline constexpr size_t kMaxCloseReasonBytes = 32;
+inline constexpr size_t kMaxRetentionRuleBytes = 200;
+
+// Ends a case, written by the regie organisation: from its time on the case
+// is read-only (no new items, consents, citizen keys or regie changes) and
+// every node starts its retention clock. It carries the closing
+// organisation's retention rule for what it wrote in this case, so that
+// copy holders know the author's limit (docs/retention.md).
+struct CaseClose {
+  ControlHeader h;
+  BoundedString<kMaxCloseReasonBytes> reason;  // one of kCloseReasons
+  BoundedString<kMaxRetentionRuleBytes> rule;  // the name of the rule applied ("default", "Wmo 2015", ...)
+  BoundedString<kMaxPeriodChars> retention;    // its period, an ISO 8601 duration (protocol/period.h)
+  template <class A>
+  void serialize(A& ar) { ar(h, reason, rule, retention); }
+};
+
+// Opens a closed case again, by the regie organisation; retention stops
+// running until the next close.
+struct CaseReopen {
+  ControlHeader h;
+  BoundedString<kMaxReferenceBytes> reason;  // free text, may be empty
+  template <class A>
+  void serialize(A& ar) { ar(h, reason); }
+};
+
 using ControlBody = std::variant<CaseGenesis, ConsentGrant, ConsentWithdrawal, RegieChange, KeyGrant, CitizenKey,
-                                 CitizenKeyRevocation>;
+                                 CitizenKeyRevocation, CaseClose, CaseReopen>;
 
 // A decoded, not yet verified control record.
 struct ControlRecord {
