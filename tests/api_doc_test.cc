@@ -441,6 +441,12 @@ std::map<std::string, Example> ExampleRequests(const std::string& action_version
       {"getPlan", {}},
       {"getFhirCarePlan", {}},
       {"getAccessLog", {"from=2020-01-01T00:00:00Z&to=2100-01-01", std::nullopt}},
+      // In the document's order: close, reopen, put and lift a hold, export (the case ends open).
+      {"closeCase", {"", json{{"reason", "goals-reached"}, {"basis", "Wmo 2015 art. 2.3.5"}}}},
+      {"reopenCase", {"", json{{"reason", "nieuwe hulpvraag"}}}},
+      {"putHold", {"", json{{"reason", "bezwaarprocedure 2027-17"}}}},
+      {"liftHold", {}},
+      {"exportCase", {}},
   };
 }
 
@@ -861,4 +867,45 @@ TEST_CASE("every metric docs/api.yaml lists is exported at /metrics") {
   Reply r = Send(c.node(kOrg), "get", "/metrics", "", {});
   REQUIRE(r.status == 200);
   for (const std::string& m : metrics) CHECK_MESSAGE(r.body.find("# TYPE " + m + " ") != std::string::npos, m);
+}
+
+TEST_CASE("issue 16: a closed case answers writes and consents with a documented 409, a second close too, and reopens") {
+  Walk w;
+  DocumentedNode& n = w.node;
+  auto expect = [&](const char* what, const Operation& op, const Reply& r, int status, const std::string& code) {
+    INFO(what);
+    CHECK(r.status == status);
+    if (!code.empty()) w.CheckError(op, r, code);
+  };
+  const Operation close = w.Find("closeCase"), reopen = w.Find("reopenCase"), write = w.Find("writeItem"),
+                  record = w.Find("recordConsent"), hold = w.Find("putHold"), lift = w.Find("liftHold");
+  const std::string items = n.CasePath("/items");
+  json note = {{"kind", "note"}, {"domain", "finances"}, {"data", {{"text", "na het sluiten"}}}};
+  REQUIRE(LocalCluster::WaitFor([&] { return n.cluster.Call(kPartner, "GET", n.CasePath("/consents")).status == 200; }, 10000));
+  expect("the partner closes the case", close,
+         Send(n.api(kPartner), "post", n.CasePath("/close"), R"({"reason":"moved"})", n.Headers(kPartner)), 403, "forbidden");
+  expect("a reason that is not one", close, Send(n.api(), "post", n.CasePath("/close"), R"({"reason":"klaar"})", n.Headers()),
+         400, "invalid_argument");
+  expect("reopening an open case", reopen, Send(n.api(), "post", n.CasePath("/reopen"), "", n.Headers()), 409, "conflict");
+  expect("closing", close, Send(n.api(), "post", n.CasePath("/close"), R"({"reason":"moved"})", n.Headers()), 200, "");
+  expect("closing again", close, Send(n.api(), "post", n.CasePath("/close"), R"({"reason":"moved"})", n.Headers()), 409, "conflict");
+  expect("a note in the closed case", write, Send(n.api(), "post", items, note.dump(), n.Headers()), 409, "conflict");
+  json grant = *w.examples.at("recordConsent").body;
+  expect("a consent in the closed case", record, Send(n.api(), "post", n.CasePath("/consents"), grant.dump(), n.Headers()), 409,
+         "conflict");
+  Reply plan = Send(n.api(), "get", n.CasePath("/plan"), "", n.Headers());
+  CHECK(plan.status == 200);
+  CHECK(json::parse(plan.body)["status"] == "revoked");
+  Reply fhir = Send(n.api(), "get", "/fhir/CarePlan/" + n.case_id, "", n.Headers());
+  CHECK(json::parse(fhir.body)["status"] == "revoked");
+  // The partner's node learns of the close and refuses its own writes too.
+  CHECK(LocalCluster::WaitFor([&] { return Send(n.api(kPartner), "post", items, note.dump(), n.Headers(kPartner)).status == 409; }, 10000));
+
+  expect("a hold", hold, Send(n.api(), "post", n.CasePath("/hold"), R"({"reason":"geschil"})", n.Headers()), 201, "");
+  expect("a second hold", hold, Send(n.api(), "post", n.CasePath("/hold"), R"({"reason":"geschil"})", n.Headers()), 409, "already_exists");
+  expect("lifting it", lift, Send(n.api(), "delete", n.CasePath("/hold"), "", n.Headers()), 200, "");
+  expect("lifting it again", lift, Send(n.api(), "delete", n.CasePath("/hold"), "", n.Headers()), 404, "not_found");
+
+  expect("reopening", reopen, Send(n.api(), "post", n.CasePath("/reopen"), "", n.Headers()), 200, "");
+  expect("a note after the reopen", write, Send(n.api(), "post", items, note.dump(), n.Headers()), 201, "");
 }
