@@ -85,6 +85,7 @@ struct CaseState::Rep {
   std::vector<size_t> citizen_keys;     // CitizenKey records, in admission order
   std::vector<size_t> key_revocations;  // CitizenKeyRevocation records
   std::vector<size_t> closures;         // CaseClose and CaseReopen records, in causal (= chain) order
+  std::vector<size_t> erasures;         // ErasureRequest records
   std::set<size_t> heads;
   std::vector<RecordId> waiting, missing, refused;  // Build only
 
@@ -202,6 +203,8 @@ Admission CaseState::Rep::Judge(const ControlRecord& r, const RecordId& id, std:
   const std::string& author = h.author.v;
   if (std::holds_alternative<KeyGrant>(r.body))
     return RefuseAs(Reject::kBadRecord, "a key grant decides nothing about consent");
+  if (std::holds_alternative<ErasureAnswer>(r.body))
+    return RefuseAs(Reject::kBadRecord, "an erasure answer decides nothing about consent");
   if (h.case_id != case_id) return RefuseAs(Reject::kBadRecord, "the record belongs to another case");
   if (index.count(id)) return Admission{Admission::Kind::kDuplicate, Reject::kBadRecord, ""};
   if (const auto* g = std::get_if<CaseGenesis>(&r.body)) {
@@ -241,6 +244,10 @@ Admission CaseState::Rep::Judge(const ControlRecord& r, const RecordId& id, std:
                                                  (close ? "close" : "reopen") + " the case, not " + author);
     if (close && closed) return RefuseAs(Reject::kCaseClosed, "the case is closed already");
     if (!close && !closed) return RefuseAs(Reject::kCaseClosed, "the case is not closed: there is nothing to reopen");
+  } else if (std::holds_alternative<ErasureRequest>(r.body)) {
+    if (author != ctx->regie)
+      return RefuseAs(Reject::kForgedRecord, "only the regie organisation (" + ctx->regie + ") may record an erasure request, not " + author);
+    if (!closed) return RefuseAs(Reject::kCaseClosed, "the case is open: close it before recording the citizen's erasure request");
   } else if (const auto* c = std::get_if<ConsentGrant>(&r.body)) {
     if (author != ctx->regie)
       return RefuseAs(Reject::kForgedRecord, "only the regie organisation (" + ctx->regie + ") may record consent, not " + author);
@@ -326,6 +333,8 @@ void CaseState::Rep::Add(const ControlRecord& r, const RecordId& id, Context ctx
     key_revocations.push_back(i);
   } else if (std::holds_alternative<CaseClose>(r.body) || std::holds_alternative<CaseReopen>(r.body)) {
     closures.push_back(i);
+  } else if (std::holds_alternative<ErasureRequest>(r.body)) {
+    erasures.push_back(i);
   } else if (const auto* c = std::get_if<ConsentGrant>(&r.body)) {
     consents.push_back(i);
     // A withdrawal already admitted that this grant did not see, of an
@@ -358,7 +367,8 @@ CaseState CaseState::Build(CaseId case_id, std::vector<ControlRecord> records) {
   CaseState s(case_id);
   std::map<std::pair<HlcTimestamp, RecordId>, ControlRecord> todo;  // (hlc, id) order: causal for valid records
   for (ControlRecord& r : records)
-    if (r.header().case_id == case_id && !std::holds_alternative<KeyGrant>(r.body)) {
+    if (r.header().case_id == case_id && !std::holds_alternative<KeyGrant>(r.body) &&
+        !std::holds_alternative<ErasureAnswer>(r.body)) {
       RecordId id = r.Id();
       todo.try_emplace({r.header().hlc, id}, std::move(r));
     }
@@ -555,6 +565,10 @@ std::vector<std::string> CaseState::ControlAudience(const ControlRecord& r, int6
     out.insert(k->grantee.v);
     return {out.begin(), out.end()};
   }
+  if (std::holds_alternative<ErasureAnswer>(r.body)) {  // for the regie organisation alone
+    if (std::string regie = Regie().org; !regie.empty()) out.insert(regie);
+    return {out.begin(), out.end()};
+  }
   for (std::string& o : Involved(now_ms)) out.insert(std::move(o));
   if (const auto* c = std::get_if<ConsentGrant>(&r.body)) out.insert(c->grantee.v);
   if (const auto* w = std::get_if<ConsentWithdrawal>(&r.body)) {
@@ -581,6 +595,28 @@ bool CaseState::ClosedAt(int64_t t_ms) const {
     closed = std::holds_alternative<CaseClose>(rep_->Rec(i).body);
   }
   return closed;
+}
+
+std::vector<ErasureRequestView> CaseState::ErasureRequests() const {
+  std::vector<ErasureRequestView> out;
+  for (size_t i : rep_->erasures) {
+    const auto& e = std::get<ErasureRequest>(rep_->Rec(i).body);
+    out.push_back(ErasureRequestView{rep_->nodes[i].id, e.h.author.v, e.reference.v, rep_->nodes[i].time_ms});
+  }
+  return out;
+}
+
+std::optional<Admission> CaseState::CheckErasureAnswer(const ControlRecord& r) const {
+  const auto* a = std::get_if<ErasureAnswer>(&r.body);
+  if (a == nullptr) return RefuseAs(Reject::kBadRecord, "not an erasure answer");
+  if (r.header().case_id != rep_->case_id) return RefuseAs(Reject::kBadRecord, "the answer belongs to another case");
+  auto it = rep_->index.find(a->request);
+  if (it == rep_->index.end()) return WaitFor("the erasure request it answers has not arrived");
+  if (!std::holds_alternative<ErasureRequest>(rep_->Rec(it->second).body))
+    return RefuseAs(Reject::kForgedRecord, "the answer names " + Short(a->request) + ", which is not an erasure request");
+  if (!EverInvolved(r.header().author.v))
+    return RefuseAs(Reject::kNotAddressed, "an erasure answer by " + r.header().author.v + ", which takes no part in the case");
+  return std::nullopt;
 }
 
 std::vector<CitizenKeyView> CaseState::CitizenKeys() const {

@@ -47,6 +47,10 @@
 //                          ancestors(r) (else kCaseClosed).
 //       CaseReopen:        author == regie_as_of(r); the case is closed in
 //                          ancestors(r) (else kCaseClosed).
+//       ErasureRequest:    author == regie_as_of(r); the case is closed in
+//                          ancestors(r) (else kCaseClosed).
+//   ErasureAnswer records (like key grants) are judged against the state but
+//   never part of it (CheckErasureAnswer).
 //   - closing (docs/retention.md). The case is *closed in* a past when the
 //     latest CaseClose or CaseReopen there is a close; like regie changes,
 //     valid closures are totally ordered. A ConsentGrant, CitizenKey or
@@ -155,6 +159,14 @@ struct ClosureView {
   int64_t time_ms = 0;    // the close record's time: retention runs from here
 };
 
+// A citizen's erasure request (AVG art. 17) as the regie organisation recorded it.
+struct ErasureRequestView {
+  RecordId id{};
+  std::string by;
+  std::string reference;
+  int64_t time_ms = 0;
+};
+
 // The outcome of offering a record to a state.
 struct Admission {
   enum class Kind { kAdmitted, kDuplicate, kWaiting, kRefused };
@@ -235,6 +247,12 @@ class CaseState {
   std::optional<ClosureView> Closure() const;
   // Whether the case was closed at time t_ms (by the times of the closes and reopens).
   bool ClosedAt(int64_t t_ms) const;
+
+  // Every admitted ErasureRequest, in admission order.
+  std::vector<ErasureRequestView> ErasureRequests() const;
+  // Whether ErasureAnswer `r` can be kept: its request admitted (else
+  // kWaiting), its author an organisation ever involved. nullopt: it can.
+  std::optional<Admission> CheckErasureAnswer(const ControlRecord& r) const;
 
   // Every admitted CitizenKey, in admission order.
   std::vector<CitizenKeyView> CitizenKeys() const;

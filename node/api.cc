@@ -739,6 +739,39 @@ struct ApiServer::Impl {
       SendJson(res, 200, {{"case", CaseIdToHex(case_id)}, {"hold", nullptr}});
     }));
 
+    server->Post(R"(/v1/cases/([^/]+)/erasure-requests)", CaseRoute("update", [this](const httplib::Request& req,
+                                                                                   httplib::Response& res, const Caller& caller,
+                                                                                   AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      auto body = ParseBody(req, res);
+      if (!body || !OnlyFields(*body, {"reference"}, res)) return;
+      std::string reference;
+      if (!StringField(*body, "reference", true, &reference, res)) return;
+      auto id = node->RequestErasure(case_id, reference);
+      if (!id.ok()) return SendStatusError(res, id.status());
+      scope.items = {"erasure-request", ToHex(*id)};
+      KRING_LOG(kInfo, "api", caller.client << " recorded an erasure request in case " << CaseIdToHex(case_id));
+      auto status = node->ErasureStatus(case_id);
+      if (!status.ok()) return SendStatusError(res, status.status());
+      for (const json& r : (*status)["requests"])
+        if (r["request"] == ToHex(*id)) return SendJson(res, 201, json{{"case", CaseIdToHex(case_id)}, {"request", r}});
+      SendStatusError(res, Status::IOError("the erasure request was recorded but cannot be read back"));
+    }));
+
+    server->Get(R"(/v1/cases/([^/]+)/erasure-requests)", CaseRoute("read", [this](const httplib::Request& req,
+                                                                                httplib::Response& res, const Caller&,
+                                                                                AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      scope.items = {"erasure-requests"};
+      auto status = node->ErasureStatus(case_id);
+      if (!status.ok()) return SendStatusError(res, status.status());
+      SendJson(res, 200, *status);
+    }));
+
     server->Get(R"(/v1/cases/([^/]+)/export)", CaseRoute("export", [this](const httplib::Request& req,
                                                                         httplib::Response& res, const Caller& caller,
                                                                         AccessScope& scope) {

@@ -1,5 +1,6 @@
 // The end of a case: closing and reopening, the retention sweep, legal holds, and the export before destruction.
 #include <algorithm>
+#include <cctype>
 #include <set>
 
 #include "consent/retention.h"
@@ -74,6 +75,145 @@ Result<RecordId> Node::ReopenCase(const CaseId& case_id, const std::string& reas
   KRING_RETURN_IF_ERROR(RecomputeLocked(case_id));
   KRING_LOG(kInfo, "retention", "case " << CaseIdToHex(case_id) << " reopened; its retention clock stops");
   return id;
+}
+
+Result<RecordId> Node::RequestErasure(const CaseId& case_id, const std::string& reference) {
+  if (reference.empty() || reference.size() > kMaxReferenceBytes || !IsPrintableText(reference))
+    return Status::InvalidArgument("'reference' is required: what you acted on (the citizen's letter), printable, at most 200 bytes, never a BSN");
+  auto lock = LockCase(case_id);
+  auto state = StateLocked(case_id);
+  if (!state.ok()) return state.status();
+  ErasureRequest e;
+  e.h.case_id = case_id;
+  e.h.author.v = identity_.pub.org;
+  e.h.hlc = clock_.Now();
+  e.h.parents.v = ParentsFor(*state);
+  e.reference.v = reference;
+  auto signed_rec = SignControl(e, identity_);
+  if (!signed_rec.ok()) return signed_rec.status();
+  KRING_RETURN_IF_ERROR(state->CheckNewRecord(*signed_rec));
+  auto id = StoreOwnControl(std::move(e));
+  if (!id.ok()) return id.status();
+  KRING_LOG(kInfo, "retention", "erasure request " << ToHex(*id).substr(0, 16) << " recorded in case " << CaseIdToHex(case_id));
+  KRING_RETURN_IF_ERROR(RecomputeLocked(case_id));  // erases here and answers
+  return id;
+}
+
+Status Node::EraseOnRequestLocked(const CaseState& state) {
+  std::vector<ErasureRequestView> requests = state.ErasureRequests();
+  if (requests.empty()) return Status::Ok();
+  const CaseId& case_id = state.case_id();
+  const std::string& me = identity_.pub.org;
+  auto records = store_->RecordsOfCase(case_id);
+  if (!records.ok()) return records.status();
+  std::set<RecordId> answered;
+  for (const StoredRecord& r : *records)
+    if (r.type == RecordType::kErasureAnswer)
+      if (auto c = DecodeControlRecord(r.record); c.ok() && c->header().author.v == me)
+        answered.insert(std::get<ErasureAnswer>(c->body).request);
+  for (const ErasureRequestView& req : requests) {
+    if (answered.count(req.id)) continue;
+    auto rules = LoadRetention(*store_);
+    if (!rules.ok()) return rules.status();
+    // A legal duty to keep: a rule marked so whose name occurs in one of this
+    // organisation's bases in the case, or a default marked so.
+    std::vector<std::string> bases = BasesOf(state, me);
+    const RetentionRule* duty = rules->fallback.legal_duty ? &rules->fallback : nullptr;
+    for (const RetentionRule& r : rules->rules)
+      if (r.legal_duty && std::any_of(bases.begin(), bases.end(), [&](const std::string& b) {
+            return std::search(b.begin(), b.end(), r.name.begin(), r.name.end(), [](char x, char y) {
+                     return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+                   }) != b.end();
+          }))
+        duty = &r;
+    // Plan content goes: fragments (what this organisation wrote only when
+    // no legal duty keeps it) and the key grants of what goes. The consent
+    // records, erasure records and access-log copies stay until the sweep:
+    // they hold no plan content and prove what happened.
+    std::vector<RecordId> erase;
+    std::set<RecordId> kept_fragments;
+    uint32_t kept = 0;
+    for (const StoredRecord& r : *records) {
+      if (r.type != RecordType::kFragment) continue;
+      auto f = DecodeFragmentRecord(r.record);
+      if (!f.ok()) continue;
+      if (duty != nullptr && f->header.author.v == me) {
+        kept_fragments.insert(r.id);
+        ++kept;
+      } else {
+        erase.push_back(r.id);
+      }
+    }
+    for (const StoredRecord& r : *records) {
+      if (r.type != RecordType::kKeyGrant) continue;
+      auto c = DecodeControlRecord(r.record);
+      if (c.ok() && !kept_fragments.count(std::get<KeyGrant>(c->body).fragment)) erase.push_back(r.id);
+    }
+    if (duty == nullptr) KRING_RETURN_IF_ERROR(store_->ForgetCaseLabel(case_id));
+    size_t erased = 0;
+    if (!erase.empty()) {
+      auto n = store_->DestroyRecords(case_id, erase, false, NowMs());
+      if (!n.ok()) return n.status();
+      erased = *n;
+    }
+    ErasureAnswer a;
+    a.h.case_id = case_id;
+    a.h.author.v = me;
+    a.h.hlc = clock_.Now();
+    a.h.parents.v = ParentsFor(state);
+    a.request = req.id;
+    a.erased = static_cast<uint32_t>(erased);
+    a.kept = kept;
+    if (duty != nullptr && kept > 0) {
+      a.rule.v = duty->name;
+      a.why.v = "kept by a legal duty to keep (" + duty->name + ", " + FormatPeriod(duty->period) +
+                " after the case closed); destroyed by the retention sweep when that ends";
+    } else {
+      a.why.v = "erased everything this organisation held of the plan; the consent records and the access log stay "
+                "until their retention period ends";
+    }
+    auto id = StoreOwnControl(std::move(a));
+    if (!id.ok()) return id.status();
+    KRING_LOG(kInfo, "retention", "erasure request " << ToHex(req.id).substr(0, 16) << " in case " << CaseIdToHex(case_id)
+                                                     << ": erased " << erased << " record(s), kept " << kept
+                                                     << (duty && kept ? " by legal duty '" + duty->name + "'" : std::string()));
+    LogSystemAccess("purge", case_id, {"erasure:" + ToHex(req.id), "erased:" + std::to_string(erased), "kept:" + std::to_string(kept)});
+  }
+  return Status::Ok();
+}
+
+Result<nlohmann::json> Node::ErasureStatus(const CaseId& case_id) {
+  auto lock = LockCase(case_id);
+  auto state = StateLocked(case_id);
+  if (!state.ok()) return state.status();
+  auto records = store_->RecordsOfCase(case_id, RecordType::kErasureAnswer);
+  if (!records.ok()) return records.status();
+  std::set<std::string> involved;
+  if (!state->creator().empty()) involved.insert(state->creator());
+  involved.insert(state->Regie().org);
+  for (const ConsentView& c : state->Consents(0)) involved.insert(c.grant->grantee.v);
+  nlohmann::json list = nlohmann::json::array();
+  for (const ErasureRequestView& req : state->ErasureRequests()) {
+    nlohmann::json answers = nlohmann::json::array();
+    std::set<std::string> waiting = involved;
+    for (const StoredRecord& r : *records) {
+      auto c = DecodeControlRecord(r.record);
+      if (!c.ok()) continue;
+      const auto& a = std::get<ErasureAnswer>(c->body);
+      if (a.request != req.id) continue;
+      waiting.erase(a.h.author.v);
+      answers.push_back({{"organisation", a.h.author.v}, {"answer", ToHex(r.id)},
+                         {"answered", IsoTimeMillis(HlcMillis(a.h.hlc))}, {"erased", a.erased}, {"kept", a.kept},
+                         {"rule", a.rule.v}, {"why", a.why.v}});
+    }
+    nlohmann::json e = {{"request", ToHex(req.id)}, {"recorded", IsoTimeMillis(static_cast<uint64_t>(req.time_ms))},
+                        {"by", req.by}, {"reference", req.reference}, {"answers", answers}};
+    // Only the regie organisation receives every answer.
+    if (state->Regie().org == identity_.pub.org && !waiting.empty())
+      e["waiting_for"] = std::vector<std::string>(waiting.begin(), waiting.end());
+    list.push_back(std::move(e));
+  }
+  return nlohmann::json{{"case", CaseIdToHex(case_id)}, {"requests", list}};
 }
 
 Status Node::PutHold(const CaseId& case_id, const std::string& reason) {

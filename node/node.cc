@@ -329,6 +329,9 @@ Status Node::RecomputeLocked(const CaseId& case_id) {
     return store_->SetNextChange(case_id, std::nullopt);
   }
   const CaseState& state = *state_or;
+  // A citizen's erasure request this node has not answered yet: erase first,
+  // so that what follows works on what is left (node/lifecycle.cc).
+  KRING_RETURN_IF_ERROR(EraseOnRequestLocked(state));
   const int64_t now = NowMs();
   auto records = store_->RecordsOfCase(case_id);
   if (!records.ok()) return records.status();
@@ -354,7 +357,8 @@ Status Node::RecomputeLocked(const CaseId& case_id) {
       held.push_back(std::move(h));
       fragments.emplace(r.id, std::move(*f));
     } else if (auto* c = std::get_if<ControlRecord>(&*any)) {
-      if (!std::holds_alternative<KeyGrant>(c->body) && !state.Contains(r.id)) {
+      if (!std::holds_alternative<KeyGrant>(c->body) && !std::holds_alternative<ErasureAnswer>(c->body) &&
+          !state.Contains(r.id)) {
         not_admitted.push_back(r.id);
         continue;
       }
@@ -445,13 +449,16 @@ Result<RecordId> Node::StoreOwnControl(ControlBody body) {
   Bytes bytes = EncodeControlRecord(*rec);
   std::vector<std::string> audience = {identity_.pub.org};
   if (auto* g = std::get_if<KeyGrant>(&rec->body)) audience.push_back(g->grantee.v);
+  if (std::holds_alternative<ErasureAnswer>(rec->body))
+    if (auto state = StateLocked(h.case_id); state.ok() && state->Regie().org != identity_.pub.org)
+      audience.push_back(state->Regie().org);
   RecordRow row{id, rec->type(), h.case_id, h.author.v, "", "", h.hlc, bytes, audience};
   auto added = store_->PutRecords({row}, identity_.pub.org, NowMs());
   if (!added.ok()) {
     ForgetState(h.case_id);  // the store may hold it after all: read it back next time
     return added.status();
   }
-  if (!std::holds_alternative<KeyGrant>(rec->body)) {
+  if (!std::holds_alternative<KeyGrant>(rec->body) && !std::holds_alternative<ErasureAnswer>(rec->body)) {
     // The state grows by the record; it is not rebuilt.
     auto state = StateLocked(h.case_id);
     CaseState grown = state.ok() ? *state : CaseState(h.case_id);
@@ -788,10 +795,13 @@ size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::
   // Decision records, in as many passes as admit something: a push may
   // carry a record before its parent. Then each must be for us, judged by
   // the state with all of them; if some are not, admit the others again.
-  std::vector<std::pair<ControlRecord, Bytes>> grants, todo;
+  std::vector<std::pair<ControlRecord, Bytes>> grants, answers, todo;
   for (auto& c : work.controls) {
     if (!still_trusted(c.first.header().author.v)) continue;
-    (std::holds_alternative<KeyGrant>(c.first.body) ? grants : todo).push_back(std::move(c));
+    (std::holds_alternative<KeyGrant>(c.first.body)        ? grants
+     : std::holds_alternative<ErasureAnswer>(c.first.body) ? answers
+                                                          : todo)
+        .push_back(std::move(c));
   }
   std::sort(todo.begin(), todo.end(), [](const auto& a, const auto& b) { return a.first.header().hlc < b.first.header().hlc; });
   std::vector<std::pair<ControlRecord, Bytes>> admitted;
@@ -850,6 +860,7 @@ size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::
     for (const FragmentCheck& f : work.fragments)
       refuse(Reject::kUnknownCase, "fragment " + ToHex(f.id).substr(0, 16) + " of a case this node takes no part in");
     for (auto& [c, bytes] : grants) refuse(Reject::kUnknownCase, "key grant of a case this node takes no part in");
+    for (auto& [c, bytes] : answers) refuse(Reject::kUnknownCase, "erasure answer of a case this node takes no part in");
     for (auto& [a, bytes] : work.access) refuse(Reject::kUnknownCase, "access record of a case this node takes no part in");
     return 0;
   }
@@ -930,6 +941,26 @@ size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::
       rows.push_back(RecordRow{c.Id(), c.type(), case_id, h.author.v, "", "", h.hlc, work.kept.back(),
                                KeyGrantAudience(state, g, h, *facts, now)});
     }
+  }
+
+  // Answers to the citizen's erasure requests: for the regie organisation.
+  for (auto& [c, bytes] : answers) {
+    if (auto t = CheckTime(c.header().hlc, now)) {
+      refuse(t->reason, "erasure answer by " + c.header().author.v + ": " + t->detail);
+      continue;
+    }
+    if (auto a = state.CheckErasureAnswer(c)) {
+      if (a->kind == Admission::Kind::kWaiting) Wait(from, std::move(c), std::move(bytes), reject);
+      else refuse(a->reason, "erasure answer by " + c.header().author.v + ": " + a->detail);
+      continue;
+    }
+    if (auto r = AddressedTo(state, c, at)) {
+      refuse(r->reason, r->detail);
+      continue;
+    }
+    const ControlHeader& h = c.header();
+    work.kept.push_back(std::move(bytes));
+    rows.push_back(RecordRow{c.Id(), c.type(), case_id, h.author.v, "", "", h.hlc, work.kept.back(), state.ControlAudience(c, now)});
   }
 
   // Access-log entries of other organisations: only for the regie organisation.

@@ -199,6 +199,15 @@ class Node : public RecordSink {
   Status PutHold(const CaseId& case_id, const std::string& reason);
   Status LiftHold(const CaseId& case_id);
   Result<std::optional<LegalHold>> HoldOf(const CaseId& case_id);
+  // By the regie organisation, for a closed case: the citizen's erasure
+  // request (AVG art. 17), `reference` naming what it acted on. Every node
+  // that takes part erases what its organisation is not obliged by law to
+  // keep and answers (EraseOnRequestLocked). Conflict: the case is open.
+  Result<RecordId> RequestErasure(const CaseId& case_id, const std::string& reference);
+  // The requests and the answers this node holds (the regie organisation:
+  // every organisation's; others: their own), and who has not answered yet.
+  Result<nlohmann::json> ErasureStatus(const CaseId& case_id);
+
   // What the sweep destroyed (ids and counts, never content).
   struct SweepReport {
     size_t cases_destroyed = 0;     // whole cases: records, key grants, label, audiences
@@ -364,6 +373,10 @@ class Node : public RecordSink {
   int64_t sweep_interval_ms_ = 0;
   int64_t last_sweep_ms_ = 0;
   void SweepIfDue();
+  // Erases what an admitted erasure request asks and this organisation's
+  // rules do not oblige it to keep, and answers it; once per request.
+  // REQUIRES: the case's lock held.
+  Status EraseOnRequestLocked(const CaseState& state);
 
   std::thread timer_;
   std::mutex timer_mu_;

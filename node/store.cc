@@ -551,7 +551,7 @@ Result<size_t> Store::DeleteRecords(const std::vector<RecordId>& ids) {
 
 Result<std::vector<StoredRecord>> Store::DecisionRecordsOfCase(const CaseId& id) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT id, hlc, record, type FROM records WHERE case_id = ? AND (type BETWEEN 2 AND 5 OR type IN (9, 10, 13, 14)) ORDER BY hlc, id");
+  Stmt s(db_, "SELECT id, hlc, record, type FROM records WHERE case_id = ? AND (type BETWEEN 2 AND 5 OR type IN (9, 10, 13, 14, 15)) ORDER BY hlc, id");
   s.Bind(1, ByteSpan(id));
   return ReadRecordRows(s);
 }
@@ -1294,6 +1294,14 @@ Result<std::vector<bool>> Store::Destroyed(const std::vector<RecordId>& ids) {
     s.Reset();
   }
   return out;
+}
+
+Status Store::ForgetCaseLabel(const CaseId& case_id) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "UPDATE cases SET label = '' WHERE case_id = ?");
+  s.Bind(1, ByteSpan(case_id));
+  if (s.Step() != SQLITE_DONE) return s.Error("cannot erase the case label");
+  return Status::Ok();
 }
 
 }  // namespace kring

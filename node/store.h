@@ -143,7 +143,7 @@ class Store {
   // All records of a case, oldest first; optionally only one type.
   Result<std::vector<StoredRecord>> RecordsOfCase(const CaseId& id, std::optional<RecordType> type = std::nullopt);
   // The control records of a case that decide its consent state (genesis,
-  // consent, withdrawal, regie change, citizen key and its revocation, close and reopen; not key grants), oldest first.
+  // consent, withdrawal, regie change, citizen key and its revocation, close, reopen and erasure request; not key grants or erasure answers), oldest first.
   Result<std::vector<StoredRecord>> DecisionRecordsOfCase(const CaseId& id);
   // The cases this node holds any record of.
   Result<std::vector<CaseId>> CasesWithRecords();
@@ -237,6 +237,8 @@ class Store {
   // stays in the database, its free pages or the WAL. Returns how many records went.
   Result<size_t> DestroyRecords(const CaseId& case_id, const std::vector<RecordId>& ids, bool whole_case, int64_t now_ms);
   Result<bool> CaseDestroyed(const CaseId& case_id);
+  // Empties the label of a case (an erasure request): secure_delete zeroes the old text.
+  Status ForgetCaseLabel(const CaseId& case_id);
   // Checkpoints the WAL into the main file and truncates it to zero bytes.
   // IOError when a reader (another process) keeps it from completing.
   Status TruncateWal();

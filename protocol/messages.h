@@ -40,7 +40,8 @@ enum class RecordType : uint8_t {
   // 11, 12: network roster and key rotation (another change).
   kCaseClose = 13,   // protocol/records.h: the regie organisation ends the case; retention starts
   kCaseReopen = 14,  // protocol/records.h: the regie organisation opens a closed case again
-  // 15, 16: reserved for erasure on request (AVG art. 17) and its answers.
+  kErasureRequest = 15,  // protocol/records.h: the citizen asked for erasure (AVG art. 17), recorded by the regie organisation
+  kErasureAnswer = 16,   // protocol/records.h: what a node erased of the case and what it kept, and why
 };
 
 struct PushMessage {

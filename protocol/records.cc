@@ -23,6 +23,8 @@ template <> constexpr RecordType TypeOf<CitizenKey>() { return RecordType::kCiti
 template <> constexpr RecordType TypeOf<CitizenKeyRevocation>() { return RecordType::kCitizenKeyRevocation; }
 template <> constexpr RecordType TypeOf<CaseClose>() { return RecordType::kCaseClose; }
 template <> constexpr RecordType TypeOf<CaseReopen>() { return RecordType::kCaseReopen; }
+template <> constexpr RecordType TypeOf<ErasureRequest>() { return RecordType::kErasureRequest; }
+template <> constexpr RecordType TypeOf<ErasureAnswer>() { return RecordType::kErasureAnswer; }
 
 Bytes EncodeBody(const ControlBody& body) {
   return std::visit([](const auto& b) { return Encode(b); }, body);
@@ -123,6 +125,20 @@ Status CheckBody(const CaseClose& c) {
 Status CheckBody(const CaseReopen& r) {
   KRING_RETURN_IF_ERROR(FormatOne(r.h));
   if (!IsPrintableText(r.reason.v)) return Status::Corruption("reopen reason is not printable UTF-8");
+  return Status::Ok();
+}
+
+Status CheckBody(const ErasureRequest& r) {
+  KRING_RETURN_IF_ERROR(FormatOne(r.h));
+  if (r.reference.v.empty() || !IsPrintableText(r.reference.v))
+    return Status::Corruption("an erasure request names what it acted on, printable UTF-8");
+  return Status::Ok();
+}
+
+Status CheckBody(const ErasureAnswer& a) {
+  KRING_RETURN_IF_ERROR(FormatOne(a.h));
+  if (!IsPrintableText(a.rule.v) || !IsPrintableText(a.why.v)) return Status::Corruption("erasure answer text is not printable UTF-8");
+  if (a.kept > 0 && a.rule.v.empty()) return Status::Corruption("an erasure answer that kept records names the rule that obliges it");
   return Status::Ok();
 }
 
@@ -307,6 +323,8 @@ Result<ControlRecord> DecodeControlRecord(ByteSpan record) {
     case RecordType::kCitizenKeyRevocation: return DecodeAs<CitizenKeyRevocation>(rest);
     case RecordType::kCaseClose: return DecodeAs<CaseClose>(rest);
     case RecordType::kCaseReopen: return DecodeAs<CaseReopen>(rest);
+    case RecordType::kErasureRequest: return DecodeAs<ErasureRequest>(rest);
+    case RecordType::kErasureAnswer: return DecodeAs<ErasureAnswer>(rest);
     case RecordType::kFragment:
     case RecordType::kAccessRecord: break;
   }

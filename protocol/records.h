@@ -193,8 +193,35 @@ struct CaseReopen {
   void serialize(A& ar) { ar(h, reason); }
 };
 
+// The citizen's request to erase what the organisations hold of a closed
+// case (AVG art. 17), recorded by the regie organisation. Every node that
+// admits it erases what its organisation is not obliged by law to keep and
+// answers with an ErasureAnswer, once; a later reopen brings nothing back.
+struct ErasureRequest {
+  ControlHeader h;
+  BoundedString<kMaxReferenceBytes> reference;  // what the regie organisation acted on (the citizen's letter), never a BSN
+  template <class A>
+  void serialize(A& ar) { ar(h, reference); }
+};
+
+inline constexpr size_t kMaxErasureReasonBytes = 1000;
+
+// A node's answer to an erasure request, for the regie organisation alone:
+// how many records it erased and kept, and, when it kept any, the rule that
+// obliges it (a retention rule marked as a legal duty).
+struct ErasureAnswer {
+  ControlHeader h;
+  RecordId request{};
+  uint32_t erased = 0;
+  uint32_t kept = 0;
+  BoundedString<kMaxRetentionRuleBytes> rule;            // the legal duty that kept them; empty when none was kept
+  BoundedString<kMaxErasureReasonBytes, uint16_t> why;   // plain words, for the regie organisation's answer to the citizen
+  template <class A>
+  void serialize(A& ar) { ar(h, request, erased, kept, rule, why); }
+};
+
 using ControlBody = std::variant<CaseGenesis, ConsentGrant, ConsentWithdrawal, RegieChange, KeyGrant, CitizenKey,
-                                 CitizenKeyRevocation, CaseClose, CaseReopen>;
+                                 CitizenKeyRevocation, CaseClose, CaseReopen, ErasureRequest, ErasureAnswer>;
 
 // A decoded, not yet verified control record.
 struct ControlRecord {

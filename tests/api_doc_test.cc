@@ -340,6 +340,9 @@ struct DocumentedNode {
     REQUIRE(cluster.Connect(kOrg, kPartner));
     REQUIRE(cluster.Start(kOrg));
     REQUIRE(cluster.Start(kPartner));
+    // A legal duty keeps what this organisation wrote through the erasure
+    // request example, so the export after it still has a plan to check.
+    REQUIRE(cluster.Cli({"retention", "--data", cluster.node(kOrg).data_dir, "--duty", "Wmo 2015=P15Y"}).exit_code == 0);
     case_id = Field(Post("/v1/cases", json{{"label", "dossier 2025-0173"}}), "case");
     consent_id = Grant("finances");
     withdrawable_id = Grant("housing");
@@ -441,11 +444,14 @@ std::map<std::string, Example> ExampleRequests(const std::string& action_version
       {"getPlan", {}},
       {"getFhirCarePlan", {}},
       {"getAccessLog", {"from=2020-01-01T00:00:00Z&to=2100-01-01", std::nullopt}},
-      // In the document's order: close, reopen, put and lift a hold, export (the case ends open).
+      // In the document's order: close, put and lift a hold, an erasure request and its
+      // answers, reopen, export (the case ends open).
       {"closeCase", {"", json{{"reason", "goals-reached"}, {"basis", "Wmo 2015 art. 2.3.5"}}}},
-      {"reopenCase", {"", json{{"reason", "nieuwe hulpvraag"}}}},
       {"putHold", {"", json{{"reason", "bezwaarprocedure 2027-17"}}}},
       {"liftHold", {}},
+      {"requestErasure", {"", json{{"reference", "brief van de burger van 3 maart 2027"}}}},
+      {"listErasureRequests", {}},
+      {"reopenCase", {"", json{{"reason", "nieuwe hulpvraag"}}}},
       {"exportCase", {}},
   };
 }

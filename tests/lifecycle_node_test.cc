@@ -73,3 +73,48 @@ TEST_CASE("issue 16: kring-node retention changes a running node's rules, its sw
   auto audit = c.Cli({"audit", "verify", "--data", gem});
   CHECK_MESSAGE(audit.exit_code == 0, audit.out);
 }
+
+TEST_CASE("issue 16: the citizen's erasure request erases on every node and the answers reach the regie organisation") {
+  LocalCluster c(KRING_NODE_BINARY);
+  c.AddNode("gemeente", "Gemeente");
+  c.AddNode("wijkteam", "Wijkteam");
+  c.AddNode("zorg", "Zorg");
+  REQUIRE(c.Connect("gemeente", "wijkteam"));
+  REQUIRE(c.Connect("gemeente", "zorg"));
+  REQUIRE(c.Connect("wijkteam", "zorg"));
+  for (const char* org : {"gemeente", "wijkteam", "zorg"}) REQUIRE(c.Start(org));
+  // The care provider must keep its own file by law (a rule marked as a legal duty).
+  REQUIRE(c.Cli({"retention", "--data", c.node("zorg").data_dir, "--duty", "Wmo 2015=P15Y"}).exit_code == 0);
+  std::string case_id = CreateCase(c, "gemeente");
+  REQUIRE(!Grant(c, "gemeente", case_id, "wijkteam", {"finances"}).empty());
+  REQUIRE(!Grant(c, "gemeente", case_id, "zorg", {"finances"}).empty());
+  REQUIRE(AwaitCase(c, "gemeente", {"wijkteam", "zorg"}, case_id));
+  REQUIRE(Note(c, "gemeente", case_id, "finances", "van de gemeente").status == 201);
+  REQUIRE(Note(c, "wijkteam", case_id, "finances", "van het wijkteam").status == 201);
+  REQUIRE(Note(c, "zorg", case_id, "finances", "van de zorg").status == 201);
+  for (const char* org : {"gemeente", "wijkteam", "zorg"})
+    REQUIRE(LocalCluster::WaitFor([&] { return PlanItems(c, org, case_id) == 3; }, 10000));
+
+  const std::string path = "/v1/cases/" + case_id + "/erasure-requests";
+  CHECK(c.Call("gemeente", "POST", path, json{{"reference", "brief"}}).status == 409);  // close first
+  REQUIRE(c.Call("gemeente", "POST", "/v1/cases/" + case_id + "/close", json{{"reason", "withdrawn-request"}}).status == 200);
+  auto recorded = c.Call("gemeente", "POST", path, json{{"reference", "brief van de burger van 3 maart"}});
+  REQUIRE(recorded.status == 201);
+  CHECK(recorded.body["request"]["answers"].size() == 1);  // its own, at once
+
+  json answers;
+  CHECK(LocalCluster::WaitFor([&] {
+    auto r = c.Call("gemeente", "GET", path);
+    if (r.status != 200 || r.body["requests"].size() != 1) return false;
+    answers = r.body["requests"][0]["answers"];
+    return answers.size() == 3 && !r.body["requests"][0].contains("waiting_for");
+  }, 15000));
+  for (const auto& a : answers) {
+    INFO(a.dump());
+    CHECK(a["kept"] == (a["organisation"] == "zorg" ? 1 : 0));
+  }
+  CHECK(HeldFragments(c, "gemeente") == 0);
+  CHECK(HeldFragments(c, "wijkteam") == 0);
+  CHECK(HeldFragments(c, "zorg") == 1);
+  CHECK(c.Call("wijkteam", "GET", path).body["requests"][0]["answers"].size() == 1);
+}

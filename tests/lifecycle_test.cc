@@ -400,3 +400,57 @@ TEST_CASE("issue 16: after a sweep neither the database, its WAL nor its free pa
     CHECK(all.find("huishouden 16") == std::string::npos);  // the case label went too
   }
 }
+
+TEST_CASE("issue 16: an erasure request erases on every node except what a legal duty keeps, and the answers reach the regie organisation") {
+  Network n;
+  RetentionRules zorg_rules;
+  zorg_rules.fallback.period = P("P5Y");
+  zorg_rules.rules = {{"Zvw", P("P15Y"), true}};  // zorg's consent names its basis, Zvw: a legal duty to keep its file
+  REQUIRE(SaveRetention(n.zorg->store(), zorg_rules).ok());
+  CHECK(n.gemeente->RequestErasure(n.case_id, "brief van de burger").status().code() == Status::Code::kConflict);  // open
+  n.Close("withdrawn-request");
+  CHECK(n.wijkteam->RequestErasure(n.case_id, "brief van de burger").status().code() == Status::Code::kPermissionDenied);
+  CHECK(n.gemeente->RequestErasure(n.case_id, "").status().code() == Status::Code::kInvalidArgument);
+  RecordId request = Must(n.gemeente->RequestErasure(n.case_id, "brief van de burger van 3 maart"));
+  CHECK(FragmentsOf(*n.gemeente.node, n.case_id) == 0);  // the regie organisation's own node at once
+  n.Sync();
+  CHECK(FragmentsOf(*n.wijkteam.node, n.case_id) == 0);
+  CHECK(FragmentsOf(*n.zorg.node, n.case_id) == 1);  // its own note, kept by law
+  auto zorg_plan = Must(n.zorg->ReadPlan(n.case_id));
+  REQUIRE(zorg_plan.plan["items"].size() == 1);
+  CHECK(zorg_plan.plan["items"][0]["data"]["text"] == "notitie van de zorg");
+  // The kept note is offered to the gemeente again, which erased it: refused.
+  CHECK(FragmentsOf(*n.gemeente.node, n.case_id) == 0);
+  auto cases = Must(n.gemeente->store().ListCases());
+  REQUIRE(cases.size() == 1);
+  CHECK(cases[0].label.empty());
+
+  auto status = Must(n.gemeente->ErasureStatus(n.case_id));
+  REQUIRE(status["requests"].size() == 1);
+  const auto& r = status["requests"][0];
+  CHECK(r["request"] == ToHex(request));
+  CHECK_FALSE(r.contains("waiting_for"));
+  REQUIRE(r["answers"].size() == 3);
+  for (const auto& a : r["answers"]) {
+    INFO(a.dump());
+    if (a["organisation"] == "zorg") {
+      CHECK(a["kept"] == 1);
+      CHECK(a["erased"] == 2);
+      CHECK(a["rule"] == "Zvw");
+    } else {
+      CHECK(a["kept"] == 0);
+      CHECK(a["erased"] == 3);
+      CHECK(a["rule"] == "");
+    }
+  }
+  // A partner sees its own answer only.
+  auto own = Must(n.wijkteam->ErasureStatus(n.case_id));
+  REQUIRE(own["requests"][0]["answers"].size() == 1);
+  CHECK(own["requests"][0]["answers"][0]["organisation"] == "wijkteam");
+
+  // What was kept goes with the sweep when the duty ends; the answers stay as long as the case.
+  const int64_t closed = Must(n.zorg->State(n.case_id)).Closure()->time_ms;
+  SetNow(AddPeriod(closed, P("P15Y")));
+  n.SweepAll();
+  CHECK(CaseRecordsOf(*n.zorg.node, n.case_id) == 0);
+}
