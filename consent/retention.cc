@@ -33,6 +33,15 @@ const RetentionRule& RuleForCase(const RetentionRules& rules, std::string_view c
   return best ? *best : rules.fallback;
 }
 
+const RetentionRule* LegalDutyFor(const RetentionRules& rules, const std::vector<std::string>& bases, int64_t start_ms) {
+  const RetentionRule* best = nullptr;
+  for (const RetentionRule& r : rules.rules)
+    if (r.legal_duty && std::any_of(bases.begin(), bases.end(), [&](const std::string& b) { return ContainsFolded(b, r.name); }))
+      if (best == nullptr || LongerThan(r.period, best->period, start_ms)) best = &r;
+  if (best == nullptr && rules.fallback.legal_duty) best = &rules.fallback;
+  return best;
+}
+
 std::vector<std::string> BasesOf(const CaseState& s, std::string_view org) {
   std::vector<std::string> out;
   for (const ConsentView& c : s.Consents(0))

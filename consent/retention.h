@@ -54,6 +54,12 @@ struct RetentionRules {
 const RetentionRule& RuleForCase(const RetentionRules& rules, std::string_view close_reason,
                                  const std::vector<std::string>& bases, int64_t start_ms);
 
+// The rule that obliges an organisation to keep what it wrote in a case
+// despite the citizen's erasure request: of the rules marked as a legal duty
+// whose name occurs in one of `bases`, the longest from `start_ms`; else the
+// fallback when it is marked so; nullptr when none.
+const RetentionRule* LegalDutyFor(const RetentionRules& rules, const std::vector<std::string>& bases, int64_t start_ms);
+
 // The legal bases `org` has in a case: of every consent granted to it, and,
 // for the organisation that closed it, the name of the rule it closed under.
 std::vector<std::string> BasesOf(const CaseState& s, std::string_view org);

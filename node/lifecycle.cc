@@ -1,6 +1,5 @@
 // The end of a case: closing and reopening, the retention sweep, legal holds, and the export before destruction.
 #include <algorithm>
-#include <cctype>
 #include <set>
 
 #include "consent/retention.h"
@@ -115,17 +114,7 @@ Status Node::EraseOnRequestLocked(const CaseState& state) {
     if (answered.count(req.id)) continue;
     auto rules = LoadRetention(*store_);
     if (!rules.ok()) return rules.status();
-    // A legal duty to keep: a rule marked so whose name occurs in one of this
-    // organisation's bases in the case, or a default marked so.
-    std::vector<std::string> bases = BasesOf(state, me);
-    const RetentionRule* duty = rules->fallback.legal_duty ? &rules->fallback : nullptr;
-    for (const RetentionRule& r : rules->rules)
-      if (r.legal_duty && std::any_of(bases.begin(), bases.end(), [&](const std::string& b) {
-            return std::search(b.begin(), b.end(), r.name.begin(), r.name.end(), [](char x, char y) {
-                     return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-                   }) != b.end();
-          }))
-        duty = &r;
+    const RetentionRule* duty = LegalDutyFor(*rules, BasesOf(state, me), NowMs());
     // Plan content goes: fragments (what this organisation wrote only when
     // no legal duty keeps it) and the key grants of what goes. The consent
     // records, erasure records and access-log copies stay until the sweep:

@@ -86,6 +86,18 @@ TEST_CASE("issue 16: the rule for a case: the close reason's rule, else the long
   CHECK(RuleForCase(r, "declined", {}, kJan15).period == P("P10Y"));
 }
 
+TEST_CASE("issue 16: a legal duty to keep is a rule marked so that matches a basis, or a default marked so") {
+  RetentionRules r;
+  r.rules = {{"Wmo 2015", P("P15Y"), false}, {"Jeugdwet", P("P20Y"), true}};
+  CHECK(LegalDutyFor(r, {"Wmo 2015 art. 2.3.5"}, kJan15) == nullptr);
+  const RetentionRule* d = LegalDutyFor(r, {"Wmo 2015", "jeugdwet art. 7.3.8"}, kJan15);
+  REQUIRE(d != nullptr);
+  CHECK(d->name == "Jeugdwet");
+  r.fallback.legal_duty = true;
+  REQUIRE(LegalDutyFor(r, {"Participatiewet"}, kJan15) != nullptr);
+  CHECK(LegalDutyFor(r, {"Participatiewet"}, kJan15)->name == "default");
+}
+
 // A case opened by gemeente with consent for wijkteam, closed by gemeente.
 struct ClosedCase {
   NodeIdentity gemeente = NodeIdentity::Generate("gemeente", "Gemeente");
