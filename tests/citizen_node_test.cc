@@ -273,9 +273,6 @@ TEST_CASE("issue 12: a citizen of one case sees nothing of another") {
   CHECK(n.ConsentOf(b, "zorg") == their_consent);
 }
 
-}  // namespace
-}  // namespace kring
-
 TEST_CASE("issue 16: the citizen sees in the portal that the plan is closed, the erasure request, and each organisation's answer") {
   Network n;
   std::string case_id = CreateCase(n.c, "gemeente");
@@ -302,3 +299,6 @@ TEST_CASE("issue 16: the citizen sees in the portal that the plan is closed, the
   }, 20000));
   for (const json& a : verzoek["antwoorden"]) CHECK(a["bewaard"] == 0);
 }
+
+}  // namespace
+}  // namespace kring
