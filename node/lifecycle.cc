@@ -144,6 +144,7 @@ Status Node::EraseOnRequestLocked(const CaseState& state) {
       auto n = store_->DestroyRecords(case_id, erase, false, NowMs());
       if (!n.ok()) return n.status();
       erased = *n;
+      wal_pending_ = true;  // DestroyRecords truncated the WAL unless a reader held it up: the sweep makes sure
     }
     ErasureAnswer a;
     a.h.case_id = case_id;
@@ -349,8 +350,13 @@ Result<Node::SweepReport> Node::SweepRetention() {
     KRING_RETURN_IF_ERROR(AppendAccess(&e));
   }
   // Nothing of what went may stay in the WAL: if a reader (another process)
-  // held the checkpoint up, this sweep or a later one completes it.
-  if (Status st = store_->TruncateWal(); !st.ok()) return st;
+  // held the checkpoint up, a later sweep completes it. Only then: a
+  // checkpoint takes locks other processes (the CLI) would wait for.
+  if (report.records_destroyed > 0 || report.access_entries_expired > 0) wal_pending_ = true;
+  if (wal_pending_.load()) {
+    if (Status st = store_->TruncateWal(); !st.ok()) return st;
+    wal_pending_ = false;
+  }
   if (report.records_destroyed > 0 || report.access_entries_expired > 0 || report.cases_held > 0)
     KRING_LOG(kInfo, "retention", "sweep: " << report.cases_destroyed << " case(s) and " << report.records_destroyed
                                             << " record(s) destroyed, " << report.access_entries_expired

@@ -372,6 +372,7 @@ class Node : public RecordSink {
   std::mutex sweep_mu_;  // one sweep at a time; guards the two below
   int64_t sweep_interval_ms_ = 0;
   int64_t last_sweep_ms_ = 0;
+  std::atomic<bool> wal_pending_{false};  // destroyed bytes may still be in the WAL
   void SweepIfDue();
   // Erases what an admitted erasure request asks and this organisation's
   // rules do not oblige it to keep, and answers it; once per request.

@@ -411,6 +411,10 @@ TEST_CASE("a version 2 database is migrated: every case is due once and the frag
                            "DROP INDEX records_by_case_type; CREATE INDEX records_by_case ON records (case_id, hlc);"
                            "DROP TABLE own_checkpoints; DROP TABLE held_checkpoints;"  // version 4's
                            "DROP INDEX records_by_author;"  // version 5's
+                           // version 6's (issue 16): the retention tables, and the access log's first delete trigger
+                           "DROP TRIGGER access_log_no_delete; DROP TABLE access_log_expiries; DROP TABLE legal_holds;"
+                           "DROP TABLE destroyed; CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log"
+                           " BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;"
                            "PRAGMA user_version=2;",
                        nullptr, nullptr, nullptr) == SQLITE_OK);
   sqlite3_close(db);
