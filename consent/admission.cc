@@ -58,6 +58,8 @@ const char* RejectName(Reject r) {
     case Reject::kRotationInvalid: return "rotation_invalid";
     case Reject::kRotationStale: return "rotation_stale";
     case Reject::kRetiredKey: return "retired_key";
+    case Reject::kCaseClosed: return "case_closed";
+    case Reject::kDestroyed: return "destroyed";
   }
   return "unknown";
 }
@@ -80,7 +82,7 @@ std::optional<Refusal> AddressedTo(const CaseState& after, const ControlRecord& 
 }
 
 std::vector<std::string> FragmentAudience(const CaseState& s, const FragmentFacts& f, int64_t now_ms) {
-  if (!s.MayWriteAt(f.author, f.domain, f.time_ms)) return {};
+  if (!s.MayWriteAt(f.author, f.domain, f.time_ms) || s.ClosedAt(f.time_ms)) return {};
   std::vector<std::string> readers = s.Readers(f, now_ms);
   if (AuthorWindowClosed(s, f, now_ms)) std::erase(readers, f.author);
   return readers;
@@ -90,6 +92,8 @@ std::optional<Refusal> JudgeFragment(const CaseState& s, const FragmentFacts& f,
   const std::string id = Short(f.id);
   if (f.time_ms > at.now_ms + static_cast<int64_t>(kMaxClockSkewMillis))
     return Refusal{Reject::kClockSkew, "fragment " + id + ": its time lies more than an hour in the future"};
+  if (s.ClosedAt(f.time_ms))
+    return Refusal{Reject::kCaseClosed, "fragment " + id + " by " + f.author + " claims a time at which the case was closed"};
   if (!s.MayWriteAt(f.author, f.domain, f.time_ms))
     return Refusal{Reject::kForgedRecord, "fragment " + id + " by " + f.author + ", which had no right to write in " +
                                               (f.domain.empty() ? std::string("this case") : f.domain) +

@@ -84,6 +84,8 @@ struct CaseState::Rep {
   std::vector<size_t> withdrawals;
   std::vector<size_t> citizen_keys;     // CitizenKey records, in admission order
   std::vector<size_t> key_revocations;  // CitizenKeyRevocation records
+  std::vector<size_t> closures;         // CaseClose and CaseReopen records, in causal (= chain) order
+  std::vector<size_t> erasures;         // ErasureRequest records
   std::set<size_t> heads;
   std::vector<RecordId> waiting, missing, refused;  // Build only
 
@@ -112,6 +114,15 @@ struct CaseState::Rep {
         break;
       }
     return ctx;
+  }
+
+  // Whether the case is closed in the causal past `anc`: the latest close or
+  // reopen there is a close. Valid closures are totally ordered (each is
+  // written by the regie organisation of its past, like regie changes).
+  bool ClosedIn(const Bits& anc) const {
+    for (auto it = closures.rbegin(); it != closures.rend(); ++it)
+      if (Test(anc, *it)) return std::holds_alternative<CaseClose>(Rec(*it).body);
+    return false;
   }
 
   // Whether citizen key record `k` is revoked by a revocation in `anc`.
@@ -192,6 +203,8 @@ Admission CaseState::Rep::Judge(const ControlRecord& r, const RecordId& id, std:
   const std::string& author = h.author.v;
   if (std::holds_alternative<KeyGrant>(r.body))
     return RefuseAs(Reject::kBadRecord, "a key grant decides nothing about consent");
+  if (std::holds_alternative<ErasureAnswer>(r.body))
+    return RefuseAs(Reject::kBadRecord, "an erasure answer decides nothing about consent");
   if (h.case_id != case_id) return RefuseAs(Reject::kBadRecord, "the record belongs to another case");
   if (index.count(id)) return Admission{Admission::Kind::kDuplicate, Reject::kBadRecord, ""};
   if (const auto* g = std::get_if<CaseGenesis>(&r.body)) {
@@ -219,7 +232,23 @@ Admission CaseState::Rep::Judge(const ControlRecord& r, const RecordId& id, std:
     return RefuseAs(Reject::kAuthorFull, author + " wrote the most control records allowed in one case (" +
                                             std::to_string(kMaxDecisionRecordsPerAuthor) + ")");
 
-  if (const auto* c = std::get_if<ConsentGrant>(&r.body)) {
+  const bool closed = ClosedIn(ctx->anc);
+  if (closed && (std::holds_alternative<ConsentGrant>(r.body) || std::holds_alternative<CitizenKey>(r.body) ||
+                 std::holds_alternative<RegieChange>(r.body)))
+    return RefuseAs(Reject::kCaseClosed, "the case is closed: no new consent, citizen key or regie change until the "
+                                         "regie organisation reopens it");
+  if (std::holds_alternative<CaseClose>(r.body) || std::holds_alternative<CaseReopen>(r.body)) {
+    const bool close = std::holds_alternative<CaseClose>(r.body);
+    if (author != ctx->regie)
+      return RefuseAs(Reject::kForgedRecord, "only the regie organisation (" + ctx->regie + ") may " +
+                                                 (close ? "close" : "reopen") + " the case, not " + author);
+    if (close && closed) return RefuseAs(Reject::kCaseClosed, "the case is closed already");
+    if (!close && !closed) return RefuseAs(Reject::kCaseClosed, "the case is not closed: there is nothing to reopen");
+  } else if (std::holds_alternative<ErasureRequest>(r.body)) {
+    if (author != ctx->regie)
+      return RefuseAs(Reject::kForgedRecord, "only the regie organisation (" + ctx->regie + ") may record an erasure request, not " + author);
+    if (!closed) return RefuseAs(Reject::kCaseClosed, "the case is open: close it before recording the citizen's erasure request");
+  } else if (const auto* c = std::get_if<ConsentGrant>(&r.body)) {
     if (author != ctx->regie)
       return RefuseAs(Reject::kForgedRecord, "only the regie organisation (" + ctx->regie + ") may record consent, not " + author);
     if (c->grantee.v == author) return RefuseAs(Reject::kForgedRecord, "an organisation cannot grant itself access");
@@ -302,6 +331,10 @@ void CaseState::Rep::Add(const ControlRecord& r, const RecordId& id, Context ctx
     citizen_keys.push_back(i);
   } else if (std::holds_alternative<CitizenKeyRevocation>(r.body)) {
     key_revocations.push_back(i);
+  } else if (std::holds_alternative<CaseClose>(r.body) || std::holds_alternative<CaseReopen>(r.body)) {
+    closures.push_back(i);
+  } else if (std::holds_alternative<ErasureRequest>(r.body)) {
+    erasures.push_back(i);
   } else if (const auto* c = std::get_if<ConsentGrant>(&r.body)) {
     consents.push_back(i);
     // A withdrawal already admitted that this grant did not see, of an
@@ -334,7 +367,8 @@ CaseState CaseState::Build(CaseId case_id, std::vector<ControlRecord> records) {
   CaseState s(case_id);
   std::map<std::pair<HlcTimestamp, RecordId>, ControlRecord> todo;  // (hlc, id) order: causal for valid records
   for (ControlRecord& r : records)
-    if (r.header().case_id == case_id && !std::holds_alternative<KeyGrant>(r.body)) {
+    if (r.header().case_id == case_id && !std::holds_alternative<KeyGrant>(r.body) &&
+        !std::holds_alternative<ErasureAnswer>(r.body)) {
       RecordId id = r.Id();
       todo.try_emplace({r.header().hlc, id}, std::move(r));
     }
@@ -388,7 +422,7 @@ Status CaseState::CheckNewRecord(const ControlRecord& r) const {
   }
   if (a.reason == Reject::kForgedRecord && std::holds_alternative<CaseGenesis>(r.body) && rep_->genesis)
     return Status::Conflict(a.detail);
-  if (a.reason == Reject::kInvitationUsed) return Status::Conflict(a.detail);
+  if (a.reason == Reject::kInvitationUsed || a.reason == Reject::kCaseClosed) return Status::Conflict(a.detail);
   if (a.reason == Reject::kForgedRecord || a.reason == Reject::kForkedChain || a.reason == Reject::kCitizenRequired ||
       a.reason == Reject::kCitizenSignature || a.reason == Reject::kCitizenReplay)
     return Status::PermissionDenied(a.detail);
@@ -531,6 +565,10 @@ std::vector<std::string> CaseState::ControlAudience(const ControlRecord& r, int6
     out.insert(k->grantee.v);
     return {out.begin(), out.end()};
   }
+  if (std::holds_alternative<ErasureAnswer>(r.body)) {  // for the regie organisation alone
+    if (std::string regie = Regie().org; !regie.empty()) out.insert(regie);
+    return {out.begin(), out.end()};
+  }
   for (std::string& o : Involved(now_ms)) out.insert(std::move(o));
   if (const auto* c = std::get_if<ConsentGrant>(&r.body)) out.insert(c->grantee.v);
   if (const auto* w = std::get_if<ConsentWithdrawal>(&r.body)) {
@@ -540,6 +578,45 @@ std::vector<std::string> CaseState::ControlAudience(const ControlRecord& r, int6
   }
   if (const auto* g = std::get_if<RegieChange>(&r.body)) out.insert(g->regie.v);
   return {out.begin(), out.end()};
+}
+
+std::optional<ClosureView> CaseState::Closure() const {
+  if (rep_->closures.empty()) return std::nullopt;
+  const Rep::Node& n = rep_->nodes[rep_->closures.back()];
+  const auto* c = std::get_if<CaseClose>(&n.rec->body);
+  if (c == nullptr) return std::nullopt;
+  return ClosureView{n.id, c->h.author.v, c->reason.v, c->rule.v, c->retention.v, n.time_ms};
+}
+
+bool CaseState::ClosedAt(int64_t t_ms) const {
+  bool closed = false;
+  for (size_t i : rep_->closures) {  // causal order: their times only go up
+    if (rep_->nodes[i].time_ms > t_ms) break;
+    closed = std::holds_alternative<CaseClose>(rep_->Rec(i).body);
+  }
+  return closed;
+}
+
+std::vector<ErasureRequestView> CaseState::ErasureRequests() const {
+  std::vector<ErasureRequestView> out;
+  for (size_t i : rep_->erasures) {
+    const auto& e = std::get<ErasureRequest>(rep_->Rec(i).body);
+    out.push_back(ErasureRequestView{rep_->nodes[i].id, e.h.author.v, e.reference.v, rep_->nodes[i].time_ms});
+  }
+  return out;
+}
+
+std::optional<Admission> CaseState::CheckErasureAnswer(const ControlRecord& r) const {
+  const auto* a = std::get_if<ErasureAnswer>(&r.body);
+  if (a == nullptr) return RefuseAs(Reject::kBadRecord, "not an erasure answer");
+  if (r.header().case_id != rep_->case_id) return RefuseAs(Reject::kBadRecord, "the answer belongs to another case");
+  auto it = rep_->index.find(a->request);
+  if (it == rep_->index.end()) return WaitFor("the erasure request it answers has not arrived");
+  if (!std::holds_alternative<ErasureRequest>(rep_->Rec(it->second).body))
+    return RefuseAs(Reject::kForgedRecord, "the answer names " + Short(a->request) + ", which is not an erasure request");
+  if (!EverInvolved(r.header().author.v))
+    return RefuseAs(Reject::kNotAddressed, "an erasure answer by " + r.header().author.v + ", which takes no part in the case");
+  return std::nullopt;
 }
 
 std::vector<CitizenKeyView> CaseState::CitizenKeys() const {

@@ -1,7 +1,7 @@
 // The consent state of one case, grown one admitted control record at a time: who holds regie, which consents are in force.
 //
 // A CaseState is the set of a case's *admitted* decision records (genesis,
-// consent, withdrawal, regie change; key grants are judged against it but
+// consent, withdrawal, regie change, citizen keys, close and reopen; key grants are judged against it but
 // never part of it). A record is admitted only when its causal past is
 // complete and it passes every rule below, judged against that causal past
 // and against the records already admitted. The same set of admitted
@@ -43,6 +43,20 @@
 //                          proof of possession is structural (VerifyControl).
 //       CitizenKeyRevocation: author == regie_as_of(r); names a CitizenKey
 //                          enrolled and unrevoked in ancestors(r).
+//       CaseClose:         author == regie_as_of(r); the case is open in
+//                          ancestors(r) (else kCaseClosed).
+//       CaseReopen:        author == regie_as_of(r); the case is closed in
+//                          ancestors(r) (else kCaseClosed).
+//       ErasureRequest:    author == regie_as_of(r); the case is closed in
+//                          ancestors(r) (else kCaseClosed).
+//   ErasureAnswer records (like key grants) are judged against the state but
+//   never part of it (CheckErasureAnswer).
+//   - closing (docs/retention.md). The case is *closed in* a past when the
+//     latest CaseClose or CaseReopen there is a close; like regie changes,
+//     valid closures are totally ordered. A ConsentGrant, CitizenKey or
+//     RegieChange whose past has the case closed is refused (kCaseClosed);
+//     withdrawals and key revocations stay open. Fragments are judged by
+//     time: ClosedAt(t) (admission.h refuses a fragment claiming such a time).
 //   - the citizen (docs/consent.md, "Citizen-signed consent"). A citizen key
 //     is *enrolled in* a past when its CitizenKey is among it and no
 //     revocation of it is. A record carrying a citizen signature (a grant
@@ -135,6 +149,24 @@ struct CitizenKeyView {
   std::optional<RecordId> revoked_by;
 };
 
+// The close in force, when the case is closed.
+struct ClosureView {
+  RecordId id{};          // the CaseClose record
+  std::string by;         // the regie organisation that closed it
+  std::string reason;     // one of kCloseReasons
+  std::string rule;       // the closing organisation's retention rule for what it wrote
+  std::string retention;  // its period (ISO 8601)
+  int64_t time_ms = 0;    // the close record's time: retention runs from here
+};
+
+// A citizen's erasure request (AVG art. 17) as the regie organisation recorded it.
+struct ErasureRequestView {
+  RecordId id{};
+  std::string by;
+  std::string reference;
+  int64_t time_ms = 0;
+};
+
 // The outcome of offering a record to a state.
 struct Admission {
   enum class Kind { kAdmitted, kDuplicate, kWaiting, kRefused };
@@ -163,7 +195,7 @@ class CaseState {
   Admission Check(const ControlRecord& r) const;
   // Check() as a Status for the API: PermissionDenied (authority, the
   // citizen's signature), NotFound (waiting), Conflict (a second genesis, an
-  // invitation used), InvalidArgument (else).
+  // invitation used, a closed case), InvalidArgument (else).
   Status CheckNewRecord(const ControlRecord& r) const;
 
   // Whether KeyGrant `r` may be accepted: its causal past admitted (else
@@ -210,6 +242,17 @@ class CaseState {
   //             a consent's grantee, a withdrawn consent's grantee (so an
   //             organisation learns it lost access), a RegieChange's new regie.
   std::vector<std::string> ControlAudience(const ControlRecord& r, int64_t now_ms) const;
+
+  // The close in force (the latest close or reopen is a close); nullopt while open.
+  std::optional<ClosureView> Closure() const;
+  // Whether the case was closed at time t_ms (by the times of the closes and reopens).
+  bool ClosedAt(int64_t t_ms) const;
+
+  // Every admitted ErasureRequest, in admission order.
+  std::vector<ErasureRequestView> ErasureRequests() const;
+  // Whether ErasureAnswer `r` can be kept: its request admitted (else
+  // kWaiting), its author an organisation ever involved. nullopt: it can.
+  std::optional<Admission> CheckErasureAnswer(const ControlRecord& r) const;
 
   // Every admitted CitizenKey, in admission order.
   std::vector<CitizenKeyView> CitizenKeys() const;

@@ -37,8 +37,10 @@ enum class Reject : uint8_t {
   kRotationInvalid,   // "rotation_invalid": a key rotation whose shape or signatures fail
   kRotationStale,     // "rotation_stale": a key rotation from keys that are not the organisation's current ones
   kRetiredKey,        // "retired_key": signed with a key that no longer spoke for its organisation at the record's time
+  kCaseClosed,        // "case_closed": a write, consent or regie change in a case closed at its time (or a close of a closed case, a reopen of an open one)
+  kDestroyed,         // "destroyed": a record of a case, or a record, this node destroyed under its retention rules
 };
-inline constexpr int kRejectCount = static_cast<int>(Reject::kRetiredKey) + 1;
+inline constexpr int kRejectCount = static_cast<int>(Reject::kDestroyed) + 1;
 
 // The stable label of a reason (metrics, logs, tests).
 const char* RejectName(Reject r);

@@ -46,7 +46,8 @@ struct AccessEntry {
 };
 
 struct AuditReport {
-  int64_t entries = 0;
+  int64_t entries = 0;           // the chain's length, counting entries removed past their period
+  int64_t expired = 0;           // the first `expired` entries were removed past their retention period
   int64_t first_broken_seq = 0;  // 0 when the chain verifies
   std::string reason;
 };

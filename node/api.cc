@@ -581,6 +581,10 @@ struct ApiServer::Impl {
     routes.emplace_back("POST", std::regex(pattern));
     server->Post(pattern, std::move(h));
   }
+  void Delete(const std::string& pattern, httplib::Server::Handler h) {
+    routes.emplace_back("DELETE", std::regex(pattern));
+    server->Delete(pattern, std::move(h));
+  }
 
   int64_t NowMs() const { return static_cast<int64_t>(HybridClock::SystemMillis()); }
 
@@ -619,32 +623,10 @@ struct ApiServer::Impl {
   }
 
   // A consent as the API shows it (GET .../consents, .../consents/{consent}).
-  // Whether this node still shares with `org`: a partner (or itself), or
-  // removed from the network by a roster version.
-  std::string GranteeStatus(const std::string& org) const {
-    if (org == node->org()) return "partner";
-    if (auto p = node->store().ListPartners(); p.ok())
-      for (const Partner& x : *p)
-        if (x.identity.org == org) return "partner";
-    return node->RemovedMembers().count(org) ? "removed" : "not-a-partner";
-  }
-
+  // A consent as the API shows it: with whether this node still shares with its grantee.
   json ConsentJson(const ConsentView& v) const {
-    const ConsentGrant& g = *v.grant;
-    json domains = json::array();
-    for (auto& d : g.domains.v) domains.push_back(d.v);
-    json e = {{"consent", ToHex(v.id)}, {"grantee", g.grantee.v}, {"grantee_status", GranteeStatus(g.grantee.v)},
-              {"domains", domains}, {"purpose", g.purpose.v},
-              {"basis", g.basis.v}, {"valid_from", IsoTime(g.valid_from_ms)},
-              {"valid_until", g.valid_until_ms ? json(IsoTime(g.valid_until_ms)) : json(nullptr)},
-              {"given_by", g.given_by.v},
-              {"evidence", g.evidence_kind == kEvidenceCitizenSigned
-                               ? json{{"kind", "citizen-signed"}, {"reference", g.evidence_reference.v},
-                                      {"citizen_key", ToHex(g.citizen.key)}}
-                               : json{{"kind", "attested"}, {"reference", g.evidence_reference.v}}},
-              {"recorded_by", g.h.author.v}, {"recorded", IsoTime(static_cast<int64_t>(HlcMillis(g.h.hlc)))},
-              {"status", ConsentStatusName(v.status)}};
-    if (v.withdrawn_by) e["withdrawn_by"] = ToHex(*v.withdrawn_by);
+    json e = ConsentToJson(v);
+    e["grantee_status"] = node->GranteeStatus(v.grant->grantee.v);
     return e;
   }
 
@@ -1215,12 +1197,7 @@ struct ApiServer::Impl {
       if (!entries.ok()) return SendStatusError(res, entries.status());
       std::vector<std::pair<std::string, json>> sorted;  // by (time, event): new entries never land before a cursor's
       for (const AccessEntry& e : *entries) {
-        json actor = {{"id", e.actor_id}, {"name", e.actor_name}, {"role", e.actor_role}};
-        if (!e.on_behalf_of.empty()) actor["on_behalf_of"] = e.on_behalf_of;
-        json j = {{"event", ToHex(e.event_id)}, {"time", IsoTime(e.time_ms)}, {"action", e.action},
-                  {"outcome", e.outcome}, {"actor", actor}, {"organisation", e.organisation},
-                  {"client", e.client_system}, {"items", e.items}};
-        if (!e.consent.empty()) j["consent"] = e.consent;
+        json j = AccessEntryToJson(e);
         sorted.emplace_back(SortableNumber(e.time_ms) + ToHex(e.event_id), std::move(j));
       }
       std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
@@ -1230,12 +1207,130 @@ struct ApiServer::Impl {
       SendJson(res, 200, body);
     }, {"from", "to", "limit", "cursor"}));
 
+
+    // --- the end of a case (docs/retention.md) ---
+    Post(R"(/v1/cases/([^/]+)/close)", CaseRoute("update", [this](const httplib::Request& req,
+                                                                        httplib::Response& res, const Caller& caller,
+                                                                        AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      auto body = ParseBody(req, res);
+      if (!body || !OnlyFields(*body, {"reason", "basis"}, res)) return;
+      std::string reason, basis;
+      if (!StringField(*body, "reason", true, &reason, res) || !StringField(*body, "basis", false, &basis, res)) return;
+      auto id = node->CloseCase(case_id, reason, basis);
+      if (!id.ok()) return SendStatusError(res, id.status());
+      scope.items = {"close", ToHex(*id)};
+      KRING_LOG(kInfo, "api", caller.client << " closed case " << CaseIdToHex(case_id) << " (" << reason << ")");
+      auto state = node->State(case_id);
+      if (!state.ok()) return SendStatusError(res, state.status());
+      SendJson(res, 200, {{"case", CaseIdToHex(case_id)}, {"status", PlanStatusOf(state->Closure())},
+                          {"closed", ClosureToJson(state->Closure())}});
+    }));
+
+    Post(R"(/v1/cases/([^/]+)/reopen)", CaseRoute("update", [this](const httplib::Request& req,
+                                                                         httplib::Response& res, const Caller& caller,
+                                                                         AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      auto body = ParseBody(req, res);
+      if (!body || !OnlyFields(*body, {"reason"}, res)) return;
+      std::string reason;
+      if (!StringField(*body, "reason", false, &reason, res)) return;
+      auto id = node->ReopenCase(case_id, reason);
+      if (!id.ok()) return SendStatusError(res, id.status());
+      scope.items = {"reopen", ToHex(*id)};
+      KRING_LOG(kInfo, "api", caller.client << " reopened case " << CaseIdToHex(case_id));
+      SendJson(res, 200, {{"case", CaseIdToHex(case_id)}, {"status", "active"}, {"reopened", ToHex(*id)}});
+    }));
+
+    Post(R"(/v1/cases/([^/]+)/hold)", CaseRoute("update", [this](const httplib::Request& req,
+                                                                       httplib::Response& res, const Caller& caller,
+                                                                       AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      auto body = ParseBody(req, res);
+      if (!body || !OnlyFields(*body, {"reason"}, res)) return;
+      std::string reason;
+      if (!StringField(*body, "reason", true, &reason, res)) return;
+      Status st = node->PutHold(case_id, reason);
+      if (!st.ok()) return SendStatusError(res, st);
+      scope.items = {"legal-hold"};
+      KRING_LOG(kInfo, "api", caller.client << " put case " << CaseIdToHex(case_id) << " on legal hold");
+      auto hold = node->HoldOf(case_id);
+      if (!hold.ok() || !hold->has_value()) return SendStatusError(res, hold.ok() ? Status::NotFound("hold lifted meanwhile") : hold.status());
+      SendJson(res, 201, {{"case", CaseIdToHex(case_id)}, {"hold", {{"since", IsoTime((*hold)->since_ms)}, {"reason", (*hold)->reason}}}});
+    }));
+
+    Delete(R"(/v1/cases/([^/]+)/hold)", CaseRoute("update", [this](const httplib::Request& req,
+                                                                         httplib::Response& res, const Caller& caller,
+                                                                         AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      Status st = node->LiftHold(case_id);
+      if (!st.ok()) return SendStatusError(res, st);
+      scope.items = {"legal-hold-lifted"};
+      KRING_LOG(kInfo, "api", caller.client << " lifted the legal hold on case " << CaseIdToHex(case_id));
+      SendJson(res, 200, {{"case", CaseIdToHex(case_id)}, {"hold", nullptr}});
+    }));
+
+    Post(R"(/v1/cases/([^/]+)/erasure-requests)", CaseRoute("update", [this](const httplib::Request& req,
+                                                                                   httplib::Response& res, const Caller& caller,
+                                                                                   AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      auto body = ParseBody(req, res);
+      if (!body || !OnlyFields(*body, {"reference"}, res)) return;
+      std::string reference;
+      if (!StringField(*body, "reference", true, &reference, res)) return;
+      auto id = node->RequestErasure(case_id, reference);
+      if (!id.ok()) return SendStatusError(res, id.status());
+      scope.items = {"erasure-request", ToHex(*id)};
+      KRING_LOG(kInfo, "api", caller.client << " recorded an erasure request in case " << CaseIdToHex(case_id));
+      auto status = node->ErasureStatus(case_id);
+      if (!status.ok()) return SendStatusError(res, status.status());
+      for (const json& r : (*status)["requests"])
+        if (r["request"] == ToHex(*id)) return SendJson(res, 201, json{{"case", CaseIdToHex(case_id)}, {"request", r}});
+      SendStatusError(res, Status::IOError("the erasure request was recorded but cannot be read back"));
+    }));
+
+    Get(R"(/v1/cases/([^/]+)/erasure-requests)", CaseRoute("read", [this](const httplib::Request& req,
+                                                                                httplib::Response& res, const Caller&,
+                                                                                AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      scope.items = {"erasure-requests"};
+      auto status = node->ErasureStatus(case_id);
+      if (!status.ok()) return SendStatusError(res, status.status());
+      SendJson(res, 200, *status);
+    }));
+
+    Get(R"(/v1/cases/([^/]+)/export)", CaseRoute("export", [this](const httplib::Request& req,
+                                                                        httplib::Response& res, const Caller& caller,
+                                                                        AccessScope& scope) {
+      CaseId case_id;
+      if (!ParseCase(req.matches[1], &case_id, res)) return;
+      scope.case_id = case_id;
+      auto doc = node->ExportCase(case_id);
+      if (!doc.ok()) return SendStatusError(res, doc.status());
+      scope.items.push_back("export");
+      for (const json& item : (*doc)["plan"]["items"]) scope.items.push_back(item["version"].get<std::string>());
+      KRING_LOG(kInfo, "api", caller.client << " exported case " << CaseIdToHex(case_id));
+      SendJson(res, 200, *doc);
+    }));
+
     server->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
       if (res.status == 404) {
         // A path the API serves, asked with another method: 405 and the methods it takes.
         std::string allow;
-        for (const char* m : {"GET", "POST"})
+        for (const char* m : {"GET", "POST", "DELETE"})
           for (const auto& [method, pattern] : routes)
             if (method == m && std::regex_match(req.path, pattern) && allow.find(m) == std::string::npos)
               allow += (allow.empty() ? "" : ", ") + method;

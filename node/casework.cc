@@ -115,6 +115,9 @@ Result<ItemWritten> Node::WriteItem(const CaseId& case_id, const ItemInput& in) 
   if (!state.ok()) return state.status();
   const std::string& me = org_;
   const int64_t now = NowMs();
+  if (auto closed = state->Closure())
+    return Status::Conflict("the case is closed (" + closed->reason + "): it takes no new items until the regie organisation (" +
+                            closed->by + ") reopens it");
 
   if (in.kind == "regisseur") {
     if (!in.supersedes.empty()) return Status::InvalidArgument("a regisseur item names no versions to supersede");
@@ -346,6 +349,8 @@ Result<PlanRead> Node::ReadPlan(const CaseId& case_id) {
   }
   RegieView regie = state->Regie();
   out.plan = MergePlan(case_id, RegieInput{regie.org, regie.person, regie.conflict}, std::move(versions));
+  out.plan["status"] = PlanStatusOf(state->Closure());
+  out.plan["closed"] = ClosureToJson(state->Closure());
   // The access log names what was shown: each item's version and its conflicts.
   for (const nlohmann::json& item : out.plan["items"]) {
     out.versions.push_back(item["version"].get<std::string>());

@@ -1,4 +1,4 @@
-// kring-node: the command line for partner IT teams (init, card, peer, network, keys, token, audit, backup, restore, run).
+// kring-node: the command line for partner IT teams (init, card, peer, network, keys, token, audit, backup, restore, retention, export, run).
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -22,6 +22,7 @@
 #include "node/data_dir.h"
 #include "node/portal.h"
 #include "node/sync.h"
+#include "node/retention.h"
 #include "node/log.h"
 #include "node/network_cli.h"
 #include "node/node.h"
@@ -127,7 +128,7 @@ void ApplyEnvironment(CLI::App* app, const std::map<const CLI::Option*, std::str
 
 int Run(const std::string& dir, const std::string& listen, const std::string& api, int sync_interval_ms,
         const std::string& tls_cert, const std::string& tls_key, CheckpointPolicy checkpoints,
-        const std::string& portal, const std::string& fhir_base_uri, int64_t degraded_after_s) {
+        const std::string& portal, const std::string& fhir_base_uri, int64_t degraded_after_s, int64_t sweep_interval_s) {
   ApiOptions api_options;
   api_options.fhir_base_uri = fhir_base_uri;
   api_options.tls_cert = tls_cert;
@@ -157,6 +158,7 @@ int Run(const std::string& dir, const std::string& listen, const std::string& ap
   if (!node.ok()) return Fail(node.status());
   const PublicIdentity& me = (*node)->identity();
   (*node)->SetCheckpointPolicy(checkpoints);
+  (*node)->SetSweepInterval(sweep_interval_s * 1000);
   SyncOptions sync;
   sync.listen = listen;
   sync.anti_entropy_interval_ms = sync_interval_ms;
@@ -332,6 +334,33 @@ int Main(int argc, char** argv) {
                   "... or this many seconds after the last one, when the log grew")
       ->check(CLI::Range(int64_t{1}, int64_t{86400}))
       ->capture_default_str();
+
+  int64_t sweep_interval_s = 86400;
+  run->add_option("--sweep-interval-s", sweep_interval_s,
+                  "Seconds between retention sweeps, which destroy what the retention rules say is due (0: never)")
+      ->check(CLI::Range(int64_t{0}, int64_t{31} * 86400))
+      ->capture_default_str();
+
+  auto* retention = app.add_subcommand(
+      "retention", "Set this organisation's retention rules (ISO 8601 periods: P15Y, P6W, PT10S); a running node "
+                   "applies them at its next sweep. Without options: print the rules");
+  retention->add_option("--data", dir, "Data directory of the node")->required();
+  std::string retention_default, retention_access;
+  std::vector<std::string> retention_bases, retention_duties;
+  retention->add_option("--default", retention_default, "Period for what this organisation wrote when no rule below applies");
+  retention->add_option("--basis", retention_bases,
+                        "\"TEXT=PERIOD\": a rule for cases where this organisation's legal basis names TEXT (e.g. \"Wmo 2015=P15Y\"), "
+                        "or for a close reason (\"withdrawn-request=P6W\"); repeatable");
+  retention->add_option("--duty", retention_duties,
+                        "\"TEXT=PERIOD\": like --basis, and the law obliges this organisation to keep it (it survives an "
+                        "erasure request); repeatable");
+  retention->add_option("--access-log", retention_access, "Period each access-log entry is kept (NEN 7513: P5Y)");
+
+  auto* export_cmd = app.add_subcommand(
+      "export", "Print what this organisation may read of a case (plan, consents, access log) as one JSON document");
+  std::string export_case;
+  export_cmd->add_option("--data", dir, "Data directory of the node")->required();
+  export_cmd->add_option("--case", export_case, "The case id (32 hex characters)")->required();
 
   auto network_commands = AddNetworkCommands(app);
   // Every option the file can set can also come from KRING_<OPTION>.
@@ -605,10 +634,68 @@ int Main(int argc, char** argv) {
               << "Partners re-send what they hold when the node runs.\n";
     return 0;
   }
+  if (*retention) {
+    auto store = OpenStoreOf(dir);
+    if (!store.ok()) return Fail(store.status());
+    auto rules = LoadRetention(**store);
+    if (!rules.ok()) return Fail(rules.status());
+    const bool change = !retention_default.empty() || !retention_access.empty() || !retention_bases.empty() ||
+                        !retention_duties.empty();
+    if (change) {
+      if (!retention_default.empty()) {
+        auto p = ParsePeriod(retention_default);
+        if (!p.ok()) return Fail(Status::InvalidArgument("--default: " + p.status().message()));
+        rules->fallback.period = *p;
+      }
+      if (!retention_access.empty()) {
+        auto p = ParsePeriod(retention_access);
+        if (!p.ok()) return Fail(Status::InvalidArgument("--access-log: " + p.status().message()));
+        rules->access_log = *p;
+      }
+      // The named rules given replace the stored ones as a whole.
+      if (!retention_bases.empty() || !retention_duties.empty()) {
+        rules->rules.clear();
+        for (const auto& [list, duty] : {std::pair{&retention_bases, false}, std::pair{&retention_duties, true}})
+          for (const std::string& arg : *list) {
+            auto r = ParseRetentionRule(arg, duty);
+            if (!r.ok()) return Fail(r.status());
+            rules->rules.push_back(std::move(*r));
+          }
+      }
+      Status st = SaveRetention(**store, *rules);
+      if (!st.ok()) return Fail(st);
+      std::cerr << "kring-node: retention rules saved; a running node applies them at its next sweep\n";
+    }
+    std::cout << RetentionToJson(*rules).dump(2) << "\n";
+    return 0;
+  }
+  if (*export_cmd) {
+    CaseId case_id;
+    if (!CaseIdFromHex(export_case, &case_id)) return Fail(Status::InvalidArgument("--case must be 32 hex characters"));
+    auto node = Node::Open(dir);
+    if (!node.ok()) return Fail(node.status());
+    auto doc = (*node)->ExportCase(case_id);
+    AccessEntry e;
+    RandomBytes(e.event_id);
+    e.time_ms = NowMs();
+    e.action = "export";
+    e.outcome = doc.ok() ? "success" : "failure";
+    e.actor_id = "kring-node-cli";
+    e.actor_name = "kring-node export (operator)";
+    e.actor_role = "operator";
+    e.organisation = (*node)->identity().org;
+    e.client_system = "kring-node";
+    e.case_id = case_id;
+    e.items = {"export"};
+    if (Status st = (*node)->AppendAccess(&e); !st.ok()) return Fail(st);
+    if (!doc.ok()) return Fail(doc.status());
+    std::cout << doc->dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return 0;
+  }
   if (*run) {
     checkpoint_policy.interval_ms = checkpoint_interval_s * 1000;
     return Run(dir, listen, api, sync_interval_ms, tls_cert, tls_key, checkpoint_policy, portal, fhir_base_uri,
-               degraded_after_s);
+               degraded_after_s, sweep_interval_s);
   }
   return 2;
 }

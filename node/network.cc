@@ -344,6 +344,14 @@ std::set<std::string> Node::RemovedMembers() {
   return out;
 }
 
+std::string Node::GranteeStatus(const std::string& org) {
+  if (org == org_) return "partner";
+  if (auto p = store_->ListPartners(); p.ok())
+    for (const Partner& x : *p)
+      if (x.identity.org == org) return "partner";
+  return RemovedMembers().count(org) ? "removed" : "not-a-partner";
+}
+
 void Node::IngestRoster(const std::string& from, const Roster& r, ByteSpan /*bytes*/, const RejectFn& reject) {
   std::lock_guard lock(network_mu_);  // one adoption at a time
   // A node joins a network only by its operator's `network join`: a partner

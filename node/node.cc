@@ -160,6 +160,7 @@ void Node::TimerLoop() {
     SwitchDueKeys();
     if (recompute_all_.exchange(false) && !SweepAllCases()) return;
     RecomputeDueCases();
+    SweepIfDue();
     if (Status st = CheckpointIfDue(false); !st.ok())
       KRING_LOG(kError, "audit", "cannot sign an access-log checkpoint: " << st.ToString());
     tl.lock();
@@ -386,6 +387,9 @@ Status Node::RecomputeLocked(const CaseId& case_id) {
     return store_->SetNextChange(case_id, std::nullopt);
   }
   const CaseState& state = *state_or;
+  // A citizen's erasure request this node has not answered yet: erase first,
+  // so that what follows works on what is left (node/lifecycle.cc).
+  KRING_RETURN_IF_ERROR(EraseOnRequestLocked(state));
   const int64_t now = NowMs();
   auto records = store_->RecordsOfCase(case_id);
   if (!records.ok()) return records.status();
@@ -411,7 +415,8 @@ Status Node::RecomputeLocked(const CaseId& case_id) {
       held.push_back(std::move(h));
       fragments.emplace(r.id, std::move(*f));
     } else if (auto* c = std::get_if<ControlRecord>(&*any)) {
-      if (!std::holds_alternative<KeyGrant>(c->body) && !state.Contains(r.id)) {
+      if (!std::holds_alternative<KeyGrant>(c->body) && !std::holds_alternative<ErasureAnswer>(c->body) &&
+          !state.Contains(r.id)) {
         not_admitted.push_back(r.id);
         continue;
       }
@@ -510,13 +515,16 @@ Result<RecordId> Node::StoreOwnControl(ControlBody body) {
   Bytes bytes = EncodeControlRecord(*rec);
   std::vector<std::string> audience = {org_};
   if (auto* g = std::get_if<KeyGrant>(&rec->body)) audience.push_back(g->grantee.v);
+  if (std::holds_alternative<ErasureAnswer>(rec->body))
+    if (auto state = StateLocked(h.case_id); state.ok() && state->Regie().org != org_)
+      audience.push_back(state->Regie().org);
   RecordRow row{id, rec->type(), h.case_id, h.author.v, "", "", h.hlc, bytes, audience};
   auto added = store_->PutRecords({row}, org_, NowMs());
   if (!added.ok()) {
     ForgetState(h.case_id);  // the store may hold it after all: read it back next time
     return added.status();
   }
-  if (!std::holds_alternative<KeyGrant>(rec->body)) {
+  if (!std::holds_alternative<KeyGrant>(rec->body) && !std::holds_alternative<ErasureAnswer>(rec->body)) {
     // The state grows by the record; it is not rebuilt.
     auto state = StateLocked(h.case_id);
     CaseState grown = state.ok() ? *state : CaseState(h.case_id);
@@ -838,6 +846,28 @@ size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::
   const std::string& me = org_;
   const int64_t now = NowMs();
   const Receipt at{me, from, now};
+  // A case or record this node destroyed under its retention rules is not
+  // taken in again from a partner that still holds a copy.
+  if (auto gone = store_->CaseDestroyed(case_id); !gone.ok() || *gone) {
+    if (gone.ok())
+      refuse(Reject::kDestroyed, "records of case " + CaseIdToHex(case_id) + ", which this node destroyed under its retention rules");
+    return 0;
+  }
+  {
+    std::vector<RecordId> ids;
+    for (const FragmentCheck& f : work.fragments) ids.push_back(f.id);
+    if (!ids.empty()) {
+      auto destroyed = store_->Destroyed(ids);
+      if (destroyed.ok() && std::find(destroyed->begin(), destroyed->end(), true) != destroyed->end()) {
+        std::vector<FragmentCheck> keep;
+        for (size_t i = 0; i < ids.size(); ++i) {
+          if ((*destroyed)[i]) refuse(Reject::kDestroyed, "fragment " + ToHex(ids[i]).substr(0, 16) + ", which this node destroyed under its retention rules");
+          else keep.push_back(std::move(work.fragments[i]));
+        }
+        work.fragments = std::move(keep);
+      }
+    }
+  }
   auto known = StateLocked(case_id);
   if (!known.ok() && known.status().code() != Status::Code::kNotFound) {
     KRING_LOG(kError, "store", "cannot read case " << CaseIdToHex(case_id) << ": " << known.status().ToString());
@@ -850,10 +880,13 @@ size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::
   // Decision records, in as many passes as admit something: a push may
   // carry a record before its parent. Then each must be for us, judged by
   // the state with all of them; if some are not, admit the others again.
-  std::vector<std::pair<ControlRecord, Bytes>> grants, todo;
+  std::vector<std::pair<ControlRecord, Bytes>> grants, answers, todo;
   for (auto& c : work.controls) {
     if (!still_trusted(c.first.header().author.v)) continue;
-    (std::holds_alternative<KeyGrant>(c.first.body) ? grants : todo).push_back(std::move(c));
+    (std::holds_alternative<KeyGrant>(c.first.body)        ? grants
+     : std::holds_alternative<ErasureAnswer>(c.first.body) ? answers
+                                                          : todo)
+        .push_back(std::move(c));
   }
   std::sort(todo.begin(), todo.end(), [](const auto& a, const auto& b) { return a.first.header().hlc < b.first.header().hlc; });
   std::vector<std::pair<ControlRecord, Bytes>> admitted;
@@ -912,6 +945,7 @@ size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::
     for (const FragmentCheck& f : work.fragments)
       refuse(Reject::kUnknownCase, "fragment " + ToHex(f.id).substr(0, 16) + " of a case this node takes no part in");
     for (auto& [c, bytes] : grants) refuse(Reject::kUnknownCase, "key grant of a case this node takes no part in");
+    for (auto& [c, bytes] : answers) refuse(Reject::kUnknownCase, "erasure answer of a case this node takes no part in");
     for (auto& [a, bytes] : work.access) refuse(Reject::kUnknownCase, "access record of a case this node takes no part in");
     return 0;
   }
@@ -992,6 +1026,26 @@ size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::
       rows.push_back(RecordRow{c.Id(), c.type(), case_id, h.author.v, "", "", h.hlc, work.kept.back(),
                                KeyGrantAudience(state, g, h, *facts, now)});
     }
+  }
+
+  // Answers to the citizen's erasure requests: for the regie organisation.
+  for (auto& [c, bytes] : answers) {
+    if (auto t = CheckTime(c.header().hlc, now)) {
+      refuse(t->reason, "erasure answer by " + c.header().author.v + ": " + t->detail);
+      continue;
+    }
+    if (auto a = state.CheckErasureAnswer(c)) {
+      if (a->kind == Admission::Kind::kWaiting) Wait(from, std::move(c), std::move(bytes), reject);
+      else refuse(a->reason, "erasure answer by " + c.header().author.v + ": " + a->detail);
+      continue;
+    }
+    if (auto r = AddressedTo(state, c, at)) {
+      refuse(r->reason, r->detail);
+      continue;
+    }
+    const ControlHeader& h = c.header();
+    work.kept.push_back(std::move(bytes));
+    rows.push_back(RecordRow{c.Id(), c.type(), case_id, h.author.v, "", "", h.hlc, work.kept.back(), state.ControlAudience(c, now)});
   }
 
   // Access-log entries of other organisations: only for the regie organisation.

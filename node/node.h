@@ -28,6 +28,7 @@
 #include "consent/network.h"
 #include "crypto/identity.h"
 #include "node/checkpoint.h"
+#include "node/retention.h"
 #include "node/store.h"
 #include "node/sync.h"
 #include "protocol/fragment.h"
@@ -131,6 +132,15 @@ struct PlanRead {
   std::vector<std::string> consents;  // hex ids of the consents that allowed reading
 };
 
+// JSON shapes the API and the export share (docs/api.md).
+nlohmann::json ConsentToJson(const ConsentView& v);
+nlohmann::json AccessEntryToJson(const AccessEntry& e);
+// {"reason", "since", "by", "record", "retention": {"rule", "period"}}, or null while open.
+nlohmann::json ClosureToJson(const std::optional<ClosureView>& c);
+// The plan's (and FHIR CarePlan's) status: "active" while open; closed:
+// "completed" when the goals were reached, else "revoked".
+const char* PlanStatusOf(const std::optional<ClosureView>& c);
+
 class Node : public RecordSink {
  public:
   using WallClock = HybridClock::WallClock;
@@ -219,6 +229,48 @@ class Node : public RecordSink {
   static constexpr size_t kMaxChangesScanned = 5000;
   Result<ChangePage> Changes(int64_t after_seq, size_t limit);
 
+  // --- closing, retention, legal hold and export (node/lifecycle.cc; docs/retention.md) ---
+  // By the regie organisation: ends the case (read-only from now on) with
+  // one of kCloseReasons; the close record carries this organisation's
+  // retention rule for the case (RuleForCase, `basis` naming the legal basis
+  // it works under here, may be empty). Conflict: closed already;
+  // PermissionDenied: not the regie organisation; InvalidArgument: reason.
+  Result<RecordId> CloseCase(const CaseId& case_id, const std::string& reason, const std::string& basis);
+  // Conflict: the case is not closed.
+  Result<RecordId> ReopenCase(const CaseId& case_id, const std::string& reason);
+  // This node's own hold on a case: suspends its sweep of the case (and of
+  // the access log from the case's first entry on). NotFound for a case this
+  // node takes no part in; AlreadyExists / NotFound for a hold that is / is not there.
+  Status PutHold(const CaseId& case_id, const std::string& reason);
+  Status LiftHold(const CaseId& case_id);
+  Result<std::optional<LegalHold>> HoldOf(const CaseId& case_id);
+  // By the regie organisation, for a closed case: the citizen's erasure
+  // request (AVG art. 17), `reference` naming what it acted on. Every node
+  // that takes part erases what its organisation is not obliged by law to
+  // keep and answers (EraseOnRequestLocked). Conflict: the case is open.
+  Result<RecordId> RequestErasure(const CaseId& case_id, const std::string& reference);
+  // The requests and the answers this node holds (the regie organisation:
+  // every organisation's; others: their own), and who has not answered yet.
+  Result<nlohmann::json> ErasureStatus(const CaseId& case_id);
+
+  // What the sweep destroyed (ids and counts, never content).
+  struct SweepReport {
+    size_t cases_destroyed = 0;     // whole cases: records, key grants, label, audiences
+    size_t records_destroyed = 0;   // records of cases, in all
+    size_t fragments_destroyed = 0;
+    size_t cases_held = 0;          // closed cases a legal hold kept
+    int64_t access_entries_expired = 0;
+  };
+  // Destroys what the retention rules (the store's, read afresh) say is due
+  // now. The running node calls it every sweep interval.
+  Result<SweepReport> SweepRetention();
+  // How often the running node sweeps (0: never); takes effect at the next tick.
+  void SetSweepInterval(int64_t interval_ms);
+  // What this organisation may read of a case, as one JSON document: the
+  // plan, the consents, the regie, closing and hold, and the access log as
+  // ReadPlan and AccessLogOf give them. The caller logs it (action "export").
+  Result<nlohmann::json> ExportCase(const CaseId& case_id);
+
   // Evidence of misbehaviour this node saw in a case: an organisation that
   // signed a record not following its own earlier record (a fork).
   struct Fork {
@@ -256,6 +308,9 @@ class Node : public RecordSink {
   std::vector<OrgKeys> KeyHistoryOf(const std::string& org);
   // Organisations a roster version removed from the network.
   std::set<std::string> RemovedMembers();
+  // Whether this node still shares with `org`: "partner" (or this
+  // organisation itself), "removed" (by a roster version) or "not-a-partner".
+  std::string GranteeStatus(const std::string& org);
   // A roster version or rotation statement received from partner `from`
   // (or stored by the CLI): judged by consent/network.h, adopted, spread.
   void IngestRoster(const std::string& from, const Roster& r, ByteSpan bytes, const RejectFn& reject);
@@ -404,6 +459,16 @@ class Node : public RecordSink {
   size_t last_checkpoint_restores_ = 0;
   int64_t last_checkpoint_check_ms_ = 0;
   static constexpr int64_t kCheckpointCheckMs = 1000;  // how often the timer looks whether one is due
+
+  std::mutex sweep_mu_;  // one sweep at a time; guards the two below
+  int64_t sweep_interval_ms_ = 0;
+  int64_t last_sweep_ms_ = 0;
+  std::atomic<bool> wal_pending_{false};  // destroyed bytes may still be in the WAL
+  void SweepIfDue();
+  // Erases what an admitted erasure request asks and this organisation's
+  // rules do not oblige it to keep, and answers it; once per request.
+  // REQUIRES: the case's lock held.
+  Status EraseOnRequestLocked(const CaseState& state);
 
   std::thread timer_;
   std::mutex timer_mu_;

@@ -432,7 +432,19 @@ void PortalServer::Impl::Routes() {
     auto plan = node->ReadPlan(s->case_id);
     Log(*s, "read", plan.ok() ? plan->versions : std::vector<std::string>{}, plan.ok());
     if (!plan.ok()) return Fail(res, 500, "intern", "Uw plan kan nu niet worden getoond. Probeer het later opnieuw.");
-    Send(res, 200, {{"plan", plan->plan}, {"namen", Names()}});
+    // The citizen's erasure requests and the answers this node holds (all of
+    // them at the regie organisation's node), in the page's words.
+    json verzoeken = json::array();
+    if (auto status = node->ErasureStatus(s->case_id); status.ok())
+      for (const json& r : (*status)["requests"]) {
+        json antwoorden = json::array();
+        for (const json& a : r["answers"])
+          antwoorden.push_back({{"organisatie", a["organisation"]}, {"gewist", a["erased"]}, {"bewaard", a["kept"]},
+                                {"regel", a["rule"]}, {"tijd", a["answered"]}});
+        verzoeken.push_back({{"vastgelegd", r["recorded"]}, {"antwoorden", antwoorden},
+                             {"wacht_op", r.value("waiting_for", json::array())}});
+      }
+    Send(res, 200, {{"plan", plan->plan}, {"namen", Names()}, {"verwijderverzoeken", verzoeken}});
   });
 
   server->Get("/api/toestemmingen", [this](const httplib::Request& req, httplib::Response& res) {

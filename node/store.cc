@@ -208,6 +208,37 @@ const char* const kMigrations[] = {
       PRIMARY KEY (client, key_hash)) WITHOUT ROWID;
     CREATE INDEX idempotency_by_time ON idempotency (time_ms);
     )sql",
+    // 7 -> 8 (issue 16): retention (docs/retention.md).
+    // legal_holds: cases whose sweep this organisation suspended;
+    // destroyed: ids (never content) of records and whole cases the sweep
+    // destroyed, so a partner's copy is not taken in again;
+    // access_log_expiries: each removal of access-log entries past their
+    // period, oldest first; the last row's (upto_seq, hash) anchors the chain.
+    R"sql(
+    CREATE TABLE legal_holds (
+      case_id BLOB PRIMARY KEY,
+      since_ms INTEGER NOT NULL,
+      reason TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE destroyed (
+      id BLOB PRIMARY KEY,
+      case_id BLOB NOT NULL,
+      whole_case INTEGER NOT NULL,
+      destroyed_ms INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE access_log_expiries (
+      n INTEGER PRIMARY KEY,
+      upto_seq INTEGER NOT NULL,
+      hash BLOB NOT NULL,
+      time_ms INTEGER NOT NULL,
+      removed_ms INTEGER NOT NULL);
+    CREATE TRIGGER access_log_expiries_no_update BEFORE UPDATE ON access_log_expiries
+      BEGIN SELECT RAISE(ABORT, 'access-log expiries are append-only'); END;
+    CREATE TRIGGER access_log_expiries_no_delete BEFORE DELETE ON access_log_expiries
+      BEGIN SELECT RAISE(ABORT, 'access-log expiries are append-only'); END;
+    DROP TRIGGER access_log_no_delete;
+    CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log
+      WHEN OLD.seq > COALESCE((SELECT MAX(upto_seq) FROM access_log_expiries), 0)
+      BEGIN SELECT RAISE(ABORT, 'the access log is append-only: only entries past their retention period go, oldest first'); END;
+    )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
@@ -599,7 +630,7 @@ Result<size_t> Store::DeleteRecords(const std::vector<RecordId>& ids) {
 
 Result<std::vector<StoredRecord>> Store::DecisionRecordsOfCase(const CaseId& id) {
   std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT id, hlc, record, type FROM records WHERE case_id = ? AND (type BETWEEN 2 AND 5 OR type IN (9, 10)) ORDER BY hlc, id");
+  Stmt s(db_, "SELECT id, hlc, record, type FROM records WHERE case_id = ? AND (type BETWEEN 2 AND 5 OR type IN (9, 10, 13, 14, 15)) ORDER BY hlc, id");
   s.Bind(1, ByteSpan(id));
   return ReadRecordRows(s);
 }
@@ -928,6 +959,11 @@ Status Store::AppendAccess(AccessEntry* e, const std::vector<RecordRow>& copies)
     if (!last.Array(1, &e->prev_hash)) return Status::Corruption("access log tail has a malformed hash");
   } else if (rc != SQLITE_DONE) {
     return last.Error("cannot read the access log");
+  } else {  // every entry expired: the chain goes on from the anchor
+    AccessAnchor a;
+    KRING_RETURN_IF_ERROR(AccessAnchorLocked(&a));
+    e->seq = a.upto_seq + 1;
+    e->prev_hash = a.hash;
   }
   e->hash = e->ComputeHash();
   Stmt ins(db_, "INSERT INTO access_log (seq, event_id, time_ms, action, outcome, actor_id, actor_name, actor_role, "
@@ -969,8 +1005,14 @@ Result<AuditReport> Store::VerifyAccessLog() {
   std::string sql = std::string("SELECT ") + kAccessColumns + " FROM access_log ORDER BY seq";
   Stmt s(db_, sql.c_str());
   AuditReport report;
-  Hash prev{};
-  int64_t expected_seq = 1;
+  AccessAnchor anchor;
+  KRING_RETURN_IF_ERROR(AccessAnchorLocked(&anchor));
+  // Entries removed past their retention period: the chain starts after the
+  // last of them, from the hash kept for it.
+  Hash prev = anchor.hash;
+  int64_t expected_seq = anchor.upto_seq + 1;
+  report.entries = anchor.upto_seq;
+  report.expired = anchor.upto_seq;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
     AccessEntry e;
@@ -996,7 +1038,14 @@ Result<AccessHead> Store::AccessLogHead() {
   Stmt s(db_, "SELECT seq, hash, time_ms FROM access_log ORDER BY seq DESC LIMIT 1");
   AccessHead h;
   int rc = s.Step();
-  if (rc == SQLITE_DONE) return h;
+  if (rc == SQLITE_DONE) {
+    AccessAnchor a;
+    KRING_RETURN_IF_ERROR(AccessAnchorLocked(&a));
+    h.entries = a.upto_seq;
+    h.head = a.hash;
+    h.last_time_ms = a.time_ms;
+    return h;
+  }
   if (rc != SQLITE_ROW) return s.Error("cannot read the access log");
   h.entries = s.Int(0);
   h.last_time_ms = s.Int(2);
@@ -1009,7 +1058,12 @@ Result<std::optional<Hash>> Store::AccessHashAt(int64_t seq) {
   Stmt s(db_, "SELECT hash FROM access_log WHERE seq = ?");
   s.Bind(1, seq);
   int rc = s.Step();
-  if (rc == SQLITE_DONE) return std::optional<Hash>();
+  if (rc == SQLITE_DONE) {
+    AccessAnchor a;
+    KRING_RETURN_IF_ERROR(AccessAnchorLocked(&a));
+    if (a.upto_seq != 0 && seq == a.upto_seq) return std::optional<Hash>(a.hash);
+    return std::optional<Hash>();
+  }
   if (rc != SQLITE_ROW) return s.Error("cannot read the access log");
   Hash h;
   if (!s.Array(0, &h)) return Status::Corruption("access log entry " + std::to_string(seq) + " has a malformed hash");
@@ -1446,6 +1500,176 @@ Result<std::vector<RecordId>> Store::IdsOfType(RecordType type) {
   }
   if (rc != SQLITE_DONE) return s.Error("cannot list records");
   return out;
+}
+
+// --- retention (issue 16; docs/retention.md) ---
+
+Status Store::AccessAnchorLocked(AccessAnchor* out) {
+  Stmt s(db_, "SELECT upto_seq, hash, time_ms, removed_ms FROM access_log_expiries ORDER BY n DESC LIMIT 1");
+  int rc = s.Step();
+  *out = AccessAnchor{};
+  if (rc == SQLITE_DONE) return Status::Ok();
+  if (rc != SQLITE_ROW) return s.Error("cannot read the access log's anchor");
+  out->upto_seq = s.Int(0);
+  if (!s.Array(1, &out->hash)) return Status::Corruption("the access log's anchor has a malformed hash");
+  out->time_ms = s.Int(2);
+  out->removed_ms = s.Int(3);
+  return Status::Ok();
+}
+
+Result<AccessAnchor> Store::AccessLogAnchor() {
+  std::lock_guard lock(mu_);
+  AccessAnchor a;
+  KRING_RETURN_IF_ERROR(AccessAnchorLocked(&a));
+  return a;
+}
+
+Status Store::TruncateWalLocked() {
+  int log = 0, done = 0;
+  int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
+  if (rc != SQLITE_OK) return Status::IOError(std::string("WAL checkpoint (TRUNCATE) did not complete: ") + sqlite3_errmsg(db_));
+  return Status::Ok();
+}
+
+Result<int64_t> Store::ExpireAccessLog(const std::function<bool(int64_t, const std::optional<CaseId>&)>& expired,
+                                       int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
+  // The oldest entries, in chain order, up to the first one still within its
+  // period: the chain is cut only at its start, never in the middle.
+  int64_t upto = 0, time_ms = 0;
+  Hash hash{};
+  {  // finalized before the checkpoint below, which an open statement would block
+    Stmt scan(db_, "SELECT seq, hash, time_ms, case_id FROM access_log ORDER BY seq");
+    int rc;
+    while ((rc = scan.Step()) == SQLITE_ROW) {
+      std::optional<CaseId> case_id;
+      if (CaseId c; scan.Array(3, &c)) case_id = c;
+      if (!expired(scan.Int(2), case_id)) break;
+      upto = scan.Int(0);
+      time_ms = scan.Int(2);
+      if (!scan.Array(1, &hash)) return Status::Corruption("access log entry " + std::to_string(upto) + " has a malformed hash");
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return scan.Error("cannot read the access log");
+  }
+  if (upto == 0) return int64_t{0};
+  Stmt anchor(db_, "INSERT INTO access_log_expiries (upto_seq, hash, time_ms, removed_ms) VALUES (?,?,?,?)");
+  anchor.Bind(1, upto).Bind(2, ByteSpan(hash)).Bind(3, time_ms).Bind(4, now_ms);
+  if (anchor.Step() != SQLITE_DONE) return anchor.Error("cannot record the access log's new anchor");
+  Stmt del(db_, "DELETE FROM access_log WHERE seq <= ?");
+  del.Bind(1, upto);
+  if (del.Step() != SQLITE_DONE) return del.Error("cannot remove expired access-log entries");
+  const int64_t n = sqlite3_changes(db_);
+  KRING_RETURN_IF_ERROR(tx.Commit());
+  (void)TruncateWalLocked();  // a reader in another process may hold it up: TruncateWal() retries
+  return n;
+}
+
+Status Store::SetHold(const CaseId& case_id, const std::optional<LegalHold>& hold) {
+  std::lock_guard lock(mu_);
+  if (!hold) {
+    Stmt del(db_, "DELETE FROM legal_holds WHERE case_id = ?");
+    del.Bind(1, ByteSpan(case_id));
+    if (del.Step() != SQLITE_DONE) return del.Error("cannot lift the legal hold");
+    if (sqlite3_changes(db_) == 0) return Status::NotFound("no legal hold on case " + CaseIdToHex(case_id));
+    return Status::Ok();
+  }
+  Stmt ins(db_, "INSERT INTO legal_holds (case_id, since_ms, reason) VALUES (?,?,?)");
+  ins.Bind(1, ByteSpan(case_id)).Bind(2, hold->since_ms).Bind(3, hold->reason);
+  int rc = ins.Step();
+  if (rc == SQLITE_CONSTRAINT) return Status::AlreadyExists("case " + CaseIdToHex(case_id) + " is on legal hold already");
+  if (rc != SQLITE_DONE) return ins.Error("cannot put the case on legal hold");
+  return Status::Ok();
+}
+
+Result<std::optional<LegalHold>> Store::HoldOf(const CaseId& case_id) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT since_ms, reason FROM legal_holds WHERE case_id = ?");
+  s.Bind(1, ByteSpan(case_id));
+  int rc = s.Step();
+  if (rc == SQLITE_DONE) return std::optional<LegalHold>();
+  if (rc != SQLITE_ROW) return s.Error("cannot read legal holds");
+  return std::optional<LegalHold>(LegalHold{s.Int(0), s.Text(1)});
+}
+
+Result<size_t> Store::DestroyRecords(const CaseId& case_id, const std::vector<RecordId>& ids, bool whole_case,
+                                     int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
+  Stmt del_aud(db_, "DELETE FROM audience WHERE id = ?");
+  Stmt del(db_, "DELETE FROM records WHERE id = ?");
+  Stmt mark(db_, "INSERT OR IGNORE INTO destroyed (id, case_id, whole_case, destroyed_ms) VALUES (?,?,?,?)");
+  size_t n = 0;
+  for (const RecordId& id : ids) {
+    del_aud.Bind(1, ByteSpan(id));
+    if (del_aud.Step() != SQLITE_DONE) return del_aud.Error("cannot destroy audience");
+    del_aud.Reset();
+    del.Bind(1, ByteSpan(id));
+    if (del.Step() != SQLITE_DONE) return del.Error("cannot destroy record");
+    del.Reset();
+    n += static_cast<size_t>(sqlite3_changes(db_));
+    mark.Bind(1, ByteSpan(id)).Bind(2, ByteSpan(case_id)).Bind(3, int64_t{0}).Bind(4, now_ms);
+    if (mark.Step() != SQLITE_DONE) return mark.Error("cannot remember a destroyed record");
+    mark.Reset();
+  }
+  if (whole_case) {
+    // The label, schedule and hold go with the case; only its id stays, so
+    // that a partner's copy of it is refused instead of taken in again.
+    for (const char* sql : {"DELETE FROM cases WHERE case_id = ?", "DELETE FROM case_schedule WHERE case_id = ?",
+                            "DELETE FROM legal_holds WHERE case_id = ?"}) {
+      Stmt s(db_, sql);
+      s.Bind(1, ByteSpan(case_id));
+      if (s.Step() != SQLITE_DONE) return s.Error("cannot destroy the case");
+    }
+    mark.Bind(1, ByteSpan(case_id)).Bind(2, ByteSpan(case_id)).Bind(3, int64_t{1}).Bind(4, now_ms);
+    if (mark.Step() != SQLITE_DONE) return mark.Error("cannot remember a destroyed case");
+  }
+  KRING_RETURN_IF_ERROR(tx.Commit());
+  generation_.fetch_add(1);
+  // secure_delete zeroed the pages in the WAL's copies; checkpointing moves
+  // them into the main file and TRUNCATE empties the WAL, so neither keeps
+  // the destroyed ciphertext. A reader in another process may hold it up:
+  // TruncateWal() retries (the sweep ends with it).
+  (void)TruncateWalLocked();
+  return n;
+}
+
+Status Store::TruncateWal() {
+  std::lock_guard lock(mu_);
+  return TruncateWalLocked();
+}
+
+Result<bool> Store::CaseDestroyed(const CaseId& case_id) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT 1 FROM destroyed WHERE id = ? AND whole_case = 1");
+  s.Bind(1, ByteSpan(case_id));
+  int rc = s.Step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return s.Error("cannot read destroyed cases");
+  return rc == SQLITE_ROW;
+}
+
+Result<std::vector<bool>> Store::Destroyed(const std::vector<RecordId>& ids) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT 1 FROM destroyed WHERE id = ?");
+  std::vector<bool> out;
+  for (const RecordId& id : ids) {
+    s.Bind(1, ByteSpan(id));
+    int rc = s.Step();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return s.Error("cannot read destroyed records");
+    out.push_back(rc == SQLITE_ROW);
+    s.Reset();
+  }
+  return out;
+}
+
+Status Store::ForgetCaseLabel(const CaseId& case_id) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "UPDATE cases SET label = '' WHERE case_id = ?");
+  s.Bind(1, ByteSpan(case_id));
+  if (s.Step() != SQLITE_DONE) return s.Error("cannot erase the case label");
+  return Status::Ok();
 }
 
 }  // namespace kring

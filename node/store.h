@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -31,7 +32,8 @@ struct sqlite3;
 
 namespace kring {
 
-inline constexpr int kSchemaVersion = 7;
+// 6: network roster (issue 13); 7: change feed and idempotency (issue 14); 8: retention (issue 16).
+inline constexpr int kSchemaVersion = 8;
 
 struct Partner {
   PublicIdentity identity;
@@ -114,6 +116,21 @@ struct IdempotentAnswer {
   int64_t time_ms = 0;
 };
 
+// The start of the access log after entries past their period were removed:
+// the last removed entry's position and hash (zeros: nothing removed yet).
+struct AccessAnchor {
+  int64_t upto_seq = 0;
+  Hash hash{};
+  int64_t time_ms = 0;     // the last removed entry's time
+  int64_t removed_ms = 0;  // when they were removed
+};
+
+// A case this organisation keeps from its sweep (a dispute, an investigation).
+struct LegalHold {
+  int64_t since_ms = 0;
+  std::string reason;
+};
+
 class Store {
  public:
   // Opens or creates the database at `path` and migrates it to kSchemaVersion.
@@ -159,7 +176,7 @@ class Store {
   // All records of a case, oldest first; optionally only one type.
   Result<std::vector<StoredRecord>> RecordsOfCase(const CaseId& id, std::optional<RecordType> type = std::nullopt);
   // The control records of a case that decide its consent state (genesis,
-  // consent, withdrawal, regie change, citizen key and its revocation; not key grants), oldest first.
+  // consent, withdrawal, regie change, citizen key and its revocation, close, reopen and erasure request; not key grants or erasure answers), oldest first.
   Result<std::vector<StoredRecord>> DecisionRecordsOfCase(const CaseId& id);
   // The cases this node holds any record of.
   Result<std::vector<CaseId>> CasesWithRecords();
@@ -278,6 +295,33 @@ class Store {
   Status PutIdempotent(const std::string& client, const Hash& key_hash, const IdempotentAnswer& a,
                        int64_t expire_before_ms);
 
+  // --- retention (docs/retention.md) ---
+  // Removes the oldest access-log entries for which expired(time_ms, case)
+  // holds, up to the first one for which it does not (the chain is cut at
+  // its start only), and keeps the last removed entry's (seq, hash) as the
+  // chain's new anchor; the WAL is truncated after. Returns how many went.
+  Result<int64_t> ExpireAccessLog(const std::function<bool(int64_t, const std::optional<CaseId>&)>& expired,
+                                  int64_t now_ms);
+  Result<AccessAnchor> AccessLogAnchor();
+  // Puts a case on legal hold (AlreadyExists if it is) or, with nullopt,
+  // lifts it (NotFound if there was none).
+  Status SetHold(const CaseId& case_id, const std::optional<LegalHold>& hold);
+  Result<std::optional<LegalHold>> HoldOf(const CaseId& case_id);
+  // Destroys records of a case with their audiences and remembers their ids
+  // (never content); with `whole_case`, also the case's label, schedule and
+  // hold, and remembers the case. secure_delete is on; the WAL is
+  // checkpointed and truncated after, so no copy of the destroyed bytes
+  // stays in the database, its free pages or the WAL. Returns how many records went.
+  Result<size_t> DestroyRecords(const CaseId& case_id, const std::vector<RecordId>& ids, bool whole_case, int64_t now_ms);
+  Result<bool> CaseDestroyed(const CaseId& case_id);
+  // Empties the label of a case (an erasure request): secure_delete zeroes the old text.
+  Status ForgetCaseLabel(const CaseId& case_id);
+  // Checkpoints the WAL into the main file and truncates it to zero bytes.
+  // IOError when a reader (another process) keeps it from completing.
+  Status TruncateWal();
+  // Which of `ids` this node destroyed (by index into `ids`).
+  Result<std::vector<bool>> Destroyed(const std::vector<RecordId>& ids);
+
   // Copies the database to `dest` with SQLite's online backup API: one
   // consistent snapshot, while other connections keep writing. `dest` must
   // not exist; it is created mode 0600.
@@ -287,6 +331,8 @@ class Store {
   explicit Store(sqlite3* db);
   Status Migrate();
   Status Exec(const char* sql);
+  Status AccessAnchorLocked(AccessAnchor* out);
+  Status TruncateWalLocked();
   // Deletes `author`'s checkpoint records from the synced set (inside a transaction, with mu_).
   Status DropCheckpointRecordsLocked(const std::string& author);
   // PutRecords' inserts, inside a transaction the caller holds (with mu_).

@@ -336,7 +336,10 @@ json ToFhirCarePlan(const CaseId& case_id, const json& plan_view, const FhirOpti
   json plan = {{"resourceType", "CarePlan"},
                {"id", CaseIdToHex(case_id)},
                {"contained", std::move(contained)},
-               {"status", "active"},
+               {"status", plan_view.is_object() && plan_view.contains("status") && plan_view["status"].is_string() &&
+                                  (plan_view["status"] == "completed" || plan_view["status"] == "revoked")
+                              ? plan_view["status"].get<std::string>()
+                              : std::string("active")},
                {"intent", "plan"},
                {"identifier", json::array({{{"system", g_systems->case_id}, {"value", CaseIdToHex(case_id)}}})},
                {"subject", {{"reference", kHouseholdRef}, {"display", "huishouden"}}},

@@ -30,7 +30,8 @@ struct FhirOptions {
 inline constexpr char kFhirGoalAchievementSystem[] = "http://terminology.hl7.org/CodeSystem/goal-achievement";
 
 // A FHIR R4 CarePlan resource (JSON) for case `case_id`:
-//   - id: the case id in hex; status "active"; intent "plan";
+//   - id: the case id in hex; intent "plan"; status the plan view's "status"
+//     when it is "completed" or "revoked" (a closed case), else "active";
 //   - subject: a contained Group "#household" (type person, actual, quantity
 //     = the members of the first household item when there is one);
 //   - careTeam: a contained CareTeam "#care-team": the regisseur and every

@@ -39,6 +39,10 @@ enum class RecordType : uint8_t {
   kCitizenKeyRevocation = 10, // protocol/records.h: that key no longer speaks for the citizen
   kRoster = 11,               // protocol/roster.h: a version of the network's member list
   kKeyRotation = 12,          // protocol/roster.h: an organisation's keys change
+  kCaseClose = 13,   // protocol/records.h: the regie organisation ends the case; retention starts
+  kCaseReopen = 14,  // protocol/records.h: the regie organisation opens a closed case again
+  kErasureRequest = 15,  // protocol/records.h: the citizen asked for erasure (AVG art. 17), recorded by the regie organisation
+  kErasureAnswer = 16,   // protocol/records.h: what a node erased of the case and what it kept, and why
 };
 
 struct PushMessage {

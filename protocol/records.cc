@@ -21,6 +21,10 @@ template <> constexpr RecordType TypeOf<RegieChange>() { return RecordType::kReg
 template <> constexpr RecordType TypeOf<KeyGrant>() { return RecordType::kKeyGrant; }
 template <> constexpr RecordType TypeOf<CitizenKey>() { return RecordType::kCitizenKey; }
 template <> constexpr RecordType TypeOf<CitizenKeyRevocation>() { return RecordType::kCitizenKeyRevocation; }
+template <> constexpr RecordType TypeOf<CaseClose>() { return RecordType::kCaseClose; }
+template <> constexpr RecordType TypeOf<CaseReopen>() { return RecordType::kCaseReopen; }
+template <> constexpr RecordType TypeOf<ErasureRequest>() { return RecordType::kErasureRequest; }
+template <> constexpr RecordType TypeOf<ErasureAnswer>() { return RecordType::kErasureAnswer; }
 
 Bytes EncodeBody(const ControlBody& body) {
   return std::visit([](const auto& b) { return Encode(b); }, body);
@@ -110,7 +114,39 @@ Status CheckBody(const KeyGrant& k) {
   return Status::Ok();
 }
 
+Status CheckBody(const CaseClose& c) {
+  KRING_RETURN_IF_ERROR(FormatOne(c.h));
+  if (!IsCloseReason(c.reason.v)) return Status::Corruption("unknown close reason '" + c.reason.v.substr(0, 32) + "'");
+  if (c.rule.v.empty() || !IsPrintableText(c.rule.v)) return Status::Corruption("the retention rule's name is required, printable UTF-8");
+  if (!ParsePeriod(c.retention.v).ok()) return Status::Corruption("the retention period is no ISO 8601 duration");
+  return Status::Ok();
+}
+
+Status CheckBody(const CaseReopen& r) {
+  KRING_RETURN_IF_ERROR(FormatOne(r.h));
+  if (!IsPrintableText(r.reason.v)) return Status::Corruption("reopen reason is not printable UTF-8");
+  return Status::Ok();
+}
+
+Status CheckBody(const ErasureRequest& r) {
+  KRING_RETURN_IF_ERROR(FormatOne(r.h));
+  if (r.reference.v.empty() || !IsPrintableText(r.reference.v))
+    return Status::Corruption("an erasure request names what it acted on, printable UTF-8");
+  return Status::Ok();
+}
+
+Status CheckBody(const ErasureAnswer& a) {
+  KRING_RETURN_IF_ERROR(FormatOne(a.h));
+  if (!IsPrintableText(a.rule.v) || !IsPrintableText(a.why.v)) return Status::Corruption("erasure answer text is not printable UTF-8");
+  if (a.kept > 0 && a.rule.v.empty()) return Status::Corruption("an erasure answer that kept records names the rule that obliges it");
+  return Status::Ok();
+}
+
 }  // namespace
+
+bool IsCloseReason(std::string_view s) {
+  return std::any_of(std::begin(kCloseReasons), std::end(kCloseReasons), [&](const char* r) { return s == r; });
+}
 
 namespace {
 
@@ -285,6 +321,10 @@ Result<ControlRecord> DecodeControlRecord(ByteSpan record) {
     case RecordType::kKeyGrant: return DecodeAs<KeyGrant>(rest);
     case RecordType::kCitizenKey: return DecodeAs<CitizenKey>(rest);
     case RecordType::kCitizenKeyRevocation: return DecodeAs<CitizenKeyRevocation>(rest);
+    case RecordType::kCaseClose: return DecodeAs<CaseClose>(rest);
+    case RecordType::kCaseReopen: return DecodeAs<CaseReopen>(rest);
+    case RecordType::kErasureRequest: return DecodeAs<ErasureRequest>(rest);
+    case RecordType::kErasureAnswer: return DecodeAs<ErasureAnswer>(rest);
     case RecordType::kFragment:
     case RecordType::kAccessRecord:
     case RecordType::kCheckpoint:

@@ -16,6 +16,7 @@
 #include "crypto/identity.h"
 #include "protocol/fragment.h"
 #include "protocol/messages.h"
+#include "protocol/period.h"
 #include "protocol/wire.h"
 
 namespace kring {
@@ -163,8 +164,64 @@ struct CitizenKeyRevocation {
   }
 };
 
+// Why a case ends (docs/retention.md); the slugs are stable, used in the API.
+inline constexpr const char* kCloseReasons[] = {"goals-reached", "moved", "declined", "withdrawn-request", "deceased", "other"};
+bool IsCloseReason(std::string_view s);
+inline constexpr size_t kMaxCloseReasonBytes = 32;
+inline constexpr size_t kMaxRetentionRuleBytes = 200;
+
+// Ends a case, written by the regie organisation: from its time on the case
+// is read-only (no new items, consents, citizen keys or regie changes) and
+// every node starts its retention clock. It carries the closing
+// organisation's retention rule for what it wrote in this case, so that
+// copy holders know the author's limit (docs/retention.md).
+struct CaseClose {
+  ControlHeader h;
+  BoundedString<kMaxCloseReasonBytes> reason;  // one of kCloseReasons
+  BoundedString<kMaxRetentionRuleBytes> rule;  // the name of the rule applied ("default", "Wmo 2015", ...)
+  BoundedString<kMaxPeriodChars> retention;    // its period, an ISO 8601 duration (protocol/period.h)
+  template <class A>
+  void serialize(A& ar) { ar(h, reason, rule, retention); }
+};
+
+// Opens a closed case again, by the regie organisation; retention stops
+// running until the next close.
+struct CaseReopen {
+  ControlHeader h;
+  BoundedString<kMaxReferenceBytes> reason;  // free text, may be empty
+  template <class A>
+  void serialize(A& ar) { ar(h, reason); }
+};
+
+// The citizen's request to erase what the organisations hold of a closed
+// case (AVG art. 17), recorded by the regie organisation. Every node that
+// admits it erases what its organisation is not obliged by law to keep and
+// answers with an ErasureAnswer, once; a later reopen brings nothing back.
+struct ErasureRequest {
+  ControlHeader h;
+  BoundedString<kMaxReferenceBytes> reference;  // what the regie organisation acted on (the citizen's letter), never a BSN
+  template <class A>
+  void serialize(A& ar) { ar(h, reference); }
+};
+
+inline constexpr size_t kMaxErasureReasonBytes = 1000;
+
+// A node's answer to an erasure request, for the regie organisation alone:
+// how many records it erased and kept, and, when it kept any, the rule that
+// obliges it (a retention rule marked as a legal duty).
+struct ErasureAnswer {
+  ControlHeader h;
+  RecordId request{};
+  uint32_t erased = 0;
+  uint32_t kept = 0;
+  BoundedString<kMaxRetentionRuleBytes> rule;            // the legal duty that kept them; empty when none was kept
+  BoundedString<kMaxErasureReasonBytes, uint16_t> why;   // plain words, for the regie organisation's answer to the citizen
+  template <class A>
+  void serialize(A& ar) { ar(h, request, erased, kept, rule, why); }
+};
+
 using ControlBody = std::variant<CaseGenesis, ConsentGrant, ConsentWithdrawal, RegieChange, KeyGrant, CitizenKey,
-                                 CitizenKeyRevocation>;
+                                 CitizenKeyRevocation, CaseClose, CaseReopen, ErasureRequest, ErasureAnswer>;
 
 // A decoded, not yet verified control record.
 struct ControlRecord {

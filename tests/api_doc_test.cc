@@ -346,6 +346,9 @@ struct DocumentedNode {
     REQUIRE(cluster.Connect(kOrg, kPartner));
     REQUIRE(cluster.Start(kOrg));
     REQUIRE(cluster.Start(kPartner));
+    // A legal duty keeps what this organisation wrote through the erasure
+    // request example, so the export after it still has a plan to check.
+    REQUIRE(cluster.Cli({"retention", "--data", cluster.node(kOrg).data_dir, "--duty", "Wmo 2015=P15Y"}).exit_code == 0);
     case_id = Field(Post("/v1/cases", json{{"label", "dossier 2025-0173"}}), "case");
     consent_id = Grant("finances");
     withdrawable_id = Grant("housing");
@@ -454,6 +457,15 @@ std::map<std::string, Example> ExampleRequests(const std::string& action_version
       {"getFhirMetadata", {}},
       {"getFhirGoal", {}},
       {"getFhirConsent", {}},
+      // In the document's order: close, put and lift a hold, an erasure request and its
+      // answers, reopen, export (the case ends open).
+      {"closeCase", {"", json{{"reason", "goals-reached"}, {"basis", "Wmo 2015 art. 2.3.5"}}}},
+      {"putHold", {"", json{{"reason", "bezwaarprocedure 2027-17"}}}},
+      {"liftHold", {}},
+      {"requestErasure", {"", json{{"reference", "brief van de burger van 3 maart 2027"}}}},
+      {"listErasureRequests", {}},
+      {"reopenCase", {"", json{{"reason", "nieuwe hulpvraag"}}}},
+      {"exportCase", {}},
   };
 }
 
@@ -926,7 +938,7 @@ TEST_CASE("a documented path asked with an undocumented method is 405, and Allow
       Reply r = Send(w.node.api(), method, *target, method == "get" || method == "delete" ? "" : "{}", w.node.Headers());
       CHECK_MESSAGE(r.status == 405, method << " answered " << r.status);
       std::string expected;
-      for (const char* m : {"GET", "POST"})
+      for (const char* m : {"GET", "POST", "DELETE"})
         if (allowed.count(m)) expected += (expected.empty() ? "" : ", ") + std::string(m);
       CHECK(r.headers["Allow"] == expected);
       CHECK(json::parse(r.body, nullptr, false).value("error", "") == "method_not_allowed");
@@ -934,4 +946,45 @@ TEST_CASE("a documented path asked with an undocumented method is 405, and Allow
     }
   }
   CHECK(checked >= 40);
+}
+
+TEST_CASE("issue 16: a closed case answers writes and consents with a documented 409, a second close too, and reopens") {
+  Walk w;
+  DocumentedNode& n = w.node;
+  auto expect = [&](const char* what, const Operation& op, const Reply& r, int status, const std::string& code) {
+    INFO(what);
+    CHECK(r.status == status);
+    if (!code.empty()) w.CheckError(op, r, code);
+  };
+  const Operation close = w.Find("closeCase"), reopen = w.Find("reopenCase"), write = w.Find("writeItem"),
+                  record = w.Find("recordConsent"), hold = w.Find("putHold"), lift = w.Find("liftHold");
+  const std::string items = n.CasePath("/items");
+  json note = {{"kind", "note"}, {"domain", "finances"}, {"data", {{"text", "na het sluiten"}}}};
+  REQUIRE(LocalCluster::WaitFor([&] { return n.cluster.Call(kPartner, "GET", n.CasePath("/consents")).status == 200; }, 10000));
+  expect("the partner closes the case", close,
+         Send(n.api(kPartner), "post", n.CasePath("/close"), R"({"reason":"moved"})", n.Headers(kPartner)), 403, "forbidden");
+  expect("a reason that is not one", close, Send(n.api(), "post", n.CasePath("/close"), R"({"reason":"klaar"})", n.Headers()),
+         400, "invalid_argument");
+  expect("reopening an open case", reopen, Send(n.api(), "post", n.CasePath("/reopen"), "", n.Headers()), 409, "conflict");
+  expect("closing", close, Send(n.api(), "post", n.CasePath("/close"), R"({"reason":"moved"})", n.Headers()), 200, "");
+  expect("closing again", close, Send(n.api(), "post", n.CasePath("/close"), R"({"reason":"moved"})", n.Headers()), 409, "conflict");
+  expect("a note in the closed case", write, Send(n.api(), "post", items, note.dump(), n.Headers()), 409, "conflict");
+  json grant = *w.examples.at("recordConsent").body;
+  expect("a consent in the closed case", record, Send(n.api(), "post", n.CasePath("/consents"), grant.dump(), n.Headers()), 409,
+         "conflict");
+  Reply plan = Send(n.api(), "get", n.CasePath("/plan"), "", n.Headers());
+  CHECK(plan.status == 200);
+  CHECK(json::parse(plan.body)["status"] == "revoked");
+  Reply fhir = Send(n.api(), "get", "/fhir/CarePlan/" + n.case_id, "", n.Headers());
+  CHECK(json::parse(fhir.body)["status"] == "revoked");
+  // The partner's node learns of the close and refuses its own writes too.
+  CHECK(LocalCluster::WaitFor([&] { return Send(n.api(kPartner), "post", items, note.dump(), n.Headers(kPartner)).status == 409; }, 10000));
+
+  expect("a hold", hold, Send(n.api(), "post", n.CasePath("/hold"), R"({"reason":"geschil"})", n.Headers()), 201, "");
+  expect("a second hold", hold, Send(n.api(), "post", n.CasePath("/hold"), R"({"reason":"geschil"})", n.Headers()), 409, "already_exists");
+  expect("lifting it", lift, Send(n.api(), "delete", n.CasePath("/hold"), "", n.Headers()), 200, "");
+  expect("lifting it again", lift, Send(n.api(), "delete", n.CasePath("/hold"), "", n.Headers()), 404, "not_found");
+
+  expect("reopening", reopen, Send(n.api(), "post", n.CasePath("/reopen"), "", n.Headers()), 200, "");
+  expect("a note after the reopen", write, Send(n.api(), "post", items, note.dump(), n.Headers()), 201, "");
 }

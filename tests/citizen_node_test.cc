@@ -273,5 +273,32 @@ TEST_CASE("issue 12: a citizen of one case sees nothing of another") {
   CHECK(n.ConsentOf(b, "zorg") == their_consent);
 }
 
+TEST_CASE("issue 16: the citizen sees in the portal that the plan is closed, the erasure request, and each organisation's answer") {
+  Network n;
+  std::string case_id = CreateCase(n.c, "gemeente");
+  REQUIRE(!Grant(n.c, "gemeente", case_id, "zorg", {"housing"}).empty());
+  REQUIRE(AwaitCase(n.c, "gemeente", {"zorg"}, case_id));
+  REQUIRE(Note(n.c, "zorg", case_id, "housing", "woning gevonden").status == 201);
+  CitizenDevice phone(n.gemeente_portal);
+  REQUIRE(phone.Enrol(n.Invite(case_id)).status == 201);
+
+  REQUIRE(n.c.Call("gemeente", "POST", "/v1/cases/" + case_id + "/close", json{{"reason", "goals-reached"}}).status == 200);
+  auto plan = phone.Get("/api/plan");
+  REQUIRE(plan.status == 200);
+  CHECK(plan.body["plan"]["status"] == "completed");
+  CHECK(plan.body["plan"]["closed"]["reason"] == "goals-reached");
+  CHECK(plan.body["verwijderverzoeken"].empty());
+
+  REQUIRE(n.c.Call("gemeente", "POST", "/v1/cases/" + case_id + "/erasure-requests", json{{"reference", "brief"}}).status == 201);
+  json verzoek;
+  CHECK(LocalCluster::WaitFor([&] {
+    auto r = phone.Get("/api/plan");
+    if (r.status != 200 || r.body["verwijderverzoeken"].size() != 1) return false;
+    verzoek = r.body["verwijderverzoeken"][0];
+    return verzoek["antwoorden"].size() == 2 && verzoek["wacht_op"].empty();
+  }, 20000));
+  for (const json& a : verzoek["antwoorden"]) CHECK(a["bewaard"] == 0);
+}
+
 }  // namespace
 }  // namespace kring

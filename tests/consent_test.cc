@@ -83,6 +83,18 @@ class History {
     r.person.v = "J. de Vries";
     return Add(r, by, o);
   }
+  RecordId Close(const NodeIdentity& by, std::string reason = "goals-reached", Opt o = {}) {
+    CaseClose c;
+    c.reason.v = std::move(reason);
+    c.rule.v = "Wmo 2015";
+    c.retention.v = "P15Y";
+    return Add(c, by, o);
+  }
+  RecordId Reopen(const NodeIdentity& by, Opt o = {}) {
+    CaseReopen r;
+    r.reason.v = "nieuwe hulpvraag";
+    return Add(r, by, o);
+  }
   RecordId GrantKey(const NodeIdentity& by, std::string grantee, Opt o = {}) {
     KeyGrant k;
     k.fragment = Hash{};
@@ -830,6 +842,84 @@ TEST_CASE("consent views and copies of a state outlive the state they came from"
   }
   CHECK(copy->MayRead("zorg-b", {Hash{}, "ggd-c", "finances"}, kNow));
   CHECK(copy->Consents(kNow)[0].grant->grantee.v == "zorg-b");
+}
+
+// ---------------------------------------------------------------------------
+// Closing and reopening (issue 16; docs/retention.md).
+
+Admission Offer(History& h, const RecordId& id) {
+  ControlRecord r = h.Take(id);
+  return h.State().Check(r);
+}
+
+TEST_CASE("issue 16: only the regie organisation closes a case, and a closed case refuses consent, citizen keys and regie changes") {
+  History h(O().gemeente);
+  RecordId c = h.Grant(O().gemeente, "zorg-b", {"housing"});
+
+  SUBCASE("a partner with consent cannot close it") {
+    Admission a = Offer(h, h.Close(O().zorg));
+    CHECK(a.kind == Admission::Kind::kRefused);
+    CHECK(a.reason == Reject::kForgedRecord);
+  }
+  SUBCASE("the regie organisation closes it: closed from the close's time on, not before") {
+    RecordId close = h.Close(O().gemeente, "moved");
+    CaseState s = h.State();
+    REQUIRE(s.Closure());
+    CHECK(s.Closure()->id == close);
+    CHECK(s.Closure()->reason == "moved");
+    CHECK(s.Closure()->retention == "P15Y");
+    CHECK(s.ClosedAt(s.Closure()->time_ms));
+    CHECK_FALSE(s.ClosedAt(s.Closure()->time_ms - 1));
+    // Reads stay as they were: consent is not withdrawn by closing.
+    CHECK(s.MayRead("zorg-b", FragmentFacts{Hash{}, "gemeente-a", "housing", kT0}, kNow));
+  }
+  SUBCASE("after the close: a grant, a citizen key enrolment's grant and a regie change are refused as case_closed") {
+    h.Close(O().gemeente);
+    Admission grant = Offer(h, h.Grant(O().gemeente, "ggd-c", {"finances"}));
+    CHECK(grant.reason == Reject::kCaseClosed);
+    Admission regie = Offer(h, h.HandOver(O().gemeente, "zorg-b"));
+    CHECK(regie.reason == Reject::kCaseClosed);
+    Admission again = Offer(h, h.Close(O().gemeente));
+    CHECK(again.reason == Reject::kCaseClosed);
+    CHECK(h.State().CheckNewRecord(h.Take(h.Grant(O().gemeente, "ggd-c", {"finances"}))).code() == Status::Code::kConflict);
+  }
+  SUBCASE("a withdrawal stays open in a closed case") {
+    h.Close(O().gemeente);
+    Admission w = Offer(h, h.Withdraw(O().zorg, c));
+    CHECK(w.ok());
+  }
+  SUBCASE("a reopen by the regie organisation opens it again; a reopen of an open case is refused") {
+    Admission open_reopen = Offer(h, h.Reopen(O().gemeente));
+    CHECK(open_reopen.reason == Reject::kCaseClosed);
+    h.Close(O().gemeente);
+    RecordId reopen = h.Reopen(O().gemeente);
+    CaseState s = h.State();
+    CHECK(s.Contains(reopen));
+    CHECK_FALSE(s.Closure());
+    CHECK(h.State().Check(h.Take(h.Grant(O().gemeente, "ggd-c", {"finances"}))).ok());
+  }
+  SUBCASE("a regie organisation that handed over cannot close any more; the new one can") {
+    h.HandOver(O().gemeente, "zorg-b");
+    CHECK(Offer(h, h.Close(O().gemeente)).reason == Reject::kForgedRecord);
+    CHECK(h.State().Check(h.Take(h.Close(O().zorg))).ok());
+  }
+}
+
+TEST_CASE("issue 16: closes and reopens give the same state in any order of arrival") {
+  History h(O().gemeente);
+  h.Grant(O().gemeente, "zorg-b", {"*"});
+  h.Close(O().gemeente);
+  h.Reopen(O().gemeente);
+  RecordId last = h.Close(O().gemeente, "declined");
+  std::vector<ControlRecord> records = h.records;
+  std::mt19937 rng(16);
+  for (int i = 0; i < 20; ++i) {
+    std::shuffle(records.begin(), records.end(), rng);
+    CaseState s = CaseState::Build(h.case_id, records);
+    REQUIRE(s.Closure());
+    CHECK(s.Closure()->id == last);
+    CHECK(s.size() == records.size());
+  }
 }
 
 }  // namespace

@@ -23,10 +23,15 @@ DOCTEST_TYPE_TO_STRING_AS("KeyGrant", kring::KeyGrant);
 DOCTEST_TYPE_TO_STRING_AS("CitizenKey", kring::CitizenKey);
 DOCTEST_TYPE_TO_STRING_AS("CitizenKeyRevocation", kring::CitizenKeyRevocation);
 DOCTEST_TYPE_TO_STRING_AS("AccessRecord", kring::AccessRecordBody);
+DOCTEST_TYPE_TO_STRING_AS("CaseClose", kring::CaseClose);
+DOCTEST_TYPE_TO_STRING_AS("CaseReopen", kring::CaseReopen);
+DOCTEST_TYPE_TO_STRING_AS("ErasureRequest", kring::ErasureRequest);
+DOCTEST_TYPE_TO_STRING_AS("ErasureAnswer", kring::ErasureAnswer);
 
 // Every record kind on the wire but fragments (tested in fragment_test.cc).
 #define KRING_CONTROL_KINDS kring::CaseGenesis, kring::ConsentGrant, kring::ConsentWithdrawal, kring::RegieChange, \
-    kring::KeyGrant, kring::CitizenKey, kring::CitizenKeyRevocation
+    kring::KeyGrant, kring::CitizenKey, kring::CitizenKeyRevocation, kring::CaseClose, kring::CaseReopen, \
+    kring::ErasureRequest, kring::ErasureAnswer
 #define KRING_RECORD_KINDS KRING_CONTROL_KINDS, kring::AccessRecordBody
 
 namespace kring {
@@ -148,6 +153,45 @@ CitizenKey Sample() {
   std::string statement = EnrolmentStatement(k.h.case_id, k.invitation, k.key);
   k.possession = SignPure(ByteSpan(reinterpret_cast<const uint8_t*>(statement.data()), statement.size()), Device().sk);
   return k;
+}
+
+// Issue 16: the end of a case.
+template <>
+CaseClose Sample() {
+  CaseClose c;
+  c.h = HeaderBy(O().a, {H("consent")});
+  c.reason.v = "withdrawn-request";
+  c.rule.v = "withdrawn-request";
+  c.retention.v = "P6W";
+  return c;
+}
+
+template <>
+CaseReopen Sample() {
+  CaseReopen r;
+  r.h = HeaderBy(O().a, {H("close")});
+  r.reason.v = "nieuwe hulpvraag";
+  return r;
+}
+
+template <>
+ErasureRequest Sample() {
+  ErasureRequest e;
+  e.h = HeaderBy(O().a, {H("close")});
+  e.reference.v = "brief van de burger van 3 maart";
+  return e;
+}
+
+template <>
+ErasureAnswer Sample() {
+  ErasureAnswer a;
+  a.h = HeaderBy(O().a, {H("erasure")});
+  a.request = H("erasure");
+  a.erased = 12;
+  a.kept = 2;
+  a.rule.v = "Jeugdwet";
+  a.why.v = "kept by a legal duty to keep";
+  return a;
 }
 
 // Citizen-signed, so that the conditional part of its encoding is covered too.
@@ -639,6 +683,7 @@ TEST_CASE("DecodeControlRecord rejects the type bytes of fragments, access recor
   SUBCASE("7, an access record") { type = static_cast<uint8_t>(RecordType::kAccessRecord); }
   SUBCASE("8") { type = 8; }
   SUBCASE("11") { type = 11; }
+  SUBCASE("17") { type = 17; }
   SUBCASE("0x80") { type = 0x80; }
   SUBCASE("0xff") { type = 0xff; }
   bytes[0] = type;
@@ -770,6 +815,24 @@ TEST_CASE("a count or length beyond its limit or beyond the bytes present is rej
   Status st = access ? DecodeAccessRecord(bytes).status() : DecodeControlRecord(bytes).status();
   CHECK(st.code() == Status::Code::kCorruption);
   CHECK_MESSAGE(Contains(st.message(), reason), st.message());
+}
+
+TEST_CASE("issue 16: a close with an unknown reason or a period that is no ISO 8601 duration, and an answer that kept records without naming the duty, are refused") {
+  CaseClose c = Sample<CaseClose>();
+  c.reason.v = "klaar";
+  CheckRefused(c, "unknown close reason");
+  c = Sample<CaseClose>();
+  c.retention.v = "15 jaar";
+  CheckRefused(c, "no ISO 8601 duration");
+  c = Sample<CaseClose>();
+  c.rule.v = "";
+  CheckRefused(c, "retention rule's name is required");
+  ErasureRequest e = Sample<ErasureRequest>();
+  e.reference.v = "";
+  CheckRefused(e, "names what it acted on");
+  ErasureAnswer a = Sample<ErasureAnswer>();
+  a.rule.v = "";
+  CheckRefused(a, "names the rule that obliges it");
 }
 
 }  // namespace kring

@@ -414,6 +414,10 @@ TEST_CASE("a version 2 database is migrated: every case is due once and the frag
                            "DROP TABLE roster_versions; DROP TABLE org_keys; DROP TABLE removed_members;"
                            "DROP TABLE resealed_keys; ALTER TABLE partners DROP COLUMN source;"  // version 6's
                            "DROP TABLE changes; DROP TABLE idempotency;"  // issue 14's (the API's migration)
+                           // version 6's (issue 16): the retention tables, and the access log's first delete trigger
+                           "DROP TRIGGER access_log_no_delete; DROP TABLE access_log_expiries; DROP TABLE legal_holds;"
+                           "DROP TABLE destroyed; CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log"
+                           " BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;"
                            "PRAGMA user_version=2;",
                        nullptr, nullptr, nullptr) == SQLITE_OK);
   sqlite3_close(db);

@@ -33,7 +33,7 @@ const HANDELINGEN = {
   "update": "iets veranderd",
   "consent-record": "een toestemming vastgelegd",
   "consent-withdraw": "een toestemming ingetrokken",
-  "purge": "gegevens gewist, omdat de toestemming was ingetrokken",
+  "purge": "gegevens gewist (omdat een toestemming was ingetrokken, de bewaartermijn voorbij was of u erom vroeg)",
   "export": "alles gedownload",
 };
 
@@ -188,10 +188,46 @@ function regisseurBlok(plan, namen) {
     el("p", { tekst: r.person ? r.person + " van " + org + " houdt het overzicht over uw plan." : org + " houdt het overzicht over uw plan." }),
     el("p", { tekst: "Heeft u vragen over uw plan? Neem contact op met " + (r.person || "uw regisseur") + " bij " + org + "." }));
 }
+// Why a plan was closed, as the end of "De reden: ...".
+const AFSLUITREDENEN = {
+  "goals-reached": "de doelen zijn bereikt.", moved: "u bent verhuisd.", declined: "u wilde de hulp niet meer.",
+  "withdrawn-request": "u heeft uw aanvraag ingetrokken.", deceased: "overlijden.", other: "een andere reden.",
+};
+function afsluitBlok(plan, namen) {
+  const c = plan.closed;
+  if (!c) return null;
+  const org = namen[c.by] || c.by;
+  return el("section", { "aria-labelledby": "afgesloten-kop", id: "afgesloten" },
+    el("h2", { id: "afgesloten-kop", tekst: "Uw plan is afgesloten" }),
+    el("p", { tekst: org + " heeft uw plan afgesloten op " + datum(c.since) + ". De reden: " + (AFSLUITREDENEN[c.reason] || "een andere reden.") }),
+    el("p", { tekst: "Er kan niets meer bij. U kunt uw plan nog wel bekijken." }),
+    el("p", { tekst: "Elke organisatie bewaart uw gegevens niet langer dan de wet zegt. Daarna worden ze gewist." }));
+}
+function verwijderBlok(verzoeken, namen) {
+  if (!verzoeken || !verzoeken.length) return null;
+  const blok = el("section", { "aria-labelledby": "wissen-kop", id: "wissen" }, el("h2", { id: "wissen-kop", tekst: "Uw vraag om gegevens te wissen" }));
+  for (const v of verzoeken) {
+    blok.append(el("p", { tekst: "U heeft gevraagd om uw gegevens te wissen. Dat is vastgelegd op " + datum(v.vastgelegd) + ". Hieronder ziet u wat elke organisatie heeft gedaan." }));
+    const lijst = el("ul", {});
+    for (const a of v.antwoorden) {
+      const naam = namen[a.organisatie] || a.organisatie;
+      const regel = el("li", { class: "kaart" }, el("h3", { tekst: naam }),
+        el("p", { tekst: a.gewist === 1 ? "Heeft 1 gegeven gewist." : "Heeft " + a.gewist + " gegevens gewist." }));
+      if (a.bewaard > 0)
+        regel.append(el("p", { tekst: "Moet " + a.bewaard + (a.bewaard === 1 ? " gegeven" : " gegevens") + " nog bewaren, omdat de wet dat verplicht (" + a.regel + "). Daarna worden ze gewist." }));
+      lijst.append(regel);
+    }
+    for (const org of v.wacht_op || [])
+      lijst.append(el("li", { class: "kaart" }, el("h3", { tekst: namen[org] || org }), el("p", { tekst: "Heeft nog niet geantwoord." })));
+    blok.append(lijst);
+  }
+  return blok;
+}
 async function planPagina(plek) {
   const a = await vraag("/api/plan");
-  plek.replaceChildren(regisseurBlok(a.plan, a.namen),
-    el("section", { "aria-labelledby": "plan-kop" }, el("h2", { id: "plan-kop", tekst: "Wat er in uw plan staat" }), planLijst(a.plan, a.namen)));
+  const blokken = [regisseurBlok(a.plan, a.namen), afsluitBlok(a.plan, a.namen), verwijderBlok(a.verwijderverzoeken, a.namen),
+    el("section", { "aria-labelledby": "plan-kop" }, el("h2", { id: "plan-kop", tekst: "Wat er in uw plan staat" }), planLijst(a.plan, a.namen))];
+  plek.replaceChildren(...blokken.filter((b) => b));
 }
 
 // ---- Wie mag wat zien ----

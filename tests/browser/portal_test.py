@@ -280,6 +280,21 @@ def main():
         check(other.current_url.rstrip("/") == portal, "and the second browser stays on the start page")
         st, keys = gemeente.call("GET", "/v1/cases/%s/citizen-keys" % case)
         check(len(keys["citizen_keys"]) == 1, "nothing more was enrolled")
+
+        # Issue 16: the regie organisation closes the plan and records the citizen's erasure request.
+        st, _ = gemeente.call("POST", "/v1/cases/%s/close" % case, {"reason": "goals-reached"})
+        check(st == 200, "the regie organisation closes the case (%s)" % st)
+        st, _ = gemeente.call("POST", "/v1/cases/%s/erasure-requests" % case, {"reference": "brief van de burger"})
+        check(st == 201, "the regie organisation records the erasure request (%s)" % st)
+        d.get(portal + "/mijn-plan")
+        loaded(d)
+        check(wait_for(lambda: "Uw plan is afgesloten" in d.find_element(By.TAG_NAME, "main").text),
+              "Mijn plan says the plan is closed")
+        text = d.find_element(By.TAG_NAME, "main").text
+        check("de doelen zijn bereikt" in text and "Er kan niets meer bij" in text, "and why, in plain words")
+        check("Uw vraag om gegevens te wissen" in text and "gewist" in text, "Mijn plan shows the erasure request and the answer")
+        axe(d, axe_source, "Mijn plan, closed, with an erasure request")
+        narrow(d, "Mijn plan, closed")
     finally:
         for d in drivers:
             try:

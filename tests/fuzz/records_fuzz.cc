@@ -88,6 +88,30 @@ std::vector<kring::Bytes> SampleRecords() {
   k.sealed_key.fill(0x5a);  // opaque to the decoder and to verification
   bodies.push_back(k);
 
+  // Issue 16: the end of a case.
+  CaseClose close;
+  close.h = header({SeedHash("consent")});
+  close.reason.v = "goals-reached";
+  close.rule.v = "Wmo 2015";
+  close.retention.v = "P15Y";
+  bodies.push_back(close);
+  CaseReopen reopen;
+  reopen.h = header({SeedHash("close")});
+  reopen.reason.v = "nieuwe hulpvraag";
+  bodies.push_back(reopen);
+  ErasureRequest erasure;
+  erasure.h = header({SeedHash("close")});
+  erasure.reference.v = "brief van de burger";
+  bodies.push_back(erasure);
+  ErasureAnswer answer;
+  answer.h = header({SeedHash("erasure")});
+  answer.request = SeedHash("erasure");
+  answer.erased = 3;
+  answer.kept = 1;
+  answer.rule.v = "Jeugdwet";
+  answer.why.v = "kept by a legal duty to keep";
+  bodies.push_back(answer);
+
   std::vector<Bytes> out;
   for (ControlBody& b : bodies) {
     Result<ControlRecord> rec = SignControl(std::move(b), a);
