@@ -54,7 +54,8 @@ Result<ChangePage> Node::Changes(int64_t after_seq, size_t limit) {
       } else if (auto* w = std::get_if<ConsentWithdrawal>(&r->body)) {
         c.ids["consent"] = ToHex(w->consent);
         c.ids["withdrawal"] = ToHex(row.ref);
-      } else if (std::holds_alternative<RegieChange>(r->body)) {
+      } else if (std::holds_alternative<RegieChange>(r->body) || std::holds_alternative<CaseClose>(r->body) ||
+                 std::holds_alternative<CaseReopen>(r->body)) {
         c.ids["record"] = ToHex(row.ref);
       }
     } else {

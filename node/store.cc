@@ -329,6 +329,8 @@ const char* ChangeKindOf(RecordType t) {
     case RecordType::kConsentGrant: return "consent-given";
     case RecordType::kConsentWithdrawal: return "consent-withdrawn";
     case RecordType::kRegieChange: return "regie-changed";
+    case RecordType::kCaseClose: return "case-closed";
+    case RecordType::kCaseReopen: return "case-reopened";
     default: return nullptr;
   }
 }

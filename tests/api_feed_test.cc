@@ -259,6 +259,15 @@ TEST_CASE("the change feed shows an organisation only what consent lets it read,
   CHECK_FALSE(HasChange(from_start, "item-stored", "version", fin_version));
   CHECK(HasChange(from_start, "consent-withdrawn", "consent", consent));
   CHECK(HasChange(FeedFrom(c, "gemeente", ""), "consent-withdrawn", "consent", consent));
+
+  // Closing and reopening a case are in the feed of the organisations involved.
+  auto closed = c.Call("gemeente", "POST", "/v1/cases/" + case_id + "/close", json{{"reason", "moved"}});
+  REQUIRE(closed.status == 200);
+  const std::string close_record = closed.body["closed"]["record"];
+  REQUIRE(c.Call("gemeente", "POST", "/v1/cases/" + case_id + "/reopen").status == 200);
+  std::vector<json> ended = FeedFrom(c, "gemeente", "");
+  CHECK(HasChange(ended, "case-closed", "record", close_record));
+  CHECK(HasChange(ended, "case-reopened", "case", case_id));
 }
 
 TEST_CASE("a POST retried with the same Idempotency-Key gives the first answer and creates one item; another body under it is 409") {
