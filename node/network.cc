@@ -250,7 +250,7 @@ Result<KeyRotation> RotateKeys(const std::string& data_dir, int64_t switch_after
   struct stat st {};
   if (::stat(NextKeyFilePath(data_dir).c_str(), &st) == 0)
     return Status::Conflict("a key rotation is already pending (" + NextKeyFilePath(data_dir) +
-                                      " exists); wait for its switch time");
+                                      " exists): the node switches to those keys once it runs past the switch time; start it, then rotate again");
   auto old_id = ReadKeyFile(KeyFilePath(data_dir));
   if (!old_id.ok()) return old_id.status();
   auto store = Store::Open(DatabasePath(data_dir));
