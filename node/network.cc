@@ -395,14 +395,31 @@ void Node::OnRosterAdopted(const Roster& r, const RosterOutcome& o) {
   timer_cv_.notify_all();
 }
 
+// Who a rotation statement of `org` goes to: the org itself and, when this
+// node relays it, the partners that know the org too (fellow roster members);
+// a rotation of this node's own keys goes to every partner.
+static std::vector<std::string> RotationAudience(const std::string& me, const std::string& org, const std::vector<Partner>& partners) {
+  bool org_in_roster = false;
+  for (const Partner& p : partners)
+    if (p.identity.org == org) org_in_roster = p.from_roster;
+  std::vector<std::string> out = {me};
+  for (const Partner& p : partners)
+    if (org == me || p.identity.org == org || (org_in_roster && p.from_roster)) out.push_back(p.identity.org);
+  return out;
+}
+
 void Node::ShareRotationsWithPartners() {
   auto ids = store_->IdsOfType(RecordType::kKeyRotation);
   auto partners = store_->ListPartners();
   if (!ids.ok() || !partners.ok() || ids->empty()) return;
-  std::vector<std::string> everyone = {org_};
-  for (const Partner& p : *partners) everyone.push_back(p.identity.org);
   std::vector<std::pair<RecordId, std::vector<std::string>>> audiences;
-  for (const RecordId& id : *ids) audiences.emplace_back(id, everyone);
+  for (const RecordId& id : *ids) {
+    auto rec = store_->GetRecord(id);
+    if (!rec.ok() || !rec->has_value()) continue;
+    auto r = DecodeKeyRotation((*rec)->record);
+    if (!r.ok()) continue;
+    audiences.emplace_back(id, RotationAudience(org_, r->body.org.v, *partners));
+  }
   auto gained = store_->SetAudiences(audiences);
   if (!gained.ok()) {
     KRING_LOG(kError, "store", "cannot share key rotations with partners: " << gained.status().ToString());
@@ -451,8 +468,8 @@ void Node::IngestRotation(const std::string& from, const KeyRotation& r, ByteSpa
   } else {
     keys = {KeysOf(old_keys, current->from_ms, r.body.switch_ms), KeysOf(new_keys, r.body.switch_ms)};
   }
-  RecordRow row{r.Id(), RecordType::kKeyRotation, CaseId{}, org, "", "", r.body.hlc, bytes, {org_}};
-  for (const Partner& p : *partners) row.audience.push_back(p.identity.org);
+  RecordRow row{r.Id(), RecordType::kKeyRotation, CaseId{}, org, "", "", r.body.hlc, bytes,
+                 RotationAudience(org_, org, *partners)};
   if (Status st = store_->PutKeyHistory(keys, row, from, NowMs()); !st.ok()) {
     reject(RejectName(Reject::kStoreError), "cannot store key rotation of " + org + ": " + st.ToString());
     return;
