@@ -341,7 +341,9 @@ Status Node::SealGrantsLocked(const CaseState& state, const std::vector<std::pai
   if (wanted.empty()) return Status::Ok();
   auto partners = store_->ListPartners();
   if (!partners.ok()) return partners.status();
-  for (const auto& [id, reader] : wanted) {
+  for (const auto& want : wanted) {
+    const RecordId& id = want.first;
+    const std::string& reader = want.second;  // not a structured binding: clang 14 cannot capture those
     auto f = fragments.find(id);
     auto partner = std::find_if(partners->begin(), partners->end(), [&](const Partner& p) { return p.identity.org == reader; });
     if (f == fragments.end() || partner == partners->end()) continue;
