@@ -946,9 +946,11 @@ struct SyncEngine::Impl {
       items.push_back({router.handle(), 0, ZMQ_POLLIN, 0});
       items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
       std::vector<PeerLink*> links;
+      std::vector<std::string> link_orgs;  // to find each link again: a reload below may destroy it
       for (auto& [org, link] : peers) {
         items.push_back({link.dealer->handle(), 0, ZMQ_POLLIN, 0});
         links.push_back(&link);
+        link_orgs.push_back(org);
       }
       for (PeerLink* link : links) items.push_back({link->monitor->socket().handle(), 0, ZMQ_POLLIN, 0});
       int64_t timeout = std::clamp<int64_t>(next_tick - NowMs(), 0, 200);
@@ -974,8 +976,8 @@ struct SyncEngine::Impl {
       }
       for (size_t i = 0; i < links.size(); ++i) {
         if (!(items[3 + i].revents & ZMQ_POLLIN)) continue;
-        // The link may have been removed by a reload inside a handler above.
-        auto it = peers.find(links[i]->partner.identity.org);
+        // The link may have been removed by a reload above (never dereference it before this check).
+        auto it = peers.find(link_orgs[i]);
         if (it == peers.end() || &it->second != links[i]) continue;
         for (int k = 0; k < 256 && (links[i]->dealer->get(zmq::sockopt::events) & ZMQ_POLLIN); ++k)
           HandleDealerMessage(*links[i]);
