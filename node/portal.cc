@@ -198,7 +198,10 @@ struct PortalServer::Impl {
     auto& times = wrong[addr];
     const int64_t now = Now();
     while (!times.empty() && now - times.front() > 60 * 1000) times.pop_front();
-    if (times.empty()) wrong.erase(addr);
+    if (times.empty()) {
+      wrong.erase(addr);  // `times` is gone with it: not read below
+      return false;
+    }
     return times.size() >= static_cast<size_t>(kMaxWrongCodesPerMinute);
   }
   void CountWrongCode(const std::string& addr) {
