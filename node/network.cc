@@ -6,6 +6,7 @@
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits>
 #include <set>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -408,6 +409,12 @@ static std::vector<std::string> RotationAudience(const std::string& me, const st
   return out;
 }
 
+void Node::ScheduleSwitch(int64_t at_ms) {
+  int64_t cur = next_switch_ms_.load();
+  while (at_ms < cur && !next_switch_ms_.compare_exchange_weak(cur, at_ms)) {
+  }
+}
+
 void Node::ShareRotationsWithPartners() {
   auto ids = store_->IdsOfType(RecordType::kKeyRotation);
   auto partners = store_->ListPartners();
@@ -477,6 +484,7 @@ void Node::IngestRotation(const std::string& from, const KeyRotation& r, ByteSpa
   if (!duplicate) {
     if (Status st = store_->SetNodeState(kSwitchPrefix + org, bytes); !st.ok())
       KRING_LOG(kError, "store", "cannot schedule the key switch of " << org << ": " << st.ToString());
+    ScheduleSwitch(r.body.switch_ms);
     KRING_LOG(kInfo, "network", "partner " << org << " rotates its keys (new fingerprint "
                                            << CardFingerprint(new_keys) << "); they take over in "
                                            << std::max<int64_t>(0, r.body.switch_ms - NowMs()) / 1000 << " s");
@@ -487,14 +495,24 @@ void Node::IngestRotation(const std::string& from, const KeyRotation& r, ByteSpa
 }
 
 void Node::SwitchDueKeys() {
-  auto pending = store_->NodeStateWithPrefix(kSwitchPrefix);
-  if (!pending.ok()) return;
+  // Read the pending switches only when one is due (or another process may have added one).
   const int64_t now = NowMs();
+  if (now < next_switch_ms_.load()) return;
+  next_switch_ms_ = std::numeric_limits<int64_t>::max();
+  auto pending = store_->NodeStateWithPrefix(kSwitchPrefix);
+  if (!pending.ok()) {
+    next_switch_ms_ = now + 1000;  // try again in a second
+    return;
+  }
   bool reload_history = false;
   for (const auto& [key, bytes] : *pending) {
     if (bytes.size() <= 1) continue;  // done (kDone)
     auto r = DecodeKeyRotation(bytes);
-    if (!r.ok() || r->body.switch_ms > now) continue;
+    if (!r.ok()) continue;
+    if (r->body.switch_ms > now) {
+      ScheduleSwitch(r->body.switch_ms);
+      continue;
+    }
     std::lock_guard lock(network_mu_);
     const std::string& org = r->body.org.v;
     PublicIdentity fresh;
@@ -505,11 +523,13 @@ void Node::SwitchDueKeys() {
     if (org == org_) {
       if (Status st = SwitchOwnKeys(*r); !st.ok()) {
         KRING_LOG(kError, "keys", "cannot switch to this node's new keys: " << st.ToString());
+        ScheduleSwitch(now + 1000);
         continue;
       }
     } else {
       if (Status st = store_->SetPartnerKeys(fresh); !st.ok()) {
         KRING_LOG(kError, "store", "cannot pin the new keys of " << org << ": " << st.ToString());
+        ScheduleSwitch(now + 1000);
         continue;
       }
       KRING_LOG(kInfo, "network", "partner " << org << " now speaks with its new keys (fingerprint " << CardFingerprint(fresh) << ")");

@@ -122,6 +122,7 @@ Status Node::StartSync(SyncOptions sync) {
   // recompute every case so authors and the regie organisation re-seal.
   sync.on_partners_changed = [this] {
     ReloadKeyHistory();  // `keys rotate` or `network submit` may have changed it
+    ScheduleSwitch(0);   // ... and `keys rotate` stored a switch to act on
     recompute_all_ = true;
     timer_cv_.notify_all();
   };

@@ -399,6 +399,10 @@ class Node : public RecordSink {
   void OnRosterAdopted(const Roster& r, const struct RosterOutcome& o);
   Status SwitchOwnKeys(const KeyRotation& r);
   std::mutex network_mu_;  // one roster adoption or key switch at a time
+  // When SwitchDueKeys next has something to do (0: look now, e.g. after
+  // another process stored a rotation); lowered by ScheduleSwitch.
+  std::atomic<int64_t> next_switch_ms_{0};
+  void ScheduleSwitch(int64_t at_ms);
   // Keys this node used before its last rotations (DATA/retired-keys), to open what was sealed to them.
   void LoadRetiredKeys();
   // The heads of `item` among the versions this organisation may read, sorted.
