@@ -110,4 +110,14 @@ const OrgKeys* KeysAt(const std::vector<OrgKeys>& history, int64_t ms) {
   return nullptr;
 }
 
+std::vector<std::string> RotationHolders(const std::string& me, const std::string& org, const std::vector<NetworkPeer>& partners) {
+  bool org_in_roster = false;
+  for (const NetworkPeer& p : partners)
+    if (p.org == org) org_in_roster = p.roster_member;
+  std::vector<std::string> out = {me};
+  for (const NetworkPeer& p : partners)
+    if (org == me || p.org == org || (org_in_roster && p.roster_member)) out.push_back(p.org);
+  return out;
+}
+
 }  // namespace kring

@@ -67,4 +67,16 @@ std::optional<Refusal> JudgeKeyRotation(const KeyRotation& r, const std::optiona
 // the entry of `history` valid then, or nullptr.
 const OrgKeys* KeysAt(const std::vector<OrgKeys>& history, int64_t ms);
 
+// A partner as the holding rule for rotation statements sees it.
+struct NetworkPeer {
+  std::string org;
+  bool roster_member = false;  // a partner because a roster version names it
+};
+
+// Who holds a rotation statement of `org` on a node of `me` with these
+// partners: `me`; every partner when the keys are `me`'s own; otherwise `org`
+// itself and, when `org` is a roster member, the fellow roster members (they
+// know it; a bilateral partner does not and would have to refuse it).
+std::vector<std::string> RotationHolders(const std::string& me, const std::string& org, const std::vector<NetworkPeer>& partners);
+
 }  // namespace kring

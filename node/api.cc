@@ -622,11 +622,11 @@ struct ApiServer::Impl {
     return true;
   }
 
-  // A consent as the API shows it (GET .../consents, .../consents/{consent}).
-  // A consent as the API shows it: with whether this node still shares with its grantee.
-  json ConsentJson(const ConsentView& v) const {
+  // A consent as the API shows it (GET .../consents, .../consents/{consent}):
+  // with whether this node still shares with its grantee.
+  static json ConsentJson(const ConsentView& v, const Node::GranteeDirectory& grantees) {
     json e = ConsentToJson(v);
-    e["grantee_status"] = node->GranteeStatus(v.grant->grantee.v);
+    e["grantee_status"] = grantees.Status(v.grant->grantee.v);
     return e;
   }
 
@@ -949,9 +949,10 @@ struct ApiServer::Impl {
       auto state = node->State(case_id);
       if (!state.ok()) return SendStatusError(res, state.status());
       std::vector<std::pair<std::string, json>> entries;  // by (hlc, id), as Consents() gives them
+      const Node::GranteeDirectory grantees = node->Grantees();
       for (const ConsentView& v : state->Consents(NowMs())) {
         if (!v.valid) continue;
-        entries.emplace_back(SortableNumber(static_cast<int64_t>(v.grant->h.hlc)) + ToHex(v.id), ConsentJson(v));
+        entries.emplace_back(SortableNumber(static_cast<int64_t>(v.grant->h.hlc)) + ToHex(v.id), ConsentJson(v, grantees));
       }
       std::optional<std::string> next;
       json list = TakePage(entries, page, 'n', &next);
@@ -986,7 +987,7 @@ struct ApiServer::Impl {
       for (const ConsentView& v : state->Consents(NowMs())) {
         if (v.id != consent) continue;
         scope.items.push_back(ToHex(v.id));
-        return SendJson(res, 200, ConsentJson(v));
+        return SendJson(res, 200, ConsentJson(v, node->Grantees()));
       }
       SendError(res, 404, "not_found", "the case has no consent " + ToHex(consent));
     }));
@@ -1032,14 +1033,14 @@ struct ApiServer::Impl {
       if (!in.domain.empty()) {
         if (auto state = node->State(case_id); state.ok()) {
           const std::set<std::string> removed = node->RemovedMembers();
+          FragmentFacts written_facts;  // who consent/ lets read what we wrote in this domain
+          written_facts.author = node->org();
+          written_facts.domain = in.domain;
           std::set<std::string> readers, gone;
-          for (const ConsentView& v : state->Consents(NowMs())) {
-            if (!v.valid || v.status != ConsentStatus::kActive || v.grant->grantee.v == node->org()) continue;
-            bool covers = false;
-            for (const auto& d : v.grant->domains.v) covers = covers || d.v == "*" || d.v == in.domain;
-            if (!covers) continue;
-            readers.insert(v.grant->grantee.v);
-            if (removed.count(v.grant->grantee.v)) gone.insert(v.grant->grantee.v);
+          for (const std::string& org : state->Readers(written_facts, NowMs())) {
+            if (org == node->org()) continue;
+            readers.insert(org);
+            if (removed.count(org)) gone.insert(org);
           }
           if (!readers.empty() && gone == readers) {
             std::string names;
@@ -1112,7 +1113,7 @@ struct ApiServer::Impl {
       for (const ConsentView& v : state->Consents(NowMs())) {
         if (v.id != consent) continue;
         scope.items.push_back(ToHex(v.id));
-        json view = ConsentJson(v);
+        json view = ConsentJson(v, node->Grantees());
         view["updated"] = view["recorded"];
         view["version"] = ToHex(v.id);
         if (v.withdrawn_by) {  // the withdrawal is the consent's newest version

@@ -375,9 +375,10 @@ Result<nlohmann::json> Node::ExportCase(const CaseId& case_id) {
   if (!hold.ok()) return hold.status();
   const int64_t now = NowMs();
   nlohmann::json consents = nlohmann::json::array();
+  const GranteeDirectory grantees = Grantees();
   for (const ConsentView& v : state->Consents(now)) {
     consents.push_back(ConsentToJson(v));
-    consents.back()["grantee_status"] = GranteeStatus(v.grant->grantee.v);
+    consents.back()["grantee_status"] = grantees.Status(v.grant->grantee.v);
   }
   nlohmann::json entries = nlohmann::json::array();
   for (const AccessEntry& e : *log) entries.push_back(AccessEntryToJson(e));

@@ -345,12 +345,18 @@ std::set<std::string> Node::RemovedMembers() {
   return out;
 }
 
-std::string Node::GranteeStatus(const std::string& org) {
-  if (org == org_) return "partner";
+Node::GranteeDirectory Node::Grantees() {
+  GranteeDirectory d;
+  d.me = org_;
   if (auto p = store_->ListPartners(); p.ok())
-    for (const Partner& x : *p)
-      if (x.identity.org == org) return "partner";
-  return RemovedMembers().count(org) ? "removed" : "not-a-partner";
+    for (const Partner& x : *p) d.partners.insert(x.identity.org);
+  d.removed = RemovedMembers();
+  return d;
+}
+
+std::string Node::GranteeDirectory::Status(const std::string& org) const {
+  if (org == me || partners.count(org)) return "partner";
+  return removed.count(org) ? "removed" : "not-a-partner";
 }
 
 void Node::IngestRoster(const std::string& from, const Roster& r, ByteSpan /*bytes*/, const RejectFn& reject) {
@@ -396,17 +402,12 @@ void Node::OnRosterAdopted(const Roster& r, const RosterOutcome& o) {
   timer_cv_.notify_all();
 }
 
-// Who a rotation statement of `org` goes to: the org itself and, when this
-// node relays it, the partners that know the org too (fellow roster members);
-// a rotation of this node's own keys goes to every partner.
+// Who holds a rotation statement of `org`, as consent/network.h decides.
 static std::vector<std::string> RotationAudience(const std::string& me, const std::string& org, const std::vector<Partner>& partners) {
-  bool org_in_roster = false;
-  for (const Partner& p : partners)
-    if (p.identity.org == org) org_in_roster = p.from_roster;
-  std::vector<std::string> out = {me};
-  for (const Partner& p : partners)
-    if (org == me || p.identity.org == org || (org_in_roster && p.from_roster)) out.push_back(p.identity.org);
-  return out;
+  std::vector<NetworkPeer> peers;
+  peers.reserve(partners.size());
+  for (const Partner& p : partners) peers.push_back({p.identity.org, p.from_roster});
+  return RotationHolders(me, org, peers);
 }
 
 void Node::ScheduleSwitch(int64_t at_ms) {

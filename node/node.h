@@ -308,9 +308,15 @@ class Node : public RecordSink {
   std::vector<OrgKeys> KeyHistoryOf(const std::string& org);
   // Organisations a roster version removed from the network.
   std::set<std::string> RemovedMembers();
-  // Whether this node still shares with `org`: "partner" (or this
-  // organisation itself), "removed" (by a roster version) or "not-a-partner".
-  std::string GranteeStatus(const std::string& org);
+  // Whether this node still shares with each organisation, read once for a
+  // whole answer: Status(org) is "partner" (or this organisation itself),
+  // "removed" (by a roster version) or "not-a-partner".
+  struct GranteeDirectory {
+    std::string me;
+    std::set<std::string> partners, removed;
+    std::string Status(const std::string& org) const;
+  };
+  GranteeDirectory Grantees();
   // A roster version or rotation statement received from partner `from`
   // (or stored by the CLI): judged by consent/network.h, adopted, spread.
   void IngestRoster(const std::string& from, const Roster& r, ByteSpan bytes, const RejectFn& reject);

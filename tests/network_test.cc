@@ -253,3 +253,19 @@ TEST_CASE("fingerprint: 8 groups of 4 digits, the same for the same keys, differ
   other.org = "gemeente-b";
   CHECK(CardFingerprint(other) != fp);
 }
+
+TEST_CASE("rotation holders: own keys to every partner, a member's to fellow members, a bilateral partner's to itself") {
+  const std::vector<NetworkPeer> partners = {{"gemeente", true}, {"zorg", true}, {"schuldhulp", false}, {"wonen", false}};
+  auto sorted = [](std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  CHECK(sorted(RotationHolders("wijkteam", "wijkteam", partners)) ==
+        std::vector<std::string>{"gemeente", "schuldhulp", "wijkteam", "wonen", "zorg"});
+  // gemeente is a roster member: fellow members know it; the bilateral partners do not.
+  CHECK(sorted(RotationHolders("wijkteam", "gemeente", partners)) == std::vector<std::string>{"gemeente", "wijkteam", "zorg"});
+  // schuldhulp is only our bilateral partner: the statement goes back to it alone.
+  CHECK(sorted(RotationHolders("wijkteam", "schuldhulp", partners)) == std::vector<std::string>{"schuldhulp", "wijkteam"});
+  // An organisation that is no partner of ours: we keep it, nobody else gets it.
+  CHECK(RotationHolders("wijkteam", "elders", partners) == std::vector<std::string>{"wijkteam"});
+}
