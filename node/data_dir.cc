@@ -2,6 +2,8 @@
 #include "node/data_dir.h"
 
 #include <cerrno>
+#include <fstream>
+#include <iostream>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
@@ -10,6 +12,23 @@
 #include <unistd.h>
 
 namespace kring {
+
+Result<std::string> ReadOperatorFile(const std::string& path, size_t max) {
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  if (path != "-") {
+    file.open(path, std::ios::binary);
+    if (!file) return Status::NotFound("cannot read " + path);
+    in = &file;
+  }
+  std::string text(max + 1, '\0');
+  in->read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in->gcount()));
+  if (text.size() > max)
+    return Status::InvalidArgument((path == "-" ? std::string("standard input") : path) + " is larger than " +
+                                   std::to_string(max) + " bytes");
+  return text;
+}
 
 std::string LockFilePath(const std::string& data_dir) { return data_dir + "/lock"; }
 

@@ -14,6 +14,11 @@ namespace kring {
 
 std::string LockFilePath(const std::string& data_dir);
 
+// A file an operator names on the command line (a card, a roster), or
+// standard input for "-": at most `max` bytes are read. NotFound when it
+// cannot be opened; InvalidArgument naming it when it is larger than `max`.
+Result<std::string> ReadOperatorFile(const std::string& path, size_t max);
+
 // Ok when neither group nor others have any permission on the directory,
 // the database or its -wal and -shm files (those that exist).
 // PermissionDenied naming the file and the command that fixes it, e.g.

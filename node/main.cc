@@ -413,17 +413,9 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (*peer_add) {
-    std::string text;
-    if (card_file == "-") {
-      std::stringstream ss;
-      ss << std::cin.rdbuf();
-      text = ss.str();
-    } else {
-      std::ifstream in(card_file, std::ios::binary);
-      if (!in) return Fail(Status::NotFound("cannot read card file " + card_file));
-      text.assign(std::istreambuf_iterator<char>(in), {});
-    }
-    auto pub = CardFromJson(text);
+    auto text = ReadOperatorFile(card_file, kMaxCardBytes);
+    if (!text.ok()) return Fail(text.status());
+    auto pub = CardFromJson(*text);
     if (!pub.ok()) return Fail(pub.status());
     if (endpoint.rfind("tcp://", 0) != 0) return Fail(Status::InvalidArgument("--endpoint must be tcp://HOST:PORT"));
     auto me = ReadKeyFile(KeyFilePath(dir));

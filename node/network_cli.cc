@@ -6,6 +6,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "node/data_dir.h"
 #include "node/network.h"
 #include "node/node.h"
 #include "protocol/card.h"
@@ -38,21 +39,6 @@ int Fail(const Status& st) {
 
 int64_t NowMs() { return static_cast<int64_t>(HybridClock::SystemMillis()); }
 
-Result<std::string> ReadText(const std::string& path, size_t max) {
-  std::string text;
-  if (path == "-") {
-    std::stringstream ss;
-    ss << std::cin.rdbuf();
-    text = ss.str();
-  } else {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return Status::NotFound("cannot read " + path);
-    text.assign(std::istreambuf_iterator<char>(in), {});
-  }
-  if (text.size() > max) return Status::InvalidArgument(path + " is larger than " + std::to_string(max) + " bytes");
-  return text;
-}
-
 Status WriteText(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
@@ -66,7 +52,7 @@ Status WriteText(const std::string& path, const std::string& text) {
 }
 
 Result<RosterMember> MemberFromCard(const std::string& card_file, const std::string& endpoint) {
-  auto text = ReadText(card_file, kMaxCardBytes);
+  auto text = ReadOperatorFile(card_file, kMaxCardBytes);
   if (!text.ok()) return text.status();
   auto pub = CardFromJson(*text);
   if (!pub.ok()) return Status::InvalidArgument(card_file + ": " + pub.status().message());
@@ -166,7 +152,7 @@ int Run(const NetworkCommands& c) {
     return 0;
   }
   if (*c.sign) {
-    auto text = ReadText(c.file, kMaxRosterJsonBytes);
+    auto text = ReadOperatorFile(c.file, kMaxRosterJsonBytes);
     if (!text.ok()) return Fail(text.status());
     auto r = RosterFromJson(*text);
     if (!r.ok()) return Fail(Status::InvalidArgument(c.file + ": " + r.status().message()));
@@ -177,7 +163,7 @@ int Run(const NetworkCommands& c) {
     return 0;
   }
   if (*c.join || *c.submit) {
-    auto text = ReadText(c.file, kMaxRosterJsonBytes);
+    auto text = ReadOperatorFile(c.file, kMaxRosterJsonBytes);
     if (!text.ok()) return Fail(text.status());
     auto r = RosterFromJson(*text);
     if (!r.ok()) return Fail(Status::InvalidArgument(c.file + ": " + r.status().message()));
@@ -230,7 +216,7 @@ int Run(const NetworkCommands& c) {
       ++changes;
     }
     if (!c.replace_keys.empty()) {
-      auto text = ReadText(c.replace_keys, kMaxCardBytes);
+      auto text = ReadOperatorFile(c.replace_keys, kMaxCardBytes);
       if (!text.ok()) return Fail(text.status());
       auto pub = CardFromJson(*text);
       if (!pub.ok()) return Fail(pub.status());
