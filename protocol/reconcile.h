@@ -76,6 +76,7 @@
 #include <array>
 #include <compare>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <vector>
@@ -104,47 +105,99 @@ struct ItemKey {
   auto operator<=>(const ItemKey&) const = default;
 };
 
-// The items one side offers a peer, with running sums so that a range's
-// count, sum and fingerprint cost O(log n). Immutable, so thread-safe to
-// share between sessions. About 43 bytes per item: the keys and, every 16
-// items, a running sum.
-class ReconcileSet {
+// What a range of items adds up to, in the form the protocol compares: the
+// count, the sum of the ids (256-bit, mod 2^256) and the check (a sum of
+// mixed ids, mod 2^64). All three are additive, so the summary of a union of
+// disjoint ranges is the sum of theirs (ReconcileIndex relies on it).
+struct ReconcileSummary {
+  uint64_t count = 0;
+  std::array<uint64_t, 4> sum{};  // little-endian limbs
+  uint64_t check = 0;
+
+  void Add(const Hash& id);
+  void Remove(const Hash& id);
+  void Add(const ReconcileSummary& other);
+  void Remove(const ReconcileSummary& other);  // REQUIRES: `other` is part of this
+  bool operator==(const ReconcileSummary&) const = default;
+};
+
+// The items one side offers a peer, as the protocol reads them: in key
+// order, addressed by rank (0 .. size()-1). One message is processed against
+// one unchanging state of the source; between messages it may change (the
+// protocol tolerates that: a session then takes more rounds, or misses a
+// change the next session finds). Implementations: ReconcileSet (a sorted
+// array) and ReconcileIndex's views (protocol/reconcile_index.h).
+class ReconcileSource {
+ public:
+  virtual ~ReconcileSource() = default;
+  virtual size_t size() const = 0;
+  // The item of rank i. REQUIRES: i < size()
+  virtual ItemKey item(size_t i) const = 0;
+  // The rank of the first item at or above `key` (size() if none).
+  virtual size_t Find(const ItemKey& key) const = 0;
+  // The same, knowing that the answer lies in [from, to].
+  virtual size_t Find(const ItemKey& key, size_t from, size_t to) const;
+  // The summary of items [begin, end). REQUIRES: begin <= end <= size()
+  virtual ReconcileSummary Summarize(size_t begin, size_t end) const = 0;
+  // Calls visit(rank, item) for the items [begin, end) in order until it returns false.
+  virtual void Scan(size_t begin, size_t end, const std::function<bool(size_t, const ItemKey&)>& visit) const = 0;
+};
+
+// A fixed set of items with running sums, so that a range's count, sum and
+// fingerprint cost O(log n). Immutable, so thread-safe to share between
+// sessions. About 43 bytes per item: the keys and, every 16 items, a
+// running sum. The node keeps a ReconcileIndex instead (one for all
+// partners, updated in place); tests and benchmarks use both.
+class ReconcileSet : public ReconcileSource {
  public:
   // Sorts and removes duplicates (cheap when already sorted and unique).
   explicit ReconcileSet(std::vector<ItemKey> items);
 
-  size_t size() const { return items_.size(); }
+  size_t size() const override { return items_.size(); }
   std::span<const ItemKey> items() const { return items_; }
 
- private:
-  friend class ReconcileView;  // protocol/reconcile.cc
+  ItemKey item(size_t i) const override { return items_[i]; }
+  size_t Find(const ItemKey& key) const override { return Find(key, 0, items_.size()); }
+  size_t Find(const ItemKey& key, size_t from, size_t to) const override;
+  ReconcileSummary Summarize(size_t begin, size_t end) const override;
+  void Scan(size_t begin, size_t end, const std::function<bool(size_t, const ItemKey&)>& visit) const override;
 
+ private:
   struct Checkpoint {
     std::array<uint64_t, 4> sum{};  // little-endian limbs
     uint64_t check = 0;
   };
+
+  ReconcileSummary Prefix(size_t end) const;
+  ReconcileSummary Direct(size_t begin, size_t end) const;
 
   std::vector<ItemKey> items_;
   // checkpoints_[k] sums items_[0, k * stride); see reconcile.cc.
   std::vector<Checkpoint> checkpoints_;
 };
 
-// The initiator's side of one session. Not thread-safe; `set` must outlive it.
+// The initiator's side of one session. Not thread-safe. Either bound to one
+// source for the whole session (which must outlive it), or given the source
+// with each call (the node: a view of its ReconcileIndex, read-locked for
+// that call; the items may change between calls).
 class Reconciler {
  public:
   // `salt` keys the session's fingerprints and prefixes; the responder must
   // be given the same. Draw it at random for every session and never reuse
   // it: a session that hit a collision must not meet it again.
-  Reconciler(const ReconcileSet& set, uint64_t salt);
+  Reconciler(const ReconcileSource& set, uint64_t salt);
   // For tests: Lists with prefixes of `prefix_bytes`, short enough to collide.
   // REQUIRES: 1 <= prefix_bytes <= kMaxReconcilePrefixBytes
-  Reconciler(const ReconcileSet& set, uint64_t salt, size_t prefix_bytes);
+  Reconciler(const ReconcileSource& set, uint64_t salt, size_t prefix_bytes);
+  // Unbound: every call names the source.
+  explicit Reconciler(uint64_t salt);
   ~Reconciler();
   Reconciler(const Reconciler&) = delete;
   Reconciler& operator=(const Reconciler&) = delete;
 
   // Starts (or restarts, with the same salt) the session: the first body to send.
-  Bytes Initiate();
+  Bytes Initiate();  // REQUIRES: bound to a source
+  Bytes Initiate(const ReconcileSource& set);
 
   // Processes the responder's reply to the last body sent. Returns the next
   // body to send, or std::nullopt when the session is complete. Appends to
@@ -158,13 +211,15 @@ class Reconciler {
   // A peer can keep a session going by never agreeing: callers cap rounds.
   // REQUIRES: have != nullptr, need != nullptr
   Result<std::optional<Bytes>> Continue(ByteSpan reply, std::vector<Hash>* have, std::vector<Hash>* need);
+  Result<std::optional<Bytes>> Continue(const ReconcileSource& set, ByteSpan reply, std::vector<Hash>* have,
+                                        std::vector<Hash>* need);
 
  private:
   struct Request;  // a range to ask about in the next body; reconcile.cc
 
-  Bytes NextBody();
+  Bytes NextBody(const ReconcileSource& set);
 
-  const ReconcileSet* set_;
+  const ReconcileSource* set_ = nullptr;
   uint64_t salt_;
   size_t prefix_bytes_;
   std::vector<Request> pending_;  // sorted by range, disjoint
@@ -181,6 +236,6 @@ class Reconciler {
 // kMaxReconcileBytes. Corruption when the body is malformed; *push is then
 // unchanged.
 // REQUIRES: push != nullptr
-Result<Bytes> Respond(const ReconcileSet& set, uint64_t salt, ByteSpan body, std::vector<Hash>* push);
+Result<Bytes> Respond(const ReconcileSource& set, uint64_t salt, ByteSpan body, std::vector<Hash>* push);
 
 }  // namespace kring
