@@ -193,6 +193,12 @@ struct SyncEngine::Impl {
   // The store's reconciliation index (one for all partners; the store's
   // commits keep it current). nullptr until the sync thread built it.
   ReconcileIndex* index = nullptr;
+  // Sets of partners beyond ReconcileIndex::kMaxViews (see WithView).
+  struct OverflowSet {
+    uint64_t generation = 0;
+    std::unique_ptr<ReconcileSet> set;
+  };
+  std::map<std::string, OverflowSet> overflow_sets;
   std::map<std::string, int64_t> refused_logged;  // key hex -> last log time
   struct ConnectionBudget {
     double tokens = kZapBurst;
@@ -336,6 +342,7 @@ struct SyncEngine::Impl {
     }
     const bool changed_elsewhere = store->ChangedByOthers();
     if (!changed_here && !changed_elsewhere) return;
+    overflow_sets.clear();
     if (changed_elsewhere && index) {
       // Another process may have stored records (a roster, a rotation): the
       // index saw only this process's commits.
@@ -755,14 +762,31 @@ struct SyncEngine::Impl {
   }
 
   // Runs `fn` with `org`'s view of the index, read-locked: one consistent
-  // state of its set for one message. False (fn not run) when there is none.
+  // state of its set for one message. A partner beyond the index's
+  // kMaxViews gets a set read from the database instead, kept until the
+  // store changes. False (fn not run) when neither is to be had.
   template <class Fn>
   bool WithView(const std::string& org, Fn fn) {
     if (!index) return false;
-    auto lock = index->ReadLock();
-    std::optional<ReconcileIndex::View> view = index->ViewFor(org);
-    if (!view) return false;
-    fn(*view);
+    {
+      auto lock = index->ReadLock();
+      std::optional<ReconcileIndex::View> view = index->ViewFor(org);
+      if (view) {
+        fn(*view);
+        return true;
+      }
+    }  // unlocked: the store's commits take mu_, then the index's lock
+    OverflowSet& o = overflow_sets[org];
+    uint64_t gen = store->generation();
+    if (!o.set || o.generation != gen) {
+      auto items = store->ItemsFor(org, keys->pub.org);
+      if (!items.ok()) {
+        KRING_LOG(kError, "store", "cannot list items for " << org << ": " << items.status().ToString());
+        return false;
+      }
+      o = OverflowSet{gen, std::make_unique<ReconcileSet>(std::move(*items))};
+    }
+    fn(*o.set);
     return true;
   }
 

@@ -13,15 +13,36 @@
 //     side ahead can do that;
 //   - both sides hold few items: the initiator lists short keyed hashes of
 //     its ids (their prefixes); the responder answers which it lacks;
-//   - otherwise: split into sub-ranges with their own fingerprints: when
-//     the differences look scattered, one to 1.5 per differing item, so
-//     that most end up one item apart; at most 16 otherwise.
+//   - otherwise: split into sub-ranges with their own fingerprints, about
+//     one to 1.5 per differing item by the count difference (twice that
+//     for a few), so that most end up one item apart, plus a tail for the
+//     newest differences: the side holding more gives its newest
+//     (count difference) items a sub-range of their own, the side holding
+//     fewer an empty sub-range from just past its newest item. A node that
+//     was down lacks exactly the newest records: the tails settle that in
+//     one round trip (two when it starts).
 //
 // The responder keeps no state between messages. Whenever it learns that the
 // initiator lacks an item of its own, it pushes that record at once (Respond's
-// *push) and names its id in the reply, so no id crosses the wire twice and
-// the initiator never asks for them. The initiator learns the rest: what it
-// holds that the responder lacks (*have), for its caller to push.
+// *push), without naming it in the reply: the record carries its id, and the
+// initiator never asks. The initiator learns the rest: what it holds that
+// the responder lacks (*have), for its caller to push.
+//
+// The sets may change between messages (records stored or purged while a
+// session runs): each message is answered from one state, ranges are named
+// by bounds, not positions, and a List's answer refers to the ids listed.
+// A change makes a session take longer or miss that change; the next
+// session, every interval, finds it.
+//
+// Measured (kring-bench, in-process, 1,000,000 items, 1 to 1,000
+// differences, scattered or the newest missing, either side starting): at
+// most 4 round trips and 60 bytes of frames per difference; in sync, one
+// round trip of 42 bytes of frames.
+//
+// Versions: these bodies are protocol 2 (messages.h's kProtocolVersion).
+// The split widths, the tails and leaving `pushed` out are the sender's
+// choices within that grammar, so nodes from before them interoperate with
+// nodes after them in both roles; initiators still accept `pushed`.
 //
 // Fingerprints and prefixes are keyed with a salt the initiator draws for
 // each session (the session id of kring's ReconcileMessage), so that no one
@@ -60,7 +81,8 @@
 //                                        room; the initiator's ranges from here on were not
 //                                        answered and must be asked again (responder only)
 //   pushed      = %xFF n:varint n*32OCTET ; 1 <= n <= kMaxReconcileIds: ids the responder holds, the
-//                                       ; initiator lacks, and the responder pushes (responder only)
+//                                       ; initiator lacks, and the responder pushes (responder only;
+//                                       ; accepted, no longer sent: the pushes carry the ids)
 //   varint      = unsigned LEB128, at most 10 octets, at most 64 bits, minimal length
 //   salt        = the session id, 8 octets little-endian
 //   sum         = the ids, read as 256-bit little-endian integers, added mod 2^256 (little-endian)
@@ -96,7 +118,7 @@ inline constexpr size_t kReconcilePrefixBytes = 8;
 inline constexpr size_t kMaxReconcilePrefixBytes = 16;
 inline constexpr size_t kMaxReconcileListItems = 64;
 inline constexpr size_t kMaxReconcileRanges = 32768;
-inline constexpr size_t kMaxReconcileIds = 8192;  // pushed ids in one reply
+inline constexpr size_t kMaxReconcileIds = 8192;  // records one reply makes the responder push
 
 // The key of one record in reconciliation order: by hlc, ties broken by id.
 struct ItemKey {
@@ -201,9 +223,9 @@ class Reconciler {
 
   // Processes the responder's reply to the last body sent. Returns the next
   // body to send, or std::nullopt when the session is complete. Appends to
-  // *have ids we hold that the peer lacks (ours to push), and to *need ids
-  // the peer holds that we lack; the peer pushes those itself, unasked (with
-  // an honest peer, each differing id once per session, in one of the two).
+  // *have ids we hold that the peer lacks (ours to push), and to *need the
+  // ids the reply names as pushed to us (only older responders name them:
+  // the peer pushes what we lack unasked either way).
   // Corruption when the reply is malformed or answers ranges we did not ask
   // about; ResourceExhausted when it makes the session too large;
   // InvalidArgument when no body awaits a reply. On error nothing changes:
@@ -229,8 +251,9 @@ class Reconciler {
 
 // The responder's side: the reply to one initiator body, under the salt of
 // its session. Appends to *push the ids of items we hold that the initiator
-// lacks: the caller must push those records to it (the reply names them, and
-// the initiator will not ask). Stateless: a peer's body costs work
+// lacks, at most kMaxReconcileIds (the rest in later replies): the caller
+// must push those records to it (the initiator will not ask). Stateless: a
+// peer's body costs work
 // proportional to its size (and to our items in the ranges it names), and
 // allocates nothing that outlives the call. The reply is at most
 // kMaxReconcileBytes. Corruption when the body is malformed; *push is then

@@ -195,8 +195,17 @@ TEST_CASE("Reset builds what the same changes build; SetPartners recomputes the 
   CheckView(index, model, "p3", rng);
   index.SetPartners({"p2"});
   CheckView(index, model, "p2", rng);
+  {
+    auto lock = index.ReadLock();
+    CHECK_FALSE(index.ViewFor("p1").has_value());
+  }
+  // At most kMaxViews partners get a view (the node reads the others' sets from the database).
+  std::vector<std::string> many;
+  for (size_t i = 0; i < ReconcileIndex::kMaxViews + 6; ++i) many.push_back("q" + std::to_string(1000 + i));
+  index.SetPartners(many);
   auto lock = index.ReadLock();
-  CHECK_FALSE(index.ViewFor("p1").has_value());
+  CHECK(index.ViewFor(many[ReconcileIndex::kMaxViews - 1]).has_value());
+  CHECK_FALSE(index.ViewFor(many[ReconcileIndex::kMaxViews]).has_value());
 }
 
 // A whole session where one side reads a view of the index and the other a set.
@@ -258,7 +267,8 @@ TEST_CASE("sessions over index views find exactly the differences, both ways") {
   Outcome ours = Session(*view, partner, 77);
   REQUIRE(ours.ok);
   CHECK(Sorted(ours.have) == Sorted(they_lack));
-  CHECK(Sorted(ours.need) == Sorted(we_lack));
+  CHECK(Sorted(ours.pushed) == Sorted(we_lack));  // pushed by the partner, unnamed
+  CHECK(ours.need.empty());
   Outcome from_them = Session(partner, *view, 78);
   REQUIRE(from_them.ok);
   CHECK(Sorted(from_them.have) == Sorted(we_lack));
