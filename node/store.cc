@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#define SQLITE_ENABLE_PREUPDATE_HOOK  // declares the pre-update hook API, which Debian's libsqlite3 has
 #include <sqlite3.h>
 
 #include <nlohmann/json.hpp>
@@ -706,6 +707,84 @@ Result<std::vector<ItemKey>> Store::ItemsFor(const std::string& org, const std::
   if (rc != SQLITE_DONE) return s.Error("cannot list items");
   return out;
 }
+
+Status Store::EnableReconcileIndex(const std::string& self_org) {
+  std::lock_guard lock(mu_);
+  if (index_) return Status::Ok();
+  index_ = std::make_unique<ReconcileIndex>(self_org);
+  KRING_RETURN_IF_ERROR(RebuildReconcileIndexLocked());
+  index_pending_.clear();
+  sqlite3_preupdate_hook(db_, &Store::PreUpdateHook, this);
+  sqlite3_rollback_hook(db_, &Store::RollbackHook, this);
+  sqlite3_wal_hook(db_, &Store::WalHook, this);
+  return Status::Ok();
+}
+
+Status Store::RebuildReconcileIndex() {
+  std::lock_guard lock(mu_);
+  if (!index_) return Status::Ok();
+  return RebuildReconcileIndexLocked();
+}
+
+Status Store::RebuildReconcileIndexLocked() {
+  // audience_by_id covers (id, org) and the key columns: one pass, grouped by id.
+  Stmt s(db_, "SELECT id, hlc, org FROM audience ORDER BY id, org");
+  int rc = s.Step();
+  Status bad = Status::Ok();
+  index_->Reset([&](ReconcileIndex::Entry* e) {
+    if (rc != SQLITE_ROW) return false;
+    e->audience.clear();
+    if (!s.Array(0, &e->key.id)) {
+      bad = Status::Corruption("audience entry with malformed id");
+      return false;
+    }
+    e->key.hlc = static_cast<uint64_t>(s.Int(1));
+    do {
+      e->audience.push_back(s.Text(2));
+      rc = s.Step();
+    } while (rc == SQLITE_ROW && sqlite3_column_bytes(s.raw(), 0) == static_cast<int>(kHashBytes) &&
+             std::memcmp(sqlite3_column_blob(s.raw(), 0), e->key.id.data(), kHashBytes) == 0);
+    return true;
+  });
+  if (!bad.ok()) return bad;
+  if (rc != SQLITE_DONE) return s.Error("cannot read the audience for the reconciliation index");
+  return Status::Ok();
+}
+
+void Store::PreUpdateHook(void* ctx, sqlite3* db, int op, const char* db_name, const char* table, long long,
+                          long long) {
+  if (std::strcmp(db_name, "main") != 0 || std::strcmp(table, "audience") != 0) return;
+  auto* store = static_cast<Store*>(ctx);
+  // Columns: org, hlc, id.
+  auto row = [&](bool added) {
+    sqlite3_value *org = nullptr, *hlc = nullptr, *id = nullptr;
+    auto get = added ? sqlite3_preupdate_new : sqlite3_preupdate_old;
+    if (get(db, 0, &org) != SQLITE_OK || get(db, 1, &hlc) != SQLITE_OK || get(db, 2, &id) != SQLITE_OK) return;
+    if (sqlite3_value_bytes(id) != static_cast<int>(kHashBytes)) return;  // never stored: see InsertRecordsLocked
+    ReconcileIndex::RowChange c;
+    c.added = added;
+    c.key.hlc = static_cast<uint64_t>(sqlite3_value_int64(hlc));
+    std::memcpy(c.key.id.data(), sqlite3_value_blob(id), kHashBytes);
+    const unsigned char* text = sqlite3_value_text(org);
+    c.org.assign(text ? reinterpret_cast<const char*>(text) : "", static_cast<size_t>(sqlite3_value_bytes(org)));
+    store->index_pending_.push_back(std::move(c));
+  };
+  if (op == SQLITE_DELETE || op == SQLITE_UPDATE) row(false);
+  if (op == SQLITE_INSERT || op == SQLITE_UPDATE) row(true);
+}
+
+int Store::WalHook(void* ctx, sqlite3* db, const char* db_name, int pages) {
+  auto* store = static_cast<Store*>(ctx);
+  if (!store->index_pending_.empty()) {
+    store->index_->Apply(store->index_pending_);
+    store->index_pending_.clear();
+  }
+  // What SQLite's default WAL hook (wal_autocheckpoint=1000) does, which ours replaces.
+  if (pages >= 1000) sqlite3_wal_checkpoint(db, db_name);
+  return SQLITE_OK;
+}
+
+void Store::RollbackHook(void* ctx) { static_cast<Store*>(ctx)->index_pending_.clear(); }
 
 Result<bool> Store::InAudience(const FragmentId& id, const std::string& org) {
   std::lock_guard lock(mu_);

@@ -26,6 +26,7 @@
 #include "node/access_log.h"
 #include "protocol/fragment.h"
 #include "protocol/reconcile.h"
+#include "protocol/reconcile_index.h"
 #include "protocol/records.h"
 
 struct sqlite3;
@@ -186,6 +187,21 @@ class Store {
   // from the same consent state, so what one holds and the other may not
   // never shows up as a difference.
   Result<std::vector<ItemKey>> ItemsFor(const std::string& org, const std::string& also = "");
+  // The reconciliation index of every record this node holds, for all
+  // partners (protocol/reconcile_index.h): built from the database now
+  // (O(records)), then kept up to date by every commit through this Store:
+  // SQLite's pre-update hook collects each audience row added or removed,
+  // the WAL hook hands them to the index once their transaction is
+  // committed, the rollback hook drops them when it is not. O(log records)
+  // per row, under the index's own lock, taken after mu_. Other processes'
+  // writes are not seen: RebuildReconcileIndex when ChangedByOthers.
+  // Nothing else may install SQLite hooks on this connection, nor set
+  // PRAGMA wal_autocheckpoint (it replaces the WAL hook; the hook
+  // checkpoints as SQLite's own would, at 1,000 pages).
+  Status EnableReconcileIndex(const std::string& self_org);
+  Status RebuildReconcileIndex();
+  // nullptr until EnableReconcileIndex.
+  ReconcileIndex* reconcile_index() const { return index_.get(); }
   Result<bool> InAudience(const FragmentId& id, const std::string& org);
   Result<std::vector<std::string>> AudienceOf(const RecordId& id);
   // Of `ids`, the records `org` may hold, each once, in an order a receiver
@@ -341,6 +357,12 @@ class Store {
 
   // After a commit that added changes: wakes WaitForChange. REQUIRES: mu_ held.
   void NotifyChangesLocked();
+  Status RebuildReconcileIndexLocked();
+  // SQLite hooks feeding index_ (see EnableReconcileIndex); ctx is the Store.
+  static void PreUpdateHook(void* ctx, sqlite3* db, int op, const char* db_name, const char* table, long long key1,
+                            long long key2);
+  static int WalHook(void* ctx, sqlite3* db, const char* db_name, int pages);
+  static void RollbackHook(void* ctx);
 
   std::mutex mu_;
   sqlite3* db_;
@@ -351,6 +373,8 @@ class Store {
   bool waits_cancelled_ = false;
   int64_t data_version_ = -1;
   std::atomic<uint64_t> generation_{0};
+  std::unique_ptr<ReconcileIndex> index_;
+  std::vector<ReconcileIndex::RowChange> index_pending_;  // guarded by mu_: this transaction's audience rows
 };
 
 }  // namespace kring

@@ -142,8 +142,7 @@ struct SyncEngine::Impl {
     uint64_t id = 0;
     int64_t last_activity_ms = 0;  // last message sent or answered
     int rounds = 0;
-    std::shared_ptr<const ReconcileSet> set;
-    std::unique_ptr<Reconciler> reconciler;
+    std::unique_ptr<Reconciler> reconciler;  // unbound: each message reads the partner's view afresh
   };
 
   struct PeerLink {
@@ -172,11 +171,6 @@ struct SyncEngine::Impl {
     std::deque<std::string> retired_rids;  // replaced: their messages are dropped
   };
 
-  struct CachedSet {
-    uint64_t generation = 0;
-    std::shared_ptr<const ReconcileSet> set;
-  };
-
   Impl(std::shared_ptr<const NodeIdentity> keys, Store* store, RecordSink* sink, SyncOptions options)
       : keys(std::move(keys)), store(store), sink(sink), options(std::move(options)) {}
 
@@ -196,7 +190,15 @@ struct SyncEngine::Impl {
   // Owned by the sync thread.
   std::map<std::string, PeerLink> peers;        // by org
   std::map<std::string, std::string> org_by_key;  // transport key hex -> org
-  std::map<std::string, CachedSet> set_cache;   // by org
+  // The store's reconciliation index (one for all partners; the store's
+  // commits keep it current). nullptr until the sync thread built it.
+  ReconcileIndex* index = nullptr;
+  // Sets of partners beyond ReconcileIndex::kMaxViews (see WithView).
+  struct OverflowSet {
+    uint64_t generation = 0;
+    std::unique_ptr<ReconcileSet> set;
+  };
+  std::map<std::string, OverflowSet> overflow_sets;
   std::map<std::string, int64_t> refused_logged;  // key hex -> last log time
   struct ConnectionBudget {
     double tokens = kZapBurst;
@@ -315,7 +317,6 @@ struct SyncEngine::Impl {
     for (auto it = peers.begin(); it != peers.end();) {
       if (current.count(it->first) == 0) {
         KRING_LOG(kInfo, "sync", "partner " << it->first << " removed: connection closed, its messages refused from now on");
-        set_cache.erase(it->first);
         it = peers.erase(it);
       } else {
         ++it;
@@ -323,6 +324,7 @@ struct SyncEngine::Impl {
     }
     org_by_key.clear();
     for (auto& [org, link] : peers) org_by_key[link.key_hex] = org;
+    if (index) index->SetPartners(std::vector<std::string>(current.begin(), current.end()));
     PublishStatus();
   }
 
@@ -340,7 +342,13 @@ struct SyncEngine::Impl {
     }
     const bool changed_elsewhere = store->ChangedByOthers();
     if (!changed_here && !changed_elsewhere) return;
-    set_cache.clear();  // another process may have stored records (a roster, a rotation)
+    overflow_sets.clear();
+    if (changed_elsewhere && index) {
+      // Another process may have stored records (a roster, a rotation): the
+      // index saw only this process's commits.
+      Status st = store->RebuildReconcileIndex();
+      if (!st.ok()) KRING_LOG(kError, "store", "cannot rebuild the reconciliation index: " << st.ToString());
+    }
     ReloadPartners();
     if (changed_elsewhere && options.on_partners_changed) options.on_partners_changed();
   }
@@ -369,7 +377,6 @@ struct SyncEngine::Impl {
       }
     }
     peers.clear();  // every link reconnects with the new client key
-    set_cache.clear();
     KRING_LOG(kInfo, "sync", "now listening and connecting with this node's new transport key");
   }
 
@@ -735,18 +742,52 @@ struct SyncEngine::Impl {
     ingest_workers.clear();
   }
 
-  std::shared_ptr<const ReconcileSet> SetFor(const std::string& org) {
-    uint64_t gen = store->generation();
-    auto it = set_cache.find(org);
-    if (it != set_cache.end() && it->second.generation == gen) return it->second.set;
-    auto items = store->ItemsFor(org, keys->pub.org);
-    if (!items.ok()) {
-      KRING_LOG(kError, "store", "cannot list items for " << org << ": " << items.status().ToString());
-      return nullptr;
+  // Builds the reconciliation index from the database, once, on the sync
+  // thread (so that the API is up meanwhile); commits keep it current after.
+  void EnableIndex() {
+    if (index) return;
+    int64_t t0 = NowMs();
+    Status st = store->EnableReconcileIndex(keys->pub.org);
+    if (!st.ok()) {
+      KRING_LOG(kError, "store", "cannot build the reconciliation index: " << st.ToString());
+      return;
     }
-    auto set = std::make_shared<const ReconcileSet>(std::move(*items));
-    set_cache[org] = CachedSet{gen, set};
-    return set;
+    index = store->reconcile_index();
+    std::vector<std::string> orgs;
+    for (const auto& [org, link] : peers) orgs.push_back(org);
+    index->SetPartners(orgs);
+    auto lock = index->ReadLock();
+    KRING_LOG(kInfo, "sync", "reconciliation index: " << index->items() << " record(s), "
+                                 << index->MemoryBytes() / 1024 << " KiB, built in " << (NowMs() - t0) << " ms");
+  }
+
+  // Runs `fn` with `org`'s view of the index, read-locked: one consistent
+  // state of its set for one message. A partner beyond the index's
+  // kMaxViews gets a set read from the database instead, kept until the
+  // store changes. False (fn not run) when neither is to be had.
+  template <class Fn>
+  bool WithView(const std::string& org, Fn fn) {
+    if (!index) return false;
+    {
+      auto lock = index->ReadLock();
+      std::optional<ReconcileIndex::View> view = index->ViewFor(org);
+      if (view) {
+        fn(*view);
+        return true;
+      }
+    }  // unlocked: the store's commits take mu_, then the index's lock
+    OverflowSet& o = overflow_sets[org];
+    uint64_t gen = store->generation();
+    if (!o.set || o.generation != gen) {
+      auto items = store->ItemsFor(org, keys->pub.org);
+      if (!items.ok()) {
+        KRING_LOG(kError, "store", "cannot list items for " << org << ": " << items.status().ToString());
+        return false;
+      }
+      o = OverflowSet{gen, std::make_unique<ReconcileSet>(std::move(*items))};
+    }
+    fn(*o.set);
+    return true;
   }
 
   // A request from a partner, arriving on our ROUTER.
@@ -785,10 +826,10 @@ struct SyncEngine::Impl {
         Reject(org, "unexpected_message", "reconcile reply on the request socket");
         return;
       }
-      auto set = SetFor(org);
-      if (!set) return;
       std::vector<Hash> push;  // ours that the partner lacks: pushed unasked
-      auto reply = Respond(*set, rec->session, rec->body.v, &push);
+      Result<Bytes> reply = Status::FailedPrecondition("no reconciliation index");
+      if (!WithView(org, [&](const ReconcileSource& view) { reply = Respond(view, rec->session, rec->body.v, &push); }))
+        return;
       if (!reply.ok()) {
         Reject(org, "bad_reconcile", reply.status().message());
         return;
@@ -824,7 +865,13 @@ struct SyncEngine::Impl {
       if (rec->initiator != 0 || !link.session || link.session->id != rec->session) return;  // stale reply
       link.session->last_activity_ms = NowMs();
       std::vector<Hash> have, need;
-      auto next = link.session->reconciler->Continue(rec->body.v, &have, &need);
+      Result<std::optional<Bytes>> next = Status::FailedPrecondition("no reconciliation index");
+      if (!WithView(org, [&](const ReconcileSource& view) {
+            next = link.session->reconciler->Continue(view, rec->body.v, &have, &need);
+          })) {
+        link.session.reset();
+        return;
+      }
       if (!next.ok()) {
         Reject(org, "bad_reconcile", next.status().message());
         link.session.reset();
@@ -895,17 +942,14 @@ struct SyncEngine::Impl {
         continue;
       }
       link.retry_ms = 0;
-      auto set = SetFor(org);
-      if (!set) continue;
       Session s;
       RandomBytes(std::span<uint8_t>(reinterpret_cast<uint8_t*>(&s.id), sizeof s.id));
       s.last_activity_ms = now;
-      s.set = set;
-      s.reconciler = std::make_unique<Reconciler>(*s.set, s.id);  // the random session id salts it
+      s.reconciler = std::make_unique<Reconciler>(s.id);  // the random session id salts it
       ReconcileMessage m;
       m.session = s.id;
       m.initiator = 1;
-      m.body.v = s.reconciler->Initiate();
+      if (!WithView(org, [&](const ReconcileSource& view) { m.body.v = s.reconciler->Initiate(view); })) continue;
       link.session = std::move(s);
       link.next_session_ms = now + options.anti_entropy_interval_ms;
       if (!SendDealer(link, Message(std::move(m)))) link.session.reset();
@@ -939,6 +983,7 @@ struct SyncEngine::Impl {
   // ---------------------------------------------------------------- loop
 
   void Loop() {
+    EnableIndex();
     int64_t next_tick = NowMs();
     while (!stop.load()) {
       std::vector<zmq::pollitem_t> items;

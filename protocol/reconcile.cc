@@ -40,21 +40,24 @@ static_assert(kReconcileFingerprintBytes > kSumHintBytes && kReconcileFingerprin
 static_assert(kReconcilePrefixBytes <= kMaxReconcilePrefixBytes && kMaxReconcilePrefixBytes <= kHashBytes);
 
 // How widely to split a range that differs. The count difference is the
-// number of differences when only one side lacks items. When differences
-// look scattered (spread over at least a quarter of a body's fingerprints),
-// split into about one sub-range per difference where we hold more items,
-// 1.5 where we hold fewer, so that most sub-ranges differ by one item or
-// none: the side one item ahead finds that item at once, and when that is
-// the other side it has to send a fingerprint back first, so we split
-// coarser. Fewer sub-ranges would mean more round trips; more, more
-// fingerprints of sub-ranges that agree. (Measured on 100 to 10,000
-// scattered differences in up to 1,000,000 items.) Otherwise (the newest
-// records missing, say, or the first body) narrow them down at most
-// kNarrowBranches ways at a time. At most kMaxBranches: a split of the
-// largest sub-range headers still fits one reply.
+// number of differences when only one side lacks items (a lower bound
+// otherwise), so the side that splits picks the width from it, from the
+// first reply on: about one sub-range per difference where we hold more
+// items, 1.5 where we hold fewer, so that most sub-ranges differ by one
+// item or none: the side one item ahead finds that item at once, and when
+// that is the other side it has to send a fingerprint back first, so we
+// split finer. A range down to a few differences (kFewDifferences) is split
+// twice as finely: its fingerprints are few, and each round trip saved
+// counts. Fewer sub-ranges would mean more round trips; more, more
+// fingerprints of sub-ranges that agree. (Measured on 10 to 1,000
+// differences in 1,000,000 items, scattered and newest: at most 4 round
+// trips, under 64 bytes a difference.) Differences among the newest items
+// (a node that was down) are settled by the tails of SplitRange below, in
+// one or two round trips. At most kMaxBranches: a split of the largest
+// sub-range headers still fits one reply.
 constexpr uint64_t kMinBranches = 2;
 constexpr uint64_t kUnknownBranches = 4;  // content differs, counts (almost) do not
-constexpr uint64_t kNarrowBranches = 16;
+constexpr uint64_t kFewDifferences = 8;
 constexpr uint64_t kMaxBranches = 4096;
 // When both sides hold at most this many items of a range that differs in
 // more than one item, the initiator lists its items rather than split.
@@ -150,23 +153,12 @@ uint64_t Mix64(uint64_t x) {  // the splitmix64 finaliser
 // (small integers, say) have colliding sums, {1, 4} and {2, 3}, but not checks.
 uint64_t Check(const Limbs& id) { return Mix64(id[0] ^ Mix64(id[1] ^ Mix64(id[2] ^ Mix64(id[3])))); }
 
-// What a range holds, in the form the protocol compares.
-struct Summary {
-  uint64_t count = 0;
-  Limbs sum{};
-  uint64_t check = 0;
+using Summary = ReconcileSummary;
 
-  void Add(const Hash& id) {
-    Limbs l = LoadLimbs(id.data());
-    AddTo(sum, l);
-    check += Check(l);
-    ++count;
-  }
-  Summary Without(const Hash& id) const {
-    Limbs l = LoadLimbs(id.data());
-    return Summary{count - 1, Minus(sum, l), check - Check(l)};
-  }
-};
+Summary Without(Summary s, const Hash& id) {
+  s.Remove(id);
+  return s;
+}
 
 // The low 16 bits of an id read as a number, which add up to a range's sum mod 2^16.
 uint16_t SumHint(const Hash& id) { return static_cast<uint16_t>(id[0] | id[1] << 8); }
@@ -180,8 +172,6 @@ void PutVarint(Bytes& out, uint64_t v) {
   }
   out.push_back(static_cast<uint8_t>(v));
 }
-
-size_t VarintBytes(uint64_t v) { return v < 0x80 ? 1 : (static_cast<size_t>(std::bit_width(v)) + 6) / 7; }
 
 using Fingerprint = std::array<uint8_t, kReconcileFingerprintBytes>;
 using SaltBytes = std::array<uint8_t, 8>;
@@ -495,17 +485,47 @@ void PutFingerprint(BodyWriter& w, const Summary& s, const SaltBytes& salt) {
 uint64_t AbsDiff(uint64_t a, uint64_t b) { return a > b ? a - b : b - a; }
 
 // How many sub-ranges to split a range into where we hold `ours` items and
-// the other side `theirs`, the differences looking `scattered` or not.
-uint64_t Branches(uint64_t ours, uint64_t theirs, bool scattered) {
+// the other side `theirs`.
+uint64_t Branches(uint64_t ours, uint64_t theirs) {
   uint64_t diff = AbsDiff(ours, theirs);
   // Differing content with (almost) equal counts: items missing on both sides, how many unknown.
   if (diff <= 1) return kUnknownBranches;
   uint64_t ways = ours > theirs ? diff : (3 * diff + 1) / 2;
-  if (!scattered) ways = std::min(ways, kNarrowBranches);
+  if (diff <= kFewDifferences) ways *= 2;
   return std::clamp(ways, kMinBranches, kMaxBranches);
 }
 
 }  // namespace
+
+// ---- summaries ---------------------------------------------------------------------
+
+void ReconcileSummary::Add(const Hash& id) {
+  Limbs l = LoadLimbs(id.data());
+  AddTo(sum, l);
+  check += Check(l);
+  ++count;
+}
+
+void ReconcileSummary::Remove(const Hash& id) {
+  Limbs l = LoadLimbs(id.data());
+  sum = Minus(sum, l);
+  check -= Check(l);
+  --count;
+}
+
+void ReconcileSummary::Add(const ReconcileSummary& o) {
+  AddTo(sum, o.sum);
+  check += o.check;
+  count += o.count;
+}
+
+void ReconcileSummary::Remove(const ReconcileSummary& o) {
+  sum = Minus(sum, o.sum);
+  check -= o.check;
+  count -= o.count;
+}
+
+size_t ReconcileSource::Find(const ItemKey& key, size_t, size_t) const { return Find(key); }
 
 // ---- ReconcileSet -----------------------------------------------------------------
 
@@ -520,50 +540,67 @@ ReconcileSet::ReconcileSet(std::vector<ItemKey> items) : items_(std::move(items)
   }
 }
 
-// Range queries over a ReconcileSet by bounds and by item index.
+size_t ReconcileSet::Find(const ItemKey& key, size_t from, size_t to) const {
+  return static_cast<size_t>(std::lower_bound(items_.begin() + from, items_.begin() + to, key) - items_.begin());
+}
+
+// A checkpoint difference plus at most two strides of items, so O(1) after
+// the binary searches that found the range.
+ReconcileSummary ReconcileSet::Summarize(size_t begin, size_t end) const {
+  if (end - begin <= kCheckpointStride) return Direct(begin, end);
+  Summary hi = Prefix(end), lo = Prefix(begin);
+  Summary s;
+  s.count = end - begin;
+  s.sum = Minus(hi.sum, lo.sum);
+  s.check = hi.check - lo.check;
+  return s;
+}
+
+void ReconcileSet::Scan(size_t begin, size_t end, const std::function<bool(size_t, const ItemKey&)>& visit) const {
+  for (size_t i = begin; i < end; ++i)
+    if (!visit(i, items_[i])) return;
+}
+
+ReconcileSummary ReconcileSet::Direct(size_t begin, size_t end) const {
+  Summary s;
+  for (size_t i = begin; i < end; ++i) s.Add(items_[i].id);
+  return s;
+}
+
+ReconcileSummary ReconcileSet::Prefix(size_t end) const {
+  size_t k = end / kCheckpointStride;
+  Summary s = Direct(k * kCheckpointStride, end);
+  AddTo(s.sum, checkpoints_[k].sum);
+  s.check += checkpoints_[k].check;
+  return s;
+}
+
+namespace {
+
+// Range queries by bounds and by rank over a source, for one message.
 class ReconcileView {
  public:
-  explicit ReconcileView(const ReconcileSet& set) : set_(set) {}
+  explicit ReconcileView(const ReconcileSource& source) : source_(source) {}
 
-  const ItemKey& item(size_t i) const { return set_.items_[i]; }
+  ItemKey item(size_t i) const { return source_.item(i); }
+  size_t size() const { return source_.size(); }
 
-  // The index of the first item at or above `b`.
-  size_t Find(const Bound& b) const { return Find(b, 0, set_.items_.size()); }
+  // The rank of the first item at or above `b`.
+  size_t Find(const Bound& b) const { return b.infinite ? source_.size() : source_.Find(b.key); }
   // The same, knowing that it lies in [from, to].
   size_t Find(const Bound& b, size_t from, size_t to) const {
-    if (b.infinite) return to;
-    return static_cast<size_t>(std::lower_bound(set_.items_.begin() + from, set_.items_.begin() + to, b.key) -
-                               set_.items_.begin());
+    return b.infinite ? to : source_.Find(b.key, from, to);
   }
-
-  // The summary of items [begin, end): a checkpoint difference plus at most
-  // two strides of items, so O(1) after the binary searches that found them.
-  Summary Summarize(size_t begin, size_t end) const {
-    if (end - begin <= kCheckpointStride) return Direct(begin, end);
-    Summary hi = Prefix(end), lo = Prefix(begin);
-    Summary s;
-    s.count = end - begin;
-    s.sum = Minus(hi.sum, lo.sum);
-    s.check = hi.check - lo.check;
-    return s;
+  Summary Summarize(size_t begin, size_t end) const { return source_.Summarize(begin, end); }
+  void Scan(size_t begin, size_t end, const std::function<bool(size_t, const ItemKey&)>& visit) const {
+    if (begin < end) source_.Scan(begin, end, visit);
   }
 
  private:
-  Summary Direct(size_t begin, size_t end) const {
-    Summary s;
-    for (size_t i = begin; i < end; ++i) s.Add(set_.items_[i].id);
-    return s;
-  }
-  Summary Prefix(size_t end) const {
-    size_t k = end / kCheckpointStride;
-    Summary s = Direct(k * kCheckpointStride, end);
-    AddTo(s.sum, set_.checkpoints_[k].sum);
-    s.check += set_.checkpoints_[k].check;
-    return s;
-  }
-
-  const ReconcileSet& set_;
+  const ReconcileSource& source_;
 };
+
+}  // namespace
 
 namespace {
 
@@ -599,6 +636,41 @@ void ForEachSubRange(const ReconcileView& view, const Bound& lower, const Bound&
   }
 }
 
+// Splits a range that differs, where we hold `ours` items [begin, end) and
+// the peer `theirs`: about Branches() sub-ranges of equal item counts, and
+// a tail for the most recent differences, which is where a node that was
+// down is missing records (newest in hlc order):
+//   - holding more, our newest ours - theirs items get a sub-range of their
+//     own: if the peer lacks exactly those, it holds none of that range
+//     (its count 0 settles it at once) and all the others agree;
+//   - holding fewer, an empty sub-range from just past our newest item: the
+//     peer's newer items land there, and our count 0 makes it send or take
+//     them all at once.
+// With differences elsewhere a tail costs one more sub-range per split.
+template <class Emit>
+void SplitRange(const ReconcileView& view, const Bound& lower, const Bound& upper, size_t begin, size_t end,
+                uint64_t ours, uint64_t theirs, Emit emit) {
+  uint64_t k = std::min<uint64_t>({Branches(ours, theirs), end - begin, kMaxBranches - 1});
+  if (ours > theirs && ours - theirs < end - begin) {
+    size_t tail = end - static_cast<size_t>(ours - theirs);
+    Bound cut = SplitBound(view.item(tail - 1), view.item(tail));
+    ForEachSubRange(view, lower, cut, begin, tail, std::min<uint64_t>(k, tail - begin), emit);
+    emit(cut, upper, tail, end);
+    return;
+  }
+  if (ours < theirs) {
+    ItemKey last = view.item(end - 1);
+    Bound cut;
+    cut.key.hlc = last.hlc + 1;  // past every key with our newest item's hlc
+    if (last.hlc != UINT64_MAX && cut < upper) {
+      ForEachSubRange(view, lower, cut, begin, end, k, emit);
+      emit(cut, upper, end, end);
+      return;
+    }
+  }
+  ForEachSubRange(view, lower, upper, begin, end, k, emit);
+}
+
 // Our items in a range the peer sent, and what they sum to.
 struct Side {
   size_t begin, end;
@@ -606,18 +678,14 @@ struct Side {
   bool same = false;  // for a Fingerprint: the peer's is ours
 };
 
-// Our side of each range of a body, and whether the differences look
-// scattered: spread over at least a quarter of its fingerprints (and more
-// than one).
+// Our side of each range of a body.
 struct Comparison {
   std::vector<Side> sides;
-  bool scattered = false;
 };
 
 Comparison Compare(const ReconcileView& view, const std::vector<Record>& records, const SaltBytes& salt) {
   Comparison c;
   c.sides.reserve(records.size());
-  size_t compared = 0, differing = 0;
   for (const Record& rec : records) {
     Side s;
     s.begin = view.Find(rec.lower);
@@ -629,12 +697,9 @@ Comparison Compare(const ReconcileView& view, const std::vector<Record>& records
         Fingerprint fp = FingerprintOf(s.own, salt);
         s.same = std::equal(fp.begin(), fp.end(), rec.payload.begin());
       }
-      ++compared;
-      differing += !s.same;
     }
     c.sides.push_back(s);
   }
-  c.scattered = differing >= 2 && 4 * differing >= compared;
   return c;
 }
 
@@ -668,14 +733,16 @@ size_t FindExtra(const ReconcileView& view, const Side& side, ByteSpan their_fp,
                  HashBudget& budget) {
   uint16_t theirs = static_cast<uint16_t>(their_fp[0] | their_fp[1] << 8);
   uint16_t want = static_cast<uint16_t>(static_cast<uint16_t>(side.own.sum[0]) - theirs);
-  size_t tried = 0;
-  for (size_t i = side.begin; i < side.end; ++i) {
-    if (SumHint(view.item(i).id) != want) continue;
-    if (++tried > kMaxCandidates || !budget.Spend(1)) break;
-    Fingerprint fp = FingerprintOf(side.own.Without(view.item(i).id), salt);
-    if (std::equal(fp.begin(), fp.end(), their_fp.begin())) return i;
-  }
-  return side.end;
+  size_t tried = 0, found = side.end;
+  view.Scan(side.begin, side.end, [&](size_t i, const ItemKey& item) {
+    if (SumHint(item.id) != want) return true;
+    if (++tried > kMaxCandidates || !budget.Spend(1)) return false;
+    Fingerprint fp = FingerprintOf(Without(side.own, item.id), salt);
+    if (!std::equal(fp.begin(), fp.end(), their_fp.begin())) return true;
+    found = i;
+    return false;
+  });
+  return found;
 }
 
 // Decides the step for the peer's Fingerprint `rec`; for kOneOfOurs sets *extra.
@@ -699,7 +766,7 @@ Step Decide(const ReconcileView& view, const Record& rec, const Side& side, cons
 
 class Responder {
  public:
-  Responder(const ReconcileSet& set, uint64_t salt) : view_(set), salt_(SaltOf(salt)) {}
+  Responder(const ReconcileSource& set, uint64_t salt) : view_(set), salt_(SaltOf(salt)) {}
 
   Result<Bytes> Run(ByteSpan body, std::vector<Hash>* push) {
     std::vector<Record> records;
@@ -709,7 +776,7 @@ class Responder {
       const Record& rec = records[i];
       BodyWriter::Mark mark = out_.mark();
       size_t pushed = pushed_.size();
-      bool fits = Answer(rec, c.sides[i], c.scattered) && size() <= kLimit && out_.ranges() + 2 <= kMaxReconcileRanges;
+      bool fits = Answer(rec, c.sides[i]) && size() <= kLimit && out_.ranges() + 2 <= kMaxReconcileRanges;
       if (!fits) {
         // Out of room: the initiator asks again for this range and the rest.
         out_.Rewind(mark);
@@ -719,18 +786,20 @@ class Responder {
       }
     }
     push->insert(push->end(), pushed_.begin(), pushed_.end());
-    return std::move(out_).Finish(pushed_);
+    // The pushed records carry their ids: the reply does not name them
+    // (protocol 2 responders did, in `pushed`; initiators still accept that).
+    return std::move(out_).Finish({});
   }
 
  private:
   static constexpr size_t kLimit = kMaxReconcileBytes - kDeferredReserve;
 
   size_t size() const {
-    return out_.size() + (pushed_.empty() ? 0 : 1 + VarintBytes(pushed_.size()) + pushed_.size() * kHashBytes);
+    return out_.size();
   }
 
   // Appends the answer to one range; false if it cannot fit.
-  bool Answer(const Record& rec, const Side& side, bool scattered) {
+  bool Answer(const Record& rec, const Side& side) {
     if (rec.mode == Mode::kList) return AnswerList(rec, side);
     size_t extra = 0;
     switch (Decide(view_, rec, side, salt_, budget_, &extra)) {
@@ -739,6 +808,7 @@ class Responder {
       case Step::kAllOurs:
         return PushAll(rec.upper, side.begin, side.end);
       case Step::kOneOfOurs:
+        if (pushed_.size() >= kMaxReconcileIds) return false;
         pushed_.push_back(view_.item(extra).id);
         return true;
       case Step::kFingerprint:
@@ -749,8 +819,7 @@ class Responder {
         out_.Begin(rec.lower, rec.upper, Mode::kSendList, 0);
         return true;
       case Step::kSplit:
-        ForEachSubRange(view_, rec.lower, rec.upper, side.begin, side.end,
-                        Branches(side.own.count, rec.count, scattered),
+        SplitRange(view_, rec.lower, rec.upper, side.begin, side.end, side.own.count, rec.count,
                         [&](const Bound& lo, const Bound& hi, size_t b, size_t e) {
                           Summary s = view_.Summarize(b, e);
                           out_.Begin(lo, hi, Mode::kFingerprint, s.count);
@@ -761,14 +830,17 @@ class Responder {
     return false;
   }
 
-  // Pushes our items [begin, end) of a range ending at `upper`, as many as
-  // fit; the rest goes back as a fingerprint the initiator will answer again.
+  // Pushes our items [begin, end) of a range ending at `upper`, up to
+  // kMaxReconcileIds in one reply; the rest goes back as a fingerprint the
+  // initiator will answer again.
   bool PushAll(const Bound& upper, size_t begin, size_t end) {
-    size_t used = size() + 1 + VarintBytes(kMaxReconcileIds) + 3 * kMaxRecordHeadBytes + kReconcileFingerprintBytes;
-    size_t room = (kLimit - std::min(kLimit, used)) / kHashBytes;
-    size_t n = std::min({end - begin, room, kMaxReconcileIds - pushed_.size()});
+    if (size() + 3 * kMaxRecordHeadBytes + kReconcileFingerprintBytes > kLimit) return false;
+    size_t n = std::min(end - begin, kMaxReconcileIds - pushed_.size());
     if (n == 0) return false;
-    for (size_t i = begin; i < begin + n; ++i) pushed_.push_back(view_.item(i).id);
+    view_.Scan(begin, begin + n, [&](size_t, const ItemKey& item) {
+      pushed_.push_back(item.id);
+      return true;
+    });
     if (begin + n < end) {
       Summary rest = view_.Summarize(begin + n, end);
       out_.Begin(SplitBound(view_.item(begin + n - 1), view_.item(begin + n)), upper, Mode::kFingerprint, rest.count);
@@ -787,6 +859,7 @@ class Responder {
       PutFingerprint(out_, side.own, salt_);
       return true;
     }
+    if (pushed_.size() + ours > kMaxReconcileIds) return false;  // deferred to the next reply
     size_t len = rec.prefix_bytes, n = rec.count;
     std::vector<std::pair<Prefix, size_t>> theirs(n);
     for (size_t i = 0; i < n; ++i) {
@@ -796,13 +869,14 @@ class Responder {
     }
     std::sort(theirs.begin(), theirs.end());
     std::vector<bool> matched(n);
-    for (size_t i = side.begin; i < side.end; ++i) {
-      Prefix p = PrefixOf(view_.item(i).id, salt_, len);
+    view_.Scan(side.begin, side.end, [&](size_t, const ItemKey& item) {
+      Prefix p = PrefixOf(item.id, salt_, len);
       auto [first, last] = std::equal_range(theirs.begin(), theirs.end(), std::pair<Prefix, size_t>(p, 0),
                                             [](const auto& a, const auto& b) { return a.first < b.first; });
-      if (first == last) pushed_.push_back(view_.item(i).id);
+      if (first == last) pushed_.push_back(item.id);
       for (auto it = first; it != last; ++it) matched[it->second] = true;
-    }
+      return true;
+    });
     Bytes bitmap((n + 7) / 8);
     for (size_t i = 0; i < n; ++i)
       if (!matched[i]) bitmap[i / 8] |= static_cast<uint8_t>(1 << (i % 8));
@@ -822,7 +896,7 @@ class Responder {
 
 }  // namespace
 
-Result<Bytes> Respond(const ReconcileSet& set, uint64_t salt, ByteSpan body, std::vector<Hash>* push) {
+Result<Bytes> Respond(const ReconcileSource& set, uint64_t salt, ByteSpan body, std::vector<Hash>* push) {
   return Responder(set, salt).Run(body, push);
 }
 
@@ -832,6 +906,9 @@ struct Reconciler::Request {
   Bound lower, upper;
   Mode mode;                  // kFingerprint or kList
   size_t expected_reply = 0;  // bytes
+  // A List sent: the ids listed, in order, which the responder's Missing
+  // bitmap refers to (our items may change before the reply comes).
+  std::vector<Hash> listed;
 };
 
 namespace {
@@ -850,28 +927,35 @@ size_t ExpectedReplyBytes(uint64_t their_extra, uint64_t diff, uint64_t ways = 1
 
 }  // namespace
 
-Reconciler::Reconciler(const ReconcileSet& set, uint64_t salt)
+Reconciler::Reconciler(const ReconcileSource& set, uint64_t salt)
     : Reconciler(set, salt, kReconcilePrefixBytes) {}
 
-Reconciler::Reconciler(const ReconcileSet& set, uint64_t salt, size_t prefix_bytes)
+Reconciler::Reconciler(const ReconcileSource& set, uint64_t salt, size_t prefix_bytes)
     : set_(&set), salt_(salt), prefix_bytes_(prefix_bytes) {
   assert(prefix_bytes >= 1 && prefix_bytes <= kMaxReconcilePrefixBytes);
 }
 
+Reconciler::Reconciler(uint64_t salt) : salt_(salt), prefix_bytes_(kReconcilePrefixBytes) {}
+
 Reconciler::~Reconciler() = default;
 
 Bytes Reconciler::Initiate() {
-  pending_.clear();
-  pending_.push_back(Request{Bound::Min(), Bound::Infinity(), Mode::kFingerprint, ExpectedReplyBytes(0, 1)});
-  return NextBody();
+  assert(set_ != nullptr);
+  return Initiate(*set_);
 }
 
-Bytes Reconciler::NextBody() {
-  ReconcileView view(*set_);
+Bytes Reconciler::Initiate(const ReconcileSource& set) {
+  pending_.clear();
+  pending_.push_back(Request{Bound::Min(), Bound::Infinity(), Mode::kFingerprint, ExpectedReplyBytes(0, 1), {}});
+  return NextBody(set);
+}
+
+Bytes Reconciler::NextBody(const ReconcileSource& set) {
+  ReconcileView view(set);
   SaltBytes salt = SaltOf(salt_);
   BodyWriter w;
   size_t taken = 0, expected = 0;
-  for (const Request& r : pending_) {
+  for (Request& r : pending_) {
     size_t begin = view.Find(r.lower), end = view.Find(r.upper);
     size_t record = 2 * kMaxRecordHeadBytes + 1 +
                     (r.mode == Mode::kList ? (end - begin) * prefix_bytes_ : kReconcileFingerprintBytes);
@@ -882,10 +966,13 @@ Bytes Reconciler::NextBody() {
     if (r.mode == Mode::kList) {
       w.Begin(r.lower, r.upper, Mode::kList, end - begin);
       w.PutByte(static_cast<uint8_t>(prefix_bytes_));
-      for (size_t i = begin; i < end; ++i) {
-        Prefix p = PrefixOf(view.item(i).id, salt, prefix_bytes_);
+      r.listed.clear();
+      view.Scan(begin, end, [&](size_t, const ItemKey& item) {
+        Prefix p = PrefixOf(item.id, salt, prefix_bytes_);
         w.Put(ByteSpan(p.data(), prefix_bytes_));
-      }
+        r.listed.push_back(item.id);
+        return true;
+      });
     } else {
       Summary own = view.Summarize(begin, end);
       w.Begin(r.lower, r.upper, Mode::kFingerprint, own.count);
@@ -901,12 +988,18 @@ Bytes Reconciler::NextBody() {
 
 Result<std::optional<Bytes>> Reconciler::Continue(ByteSpan reply, std::vector<Hash>* have,
                                                   std::vector<Hash>* need) {
+  assert(set_ != nullptr);
+  return Continue(*set_, reply, have, need);
+}
+
+Result<std::optional<Bytes>> Reconciler::Continue(const ReconcileSource& set, ByteSpan reply,
+                                                  std::vector<Hash>* have, std::vector<Hash>* need) {
   if (!awaiting_reply_) return Status::InvalidArgument("no reconciliation body awaits a reply");
   std::vector<Record> records;
   std::vector<Hash> new_need;  // the ids the responder pushes
   KRING_RETURN_IF_ERROR(DecodeBody(reply, Sender::kResponder, &new_need, &records));
 
-  ReconcileView view(*set_);
+  ReconcileView view(set);
   SaltBytes salt = SaltOf(salt_);
   HashBudget budget;
   std::vector<Request> next;  // requests for the ranges of this reply, in order
@@ -942,7 +1035,10 @@ Result<std::optional<Bytes>> Reconciler::Continue(ByteSpan reply, std::vector<Ha
           case Step::kSettled:
             break;
           case Step::kAllOurs:
-            for (size_t j = side.begin; j < side.end; ++j) new_have.push_back(view.item(j).id);
+            view.Scan(side.begin, side.end, [&](size_t, const ItemKey& item) {
+              new_have.push_back(item.id);
+              return true;
+            });
             break;
           case Step::kOneOfOurs:
             new_have.push_back(view.item(extra).id);
@@ -950,20 +1046,20 @@ Result<std::optional<Bytes>> Reconciler::Continue(ByteSpan reply, std::vector<Ha
           case Step::kFingerprint: {
             uint64_t their_extra = theirs > ours ? theirs - ours : 0;
             size_t expected = ExpectedReplyBytes(their_extra, AbsDiff(ours, theirs));
-            if (!ask({rec.lower, rec.upper, Mode::kFingerprint, expected})) return exhausted();
+            if (!ask({rec.lower, rec.upper, Mode::kFingerprint, expected, {}})) return exhausted();
             break;
           }
           case Step::kList:
-            if (!ask({rec.lower, rec.upper, Mode::kList, ExpectedReplyBytes(theirs, theirs)})) return exhausted();
+            if (!ask({rec.lower, rec.upper, Mode::kList, ExpectedReplyBytes(theirs, theirs), {}})) return exhausted();
             break;
           case Step::kSplit: {
             uint64_t diff = std::max<uint64_t>(AbsDiff(ours, theirs), 1);
-            uint64_t k = std::min(Branches(ours, theirs, c.scattered), ours);
+            uint64_t k = std::min(Branches(ours, theirs), ours);
             size_t expected = ExpectedReplyBytes(theirs > ours ? theirs - ours : 0, diff, k);
             bool ok = true;
-            ForEachSubRange(view, rec.lower, rec.upper, side.begin, side.end, k,
+            SplitRange(view, rec.lower, rec.upper, side.begin, side.end, ours, theirs,
                             [&](const Bound& lo, const Bound& hi, size_t, size_t) {
-                              ok = ok && ask({lo, hi, Mode::kFingerprint, expected});
+                              ok = ok && ask({lo, hi, Mode::kFingerprint, expected, {}});
                             });
             if (!ok) return exhausted();
             break;
@@ -973,17 +1069,21 @@ Result<std::optional<Bytes>> Reconciler::Continue(ByteSpan reply, std::vector<Ha
       }
       case Mode::kMissing: {
         const Request& asked = sent_[s];
-        if (asked.mode != Mode::kList || asked.lower != rec.lower || asked.upper != rec.upper || rec.count != ours)
+        if (asked.mode != Mode::kList || asked.lower != rec.lower || asked.upper != rec.upper ||
+            rec.count != asked.listed.size())
           return Status::Corruption("missing does not answer a list of ours");
+        // The ids as listed: our items in the range may have changed since.
         for (size_t j = 0; j < rec.count; ++j)
-          if (BitSet(rec.payload, j)) new_have.push_back(view.item(side.begin + j).id);
+          if (BitSet(rec.payload, j)) new_have.push_back(asked.listed[j]);
         break;
       }
       case Mode::kSendList:
-        if (ours > kMaxReconcileListItems) return Status::Corruption("list asked of a range too large to list");
-        // With nothing to list, our empty fingerprint makes the responder push all it holds.
-        if (!ask({rec.lower, rec.upper, ours == 0 ? Mode::kFingerprint : Mode::kList,
-                  ExpectedReplyBytes(kListItems, kListItems)}))
+        // With nothing to list, our empty fingerprint makes the responder push
+        // all it holds; with too many (we stored more there since our last
+        // body, or the responder asks for more than it should), our
+        // fingerprint makes it split the range.
+        if (!ask({rec.lower, rec.upper, ours == 0 || ours > kMaxReconcileListItems ? Mode::kFingerprint : Mode::kList,
+                  ExpectedReplyBytes(kListItems, kListItems), {}}))
           return exhausted();
         break;
       default:
@@ -1014,7 +1114,7 @@ Result<std::optional<Bytes>> Reconciler::Continue(ByteSpan reply, std::vector<Ha
   have->insert(have->end(), new_have.begin(), new_have.end());
   need->insert(need->end(), new_need.begin(), new_need.end());
   if (pending_.empty()) return std::optional<Bytes>();
-  return std::optional<Bytes>(NextBody());
+  return std::optional<Bytes>(NextBody(set));
 }
 
 }  // namespace kring
