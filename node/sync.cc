@@ -73,17 +73,17 @@ constexpr size_t kIngestWorkersPerPartner = 2;
 // what was dropped again). What we queue for a partner is therefore at most
 // kPartnerQueueBytes plus one frame. The gap between the two limits leaves
 // room for what a partner running kring pushes unasked to our ROUTER
-// (kUnaskedPushBytes per session step, and its new records).
+// (kUnaskedPushBytes per session, and its new records).
 constexpr size_t kPartnerReadBytes = 2 * 1024 * 1024;
 constexpr size_t kPartnerReadPushes = 16;
 constexpr size_t kPartnerQueueBytes = 8 * 1024 * 1024;
 constexpr size_t kPartnerQueuePushes = 64;
 // What a node pushes to a partner's ROUTER as the initiator of a session
-// (records the partner lacks) at each step: within what the partner queues
-// beyond kPartnerReadBytes. The bulk of a large difference travels the other
-// way, pushed by the partner as responder in its own sessions, on the
-// connection it reads at its own pace.
-constexpr size_t kUnaskedPushBytes = kPushBudgetBytes;
+// (records the partner lacks), in all: well within what the partner queues
+// beyond kPartnerReadBytes, also when it stores far slower than usual. The
+// bulk of a large difference travels the other way, pushed by the partner as
+// responder in its own sessions, on the connection it reads at its own pace.
+constexpr size_t kUnaskedPushBytes = 1024 * 1024;
 // How soon a reconciliation that could not be sent (no connection yet) is tried again.
 constexpr int64_t kRetryConnectMs = 100;
 // What one partner can make us hold for its connection to our ROUTER: we
@@ -172,6 +172,7 @@ struct SyncEngine::Impl {
     int rounds = 0;
     std::shared_ptr<const ReconcileSet> set;
     std::unique_ptr<Reconciler> reconciler;
+    size_t unasked_left = kUnaskedPushBytes;  // what it may still push the partner unasked (its ROUTER)
   };
 
   struct PeerLink {
@@ -515,7 +516,7 @@ struct SyncEngine::Impl {
   // is remembered.
   template <class SendFn>
   size_t ServeRecords(const std::vector<Hash>& ids, const std::string& org, SendFn send, PeerLink* link = nullptr,
-                      size_t max_bytes = kMaxServeBytes) {
+                      size_t max_bytes = kMaxServeBytes, size_t* budget_left = nullptr) {
     const std::vector<Hash>* todo = &ids;
     std::vector<Hash> fresh;
     int64_t now = NowMs();
@@ -532,7 +533,16 @@ struct SyncEngine::Impl {
       KRING_LOG(kError, "store", "cannot read records for " << org << ": " << records.status().ToString());
       return 0;
     }
+    std::vector<size_t> sizes;
+    if (budget_left)
+      for (const Bytes& r : *records) sizes.push_back(r.size());
     size_t sent = SendRecords(*records, send);
+    if (budget_left) {
+      // What did not fit (RecordsForPeer stops before max_bytes) waits for a later session.
+      size_t bytes = 0;
+      for (size_t i = 0; i < sent; ++i) bytes += sizes[i];
+      *budget_left = sent < sizes.size() || bytes >= *budget_left ? 0 : *budget_left - bytes;
+    }
     if (link)
       for (size_t i = 0; i < sent && i < served.size(); ++i)
         if (link->sent_recently.size() < kMaxSentTracked) link->sent_recently[served[i]] = now;
@@ -923,8 +933,10 @@ struct SyncEngine::Impl {
       }
       if (!have.empty()) {
         // To its ROUTER, which it cannot leave unread: within its budget (kUnaskedPushBytes).
-        size_t sent = ServeRecords(have, org, [&](const Message& m) { return SendDealer(link, m); }, &link,
-                                   kUnaskedPushBytes);
+        size_t sent = 0;
+        if (link.session->unasked_left > 0)
+          sent = ServeRecords(have, org, [&](const Message& m) { return SendDealer(link, m); }, &link,
+                              link.session->unasked_left, &link.session->unasked_left);
         KRING_LOG(kInfo, "sync", "reconciliation with " << org << ": sent " << sent << " fragment(s) it missed");
       }
       // The partner pushes what we lack as it finds it (Respond's *push): nothing to ask for.
