@@ -72,6 +72,37 @@ double Gauge(const std::string& metrics, const std::string& key) {
   return at == std::string::npos ? -1 : std::stod(metrics.substr(at + key.size() + 1));
 }
 
+// Fills a stopped node with `notes` notes of 1,000 bytes for `reader`, in cases of 100, with the node's own code.
+void FillFor(LocalCluster& c, const std::string& org, const std::string& reader, size_t notes) {
+  auto fill = kring::bench::DirectFill::Open(c.node(org).data_dir);
+  REQUIRE_MESSAGE(fill.ok(), fill.status().ToString());
+  std::vector<kring::CaseId> cases;
+  for (size_t i = 0; i < notes / 100; ++i) {
+    auto id = (*fill)->CreateCase("huishouden " + std::to_string(i));
+    REQUIRE(id.ok());
+    REQUIRE((*fill)->Grant(*id, reader, {"*"}).ok());
+    cases.push_back(*id);
+  }
+  auto written = (*fill)->WriteNotes(cases, notes, 1000, 2);
+  REQUIRE_MESSAGE(written.ok(), written.status().ToString());
+}
+
+// Every record a stopped node holds, control records first, each oldest first (the order a node serves them in).
+std::vector<kring::Bytes> AllRecords(LocalCluster& c, const std::string& org) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open_v2((c.node(org).data_dir + "/kring.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT record FROM records ORDER BY type = 1, hlc", -1, &st, nullptr) == SQLITE_OK);
+  std::vector<kring::Bytes> out;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(st, 0));
+    out.emplace_back(p, p + sqlite3_column_bytes(st, 0));
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("issue 15: a partner that floods a node at its budget does not starve another partner's writes") {
@@ -86,19 +117,7 @@ TEST_CASE("issue 15: a partner that floods a node at its budget does not starve 
   c.AddNode("wijkteam-h", "Wijkteam H");
   REQUIRE(c.Connect("flood-f", "zorg-b"));
   REQUIRE(c.Connect("wijkteam-h", "zorg-b"));
-  {
-    auto fill = kring::bench::DirectFill::Open(c.node("flood-f").data_dir);
-    REQUIRE_MESSAGE(fill.ok(), fill.status().ToString());
-    std::vector<kring::CaseId> cases;
-    for (size_t i = 0; i < kFloodNotes / kNotesPerCase; ++i) {
-      auto id = (*fill)->CreateCase("huishouden " + std::to_string(i));
-      REQUIRE(id.ok());
-      REQUIRE((*fill)->Grant(*id, "zorg-b", {"*"}).ok());
-      cases.push_back(*id);
-    }
-    auto notes = (*fill)->WriteNotes(cases, kFloodNotes, 1000, 2);
-    REQUIRE_MESSAGE(notes.ok(), notes.status().ToString());
-  }
+  FillFor(c, "flood-f", "zorg-b", kFloodNotes);
   REQUIRE(c.Start("zorg-b"));
   REQUIRE(c.Start("wijkteam-h"));
   const std::string case_h = CreateCase(c, "wijkteam-h");
@@ -158,4 +177,50 @@ TEST_CASE("issue 15: a partner that floods a node at its budget does not starve 
   std::string metrics = c.Raw("zorg-b", "GET", "/metrics", "", {}).raw;
   CHECK(Gauge(metrics, "kring_ingest_queue_pushes{partner=\"wijkteam-h\"}") >= 0);
   CHECK(queue_max >= 1);
+}
+
+TEST_CASE("issue 15: pushes beyond a partner's budget are dropped and counted, the others go on, reconciliation brings them") {
+  // F, modified, sends its whole backlog at once, bypassing its node: far
+  // more than B queues for one partner (8 MiB). B drops the excess instead of
+  // holding it or stopping to read the socket every partner shares.
+  constexpr size_t kNotes = 10000;
+  LocalCluster c(NodeBinary(), 1000);
+  c.AddNode("zorg-b", "Zorg B");
+  c.AddNode("flood-f", "Flood F");
+  c.AddNode("wijkteam-h", "Wijkteam H");
+  REQUIRE(c.Connect("flood-f", "zorg-b"));
+  REQUIRE(c.Connect("wijkteam-h", "zorg-b"));
+  FillFor(c, "flood-f", "zorg-b", kNotes);
+  std::vector<kring::Bytes> records = AllRecords(c, "flood-f");
+  size_t bytes = 0;
+  for (const auto& r : records) bytes += r.size();
+  REQUIRE(bytes > 12 * 1024 * 1024);  // more than B may queue for F and one frame more
+  std::vector<std::vector<kring::Bytes>> pushes;
+  for (size_t i = 0; i < records.size(); i += 512)
+    pushes.emplace_back(records.begin() + i, records.begin() + std::min(records.size(), i + 512));
+
+  REQUIRE(c.Start("zorg-b"));
+  REQUIRE(c.Start("wijkteam-h"));
+  const std::string case_h = CreateCase(c, "wijkteam-h");
+  REQUIRE(!case_h.empty());
+  REQUIRE(!Grant(c, "wijkteam-h", case_h, "zorg-b", {"*"}).empty());
+  Watch b(c.node("zorg-b").data_dir);
+
+  std::thread flood([&] { PushesAs(c, "flood-f", "zorg-b", pushes); });
+  std::vector<std::string> versions;
+  for (int i = 0; i < 20; ++i) {
+    auto w = c.Call("wijkteam-h", "POST", "/v1/cases/" + case_h + "/items",
+                    json{{"kind", "note"}, {"data", {{"text", "Gesprek " + std::to_string(i) + " gehad."}}}});
+    REQUIRE(w.status == 201);
+    versions.push_back(w.body["version"].get<std::string>());
+  }
+  flood.join();
+  for (const std::string& v : versions) CHECK(LocalCluster::WaitFor([&] { return b.Has(v); }, 10000));
+  CHECK(c.Raw("zorg-b", "GET", "/v1/health", "", {}).status == 200);
+  // What B did not queue was dropped and counted, not held.
+  REQUIRE(LocalCluster::WaitFor([&] { return Rejected(c, "zorg-b", "ingest_queue_full") > 0; }, 10000));
+  CHECK(b.Fragments() < static_cast<int64_t>(kNotes));
+  // F's own node offers the rest again by reconciliation.
+  REQUIRE(c.Start("flood-f"));
+  REQUIRE(LocalCluster::WaitFor([&] { return b.Fragments() >= static_cast<int64_t>(kNotes + versions.size()); }, 120000));
 }
