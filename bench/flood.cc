@@ -142,10 +142,10 @@ void RunFlood(const Sizes& s, Report& r) {
     auto m = ReadMetrics(api_b);
     auto it = m.find("kring_messages_rejected_total{reason=\"ingest_queue_full\"}");
     const double dropped = it == m.end() ? 0 : it->second;
-    r.Set("flood_pushes_dropped", dropped);
+    r.Set("flood_records_dropped", dropped);
     if (dropped > 0)
       r.Note("flood: B dropped " + std::to_string(static_cast<int>(dropped)) +
-             " push(es) over a partner's budget (ingest_queue_full); reconciliation brought them again");
+             " record(s) pushed over a partner's budget (ingest_queue_full); reconciliation brought them again");
   }
   if (failures) r.Note("flood: " + std::to_string(failures) + " honest write(s) failed or were not readable at B within 10 s");
   r.Set("flood_honest_p50_ms", std::round(p50 * 100) / 100);

@@ -580,18 +580,19 @@ struct SyncEngine::Impl {
 
   // ---------------------------------------------------------------- receiving
 
-  void CountRejected(const std::string& reason) {
+  void CountRejected(const std::string& reason, uint64_t n = 1) {
     std::lock_guard lock(status_mu);
-    ++stats.rejected[reason];
+    stats.rejected[reason] += n;
   }
 
   // Called from the sync thread and the ingest workers.
-  void Reject(const std::string& from, const std::string& reason, const std::string& detail) {
-    CountRejected(reason);
+  // `n`: how many records the rejection is of (a push dropped whole counts each).
+  void Reject(const std::string& from, const std::string& reason, const std::string& detail, uint64_t n = 1) {
+    CountRejected(reason, n);
     {
       std::lock_guard lock(reject_log_mu);
       if (!reject_logged.insert({from, reason}).second) {
-        ++reject_unlogged[from][reason];
+        reject_unlogged[from][reason] += n;
         return;
       }
     }
@@ -746,7 +747,8 @@ struct SyncEngine::Impl {
     }
     Reject(from, "ingest_queue_full",
            "a push of " + std::to_string(records.size()) + " record(s) while " + std::to_string(kPartnerQueueBytes >> 20) +
-               " MiB of this partner's are waiting to be stored; dropped (reconciliation brings them again)");
+               " MiB of this partner's are waiting to be stored; dropped (reconciliation brings them again)",
+           records.size());
   }
 
   // The next partner after the last served that has a push waiting and a
