@@ -18,6 +18,9 @@
 //
 // Threading: Start() creates the sockets on the caller's thread and runs
 // them on one sync thread; Announce() and the status calls are thread-safe.
+// Received pushes are stored by ingest worker threads from one bounded
+// queue per partner, in turn; the sync thread never waits for them (a
+// partner's budget: node/sync.cc, docs/protocol.md "Receiving").
 #pragma once
 
 #include <cstdint>
