@@ -61,6 +61,7 @@ struct Sizes {
   // 7
   size_t withdrawals = 100;
   size_t withdraw_fragments_per_case = 5;
+  size_t flood_fragments = 30000;     // 8: F's backlog pushed to B during the flood (3,000 under --quick)
   // Per-scenario wall-clock limits: a scenario that cannot finish reports what it reached.
   double catchup_timeout_s = 900;
   double converge_timeout_s = 120;
@@ -204,6 +205,7 @@ void RunLatency(const Sizes& s, Report& r);
 void RunConvergence(const Sizes& s, Report& r);
 void RunScale(const Sizes& s, Report& r);
 void RunWithdrawal(const Sizes& s, Report& r);
+void RunFlood(const Sizes& s, Report& r);
 
 // The Ed25519 single-core limit measured by RunPrimitives (0 before it ran).
 double VerifyLimitPerSecond();

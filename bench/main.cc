@@ -64,7 +64,7 @@ int Main(int argc, char** argv) {
   std::string only;
   app.add_flag("--quick", quick, "Small sizes: everything in under two minutes (the CI smoke test)");
   app.add_option("--node", s.node_binary, "Path of the kring-node executable")->capture_default_str();
-  app.add_option("--only", only, "Comma-separated scenarios: primitives,catchup,reconcile,latency,converge,scale,withdraw");
+  app.add_option("--only", only, "Comma-separated scenarios: primitives,catchup,reconcile,latency,converge,scale,withdraw,flood");
   app.add_option("--sync-interval-ms", s.sync_interval_ms, "The nodes' reconciliation interval")->capture_default_str();
   app.add_option("--catchup-fragments", s.catchup_fragments, "2/4: fragments B catches up, then holds in sync with A")->capture_default_str();
   app.add_option("--body-bytes", s.body_bytes, "2/4: JSON body of each catch-up note (at most 4011)")->capture_default_str();
@@ -91,7 +91,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   std::set<std::string> run;
-  const std::vector<std::string> all = {"primitives", "catchup", "reconcile", "latency", "converge", "scale", "withdraw"};
+  const std::vector<std::string> all = {"primitives", "catchup", "reconcile", "latency", "converge", "scale", "withdraw", "flood"};
   if (only.empty()) {
     run.insert(all.begin(), all.end());
   } else {
@@ -118,6 +118,7 @@ int Main(int argc, char** argv) {
   if (run.count("converge")) RunConvergence(s, r);
   if (run.count("scale")) RunScale(s, r);
   if (run.count("withdraw")) RunWithdrawal(s, r);
+  if (run.count("flood")) RunFlood(s, r);
   r.Set("sizes", s.ToJson());
   {
     std::ifstream load("/proc/loadavg");

@@ -315,6 +315,9 @@ struct ApiServer::Impl {
     m << "# HELP kring_messages_rejected_total Messages or records from peers rejected, by reason.\n"
       << "# TYPE kring_messages_rejected_total counter\n";
     for (auto& [reason, n] : stats.rejected) m << "kring_messages_rejected_total{reason=\"" << reason << "\"} " << n << "\n";
+    m << "# HELP kring_ingest_queue_pushes Pushes received from each partner and waiting to be stored.\n"
+      << "# TYPE kring_ingest_queue_pushes gauge\n";
+    for (auto& [org, n] : stats.ingest_queue_pushes) m << "kring_ingest_queue_pushes{partner=\"" << org << "\"} " << n << "\n";
     m << "# HELP kring_fragments_received_total Fragments newly stored from peers.\n"
       << "# TYPE kring_fragments_received_total counter\n"
       << "kring_fragments_received_total " << stats.fragments_received << "\n";

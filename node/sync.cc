@@ -52,10 +52,38 @@ constexpr int kMaxReconcileRounds = 1024;
 // partner is seen to disconnect; at most this many are remembered.
 constexpr int64_t kResendAfterMs = 10000;
 constexpr size_t kMaxSentTracked = 262144;
-// Two pushes checked at once (one per core on the reference machine); at
-// most this many received pushes (3 MiB each at most) wait for a worker.
-constexpr int kIngestWorkers = 2;
-constexpr size_t kMaxQueuedPushes = 4;
+// Received pushes wait in one queue per partner and are checked by
+// kIngestWorkers threads, which take a push from each partner that has some,
+// in turn, at most kIngestWorkersPerPartner of one partner's at once: two
+// pushes of one partner are checked at once (one per core on the reference
+// machine), and a worker is always free for another partner's push, so that a
+// partner that sends as fast as it can gets its share and no more. Commit
+// runs on several workers at once (Node locks per case); each partner's
+// pushes are committed in the order they arrived.
+constexpr int kIngestWorkers = 3;
+constexpr size_t kIngestWorkersPerPartner = 2;
+// A partner's budget (docs/protocol.md, "Receiving"). Its own connection (our
+// DEALER to it: the records it pushes during our sessions) is read only while
+// less than kPartnerReadBytes (and kPartnerReadPushes pushes) of it are
+// queued: the rest waits in ZeroMQ and its TCP window, and its sending slows
+// down. Our ROUTER is shared by every partner, so it is never left unread for
+// one of them: a push on it is queued while less than kPartnerQueueBytes
+// (kPartnerQueuePushes) of its sender's are, and dropped otherwise (counted as
+// ingest_queue_full; pushes are never acknowledged, and reconciliation brings
+// what was dropped again). What we queue for a partner is therefore at most
+// kPartnerQueueBytes plus one frame. The gap between the two limits leaves
+// room for what a partner running kring pushes unasked to our ROUTER
+// (kUnaskedPushBytes per session, and its new records).
+constexpr size_t kPartnerReadBytes = 2 * 1024 * 1024;
+constexpr size_t kPartnerReadPushes = 16;
+constexpr size_t kPartnerQueueBytes = 8 * 1024 * 1024;
+constexpr size_t kPartnerQueuePushes = 64;
+// What a node pushes to a partner's ROUTER as the initiator of a session
+// (records the partner lacks), in all: well within what the partner queues
+// beyond kPartnerReadBytes, also when it stores far slower than usual. The
+// bulk of a large difference travels the other way, pushed by the partner as
+// responder in its own sessions, on the connection it reads at its own pace.
+constexpr size_t kUnaskedPushBytes = 1024 * 1024;
 // How soon a reconciliation that could not be sent (no connection yet) is tried again.
 constexpr int64_t kRetryConnectMs = 100;
 // What one partner can make us hold for its connection to our ROUTER: we
@@ -143,6 +171,7 @@ struct SyncEngine::Impl {
     int64_t last_activity_ms = 0;  // last message sent or answered
     int rounds = 0;
     std::unique_ptr<Reconciler> reconciler;  // unbound: each message reads the partner's view afresh
+    size_t unasked_left = kUnaskedPushBytes;  // what it may still push the partner unasked (its ROUTER)
   };
 
   struct PeerLink {
@@ -214,20 +243,21 @@ struct SyncEngine::Impl {
   std::set<std::pair<std::string, std::string>> reject_logged;
   std::map<std::string, std::map<std::string, uint64_t>> reject_unlogged;  // partner -> reason -> count
 
-  // Pushes received and not yet stored: checked by kIngestWorkers threads
-  // at once, committed in arrival order (a consent before the fragments it
-  // admits). The sync thread waits when kMaxQueuedPushes are queued: a fast
-  // sender is slowed down by its TCP window, not by our memory.
-  struct QueuedPush {
-    uint64_t seq = 0;
-    std::string from;
-    std::vector<Bytes> records;
+  // Pushes received and not yet stored, per partner (see kIngestWorkers and
+  // kPartnerQueueBytes), committed for each partner in the order they
+  // arrived (a consent before the fragments it admits; a record waiting for
+  // its parents is retried with the same partner's next push).
+  struct PartnerQueue {
+    std::deque<std::vector<Bytes>> pushes;
+    size_t bytes = 0;         // record bytes queued
+    uint64_t next_seq = 0;    // given to the next push taken
+    uint64_t commit_seq = 0;  // the push whose Commit is next
+    size_t in_flight = 0;     // pushes taken and not yet committed
   };
   std::mutex ingest_mu;
   std::condition_variable ingest_cv;
-  std::deque<QueuedPush> ingest_queue;
-  uint64_t ingest_next_seq = 0;    // given to the next push received
-  uint64_t ingest_commit_seq = 0;  // the push whose Commit is next
+  std::map<std::string, PartnerQueue> ingest_queues;  // by partner; an entry goes when empty and idle
+  std::string ingest_last;                            // the partner a push was last taken from
   bool ingest_stop = false;
   std::vector<std::thread> ingest_workers;
 
@@ -492,7 +522,8 @@ struct SyncEngine::Impl {
   // kResendAfterMs are left out (they are on their way), and what is sent
   // is remembered.
   template <class SendFn>
-  size_t ServeRecords(const std::vector<Hash>& ids, const std::string& org, SendFn send, PeerLink* link = nullptr) {
+  size_t ServeRecords(const std::vector<Hash>& ids, const std::string& org, SendFn send, PeerLink* link = nullptr,
+                      size_t max_bytes = kMaxServeBytes, size_t* budget_left = nullptr) {
     const std::vector<Hash>* todo = &ids;
     std::vector<Hash> fresh;
     int64_t now = NowMs();
@@ -504,12 +535,21 @@ struct SyncEngine::Impl {
       todo = &fresh;
     }
     std::vector<RecordId> served;
-    auto records = store->RecordsForPeer(*todo, org, kMaxServeBytes, &served, keys->pub.org);
+    auto records = store->RecordsForPeer(*todo, org, max_bytes, &served, keys->pub.org);
     if (!records.ok()) {
       KRING_LOG(kError, "store", "cannot read records for " << org << ": " << records.status().ToString());
       return 0;
     }
+    std::vector<size_t> sizes;
+    if (budget_left)
+      for (const Bytes& r : *records) sizes.push_back(r.size());
     size_t sent = SendRecords(*records, send);
+    if (budget_left) {
+      // What did not fit (RecordsForPeer stops before max_bytes) waits for a later session.
+      size_t bytes = 0;
+      for (size_t i = 0; i < sent; ++i) bytes += sizes[i];
+      *budget_left = sent < sizes.size() || bytes >= *budget_left ? 0 : *budget_left - bytes;
+    }
     if (link)
       for (size_t i = 0; i < sent && i < served.size(); ++i)
         if (link->sent_recently.size() < kMaxSentTracked) link->sent_recently[served[i]] = now;
@@ -547,18 +587,19 @@ struct SyncEngine::Impl {
 
   // ---------------------------------------------------------------- receiving
 
-  void CountRejected(const std::string& reason) {
+  void CountRejected(const std::string& reason, uint64_t n = 1) {
     std::lock_guard lock(status_mu);
-    ++stats.rejected[reason];
+    stats.rejected[reason] += n;
   }
 
   // Called from the sync thread and the ingest workers.
-  void Reject(const std::string& from, const std::string& reason, const std::string& detail) {
-    CountRejected(reason);
+  // `n`: how many records the rejection is of (a push dropped whole counts each).
+  void Reject(const std::string& from, const std::string& reason, const std::string& detail, uint64_t n = 1) {
+    CountRejected(reason, n);
     {
       std::lock_guard lock(reject_log_mu);
       if (!reject_logged.insert({from, reason}).second) {
-        ++reject_unlogged[from][reason];
+        reject_unlogged[from][reason] += n;
         return;
       }
     }
@@ -679,42 +720,94 @@ struct SyncEngine::Impl {
     }
   }
 
+  static size_t RecordBytes(const std::vector<Bytes>& records) {
+    size_t n = 0;
+    for (const Bytes& r : records) n += r.size();
+    return n;
+  }
+
+  // Whether our DEALER to `org` may be read: less than kPartnerReadBytes of it queued.
+  bool MayRead(const std::string& org) {
+    std::lock_guard lock(ingest_mu);
+    auto it = ingest_queues.find(org);
+    return it == ingest_queues.end() ||
+           (it->second.bytes < kPartnerReadBytes && it->second.pushes.size() < kPartnerReadPushes);
+  }
+
+  // Queues a push from `from` for the ingest workers, unless `from` is over
+  // its budget (kPartnerQueueBytes): then it is dropped and counted. Never waits.
   void HandlePush(const std::string& from, PushMessage& push) {
-    QueuedPush q;
-    q.from = from;
-    q.records.reserve(push.records.v.size());
-    for (auto& r : push.records.v) q.records.push_back(std::move(r.v));
-    std::unique_lock lock(ingest_mu);
-    ingest_cv.wait(lock, [&] { return ingest_stop || ingest_queue.size() < kMaxQueuedPushes; });
-    if (ingest_stop) return;
-    q.seq = ingest_next_seq++;
-    ingest_queue.push_back(std::move(q));
-    ingest_cv.notify_all();
+    if (push.records.v.empty()) return;
+    std::vector<Bytes> records;
+    records.reserve(push.records.v.size());
+    for (auto& r : push.records.v) records.push_back(std::move(r.v));
+    {
+      std::lock_guard lock(ingest_mu);
+      if (ingest_stop) return;
+      PartnerQueue& q = ingest_queues[from];
+      if (q.bytes < kPartnerQueueBytes && q.pushes.size() < kPartnerQueuePushes) {
+        q.bytes += RecordBytes(records);
+        q.pushes.push_back(std::move(records));
+        ingest_cv.notify_all();
+        return;
+      }
+    }
+    Reject(from, "ingest_queue_full",
+           "a push of " + std::to_string(records.size()) + " record(s) while " + std::to_string(kPartnerQueueBytes >> 20) +
+               " MiB of this partner's are waiting to be stored; dropped (reconciliation brings them again)",
+           records.size());
+  }
+
+  // The next partner after the last served that has a push waiting and a
+  // worker to spare, or end(). REQUIRES: ingest_mu held.
+  std::map<std::string, PartnerQueue>::iterator NextPartnerLocked() {
+    auto ready = [](const PartnerQueue& q) { return !q.pushes.empty() && q.in_flight < kIngestWorkersPerPartner; };
+    auto start = ingest_queues.upper_bound(ingest_last);
+    for (auto it = start; it != ingest_queues.end(); ++it)
+      if (ready(it->second)) return it;
+    for (auto it = ingest_queues.begin(); it != start; ++it)
+      if (ready(it->second)) return it;
+    return ingest_queues.end();
   }
 
   void IngestWorker() {
     for (;;) {
-      QueuedPush q;
+      std::string from;
+      std::vector<Bytes> records;
+      uint64_t seq = 0;
+      bool room = false;  // the partner's connection may be read again
       {
         std::unique_lock lock(ingest_mu);
-        ingest_cv.wait(lock, [&] { return ingest_stop || !ingest_queue.empty(); });
+        std::map<std::string, PartnerQueue>::iterator it;
+        ingest_cv.wait(lock, [&] { return ingest_stop || (it = NextPartnerLocked()) != ingest_queues.end(); });
         if (ingest_stop) return;
-        q = std::move(ingest_queue.front());
-        ingest_queue.pop_front();
-        ingest_cv.notify_all();  // room in the queue
+        from = it->first;
+        PartnerQueue& q = it->second;
+        const bool was_full = q.bytes >= kPartnerReadBytes || q.pushes.size() >= kPartnerReadPushes;
+        records = std::move(q.pushes.front());
+        q.pushes.pop_front();
+        q.bytes -= RecordBytes(records);
+        seq = q.next_seq++;
+        ++q.in_flight;
+        ingest_last = from;
+        room = was_full && q.bytes < kPartnerReadBytes && q.pushes.size() < kPartnerReadPushes;
       }
-      const std::string from = q.from;
+      if (room) Wake();
       auto reject = [&](const std::string& reason, const std::string& detail) { Reject(from, reason, detail); };
-      auto batch = sink->Prepare(from, std::move(q.records), reject);
+      auto batch = sink->Prepare(from, std::move(records), reject);
       {
+        // The entry stays while a push of it is in flight.
         std::unique_lock lock(ingest_mu);
-        ingest_cv.wait(lock, [&] { return ingest_stop || ingest_commit_seq == q.seq; });
+        ingest_cv.wait(lock, [&] { return ingest_stop || ingest_queues.at(from).commit_seq == seq; });
         if (ingest_stop) return;
       }
       size_t added = sink->Commit(std::move(batch), reject);
       {
         std::lock_guard lock(ingest_mu);
-        ++ingest_commit_seq;
+        PartnerQueue& q = ingest_queues.at(from);
+        ++q.commit_seq;
+        --q.in_flight;
+        if (q.in_flight == 0 && q.pushes.empty()) ingest_queues.erase(from);
         ingest_cv.notify_all();
       }
       if (added > 0) {
@@ -725,9 +818,17 @@ struct SyncEngine::Impl {
     }
   }
 
+  // Pushes queued per partner, for /metrics.
+  std::map<std::string, uint64_t> QueuedPushes() {
+    std::lock_guard lock(ingest_mu);
+    std::map<std::string, uint64_t> out;
+    for (auto& [org, q] : ingest_queues) out[org] = q.pushes.size();
+    return out;
+  }
+
   void StartIngest() {
     ingest_stop = false;
-    ingest_next_seq = ingest_commit_seq = 0;  // a queue dropped by StopIngest leaves no gap
+    ingest_queues.clear();
     for (int i = 0; i < kIngestWorkers; ++i) ingest_workers.emplace_back([this] { IngestWorker(); });
   }
 
@@ -735,11 +836,13 @@ struct SyncEngine::Impl {
     {
       std::lock_guard lock(ingest_mu);
       ingest_stop = true;
-      ingest_queue.clear();  // not stored, not acknowledged: reconciliation brings them again
     }
     ingest_cv.notify_all();
     for (std::thread& t : ingest_workers) t.join();
     ingest_workers.clear();
+    // Not stored, not acknowledged: reconciliation brings them again.
+    std::lock_guard lock(ingest_mu);
+    ingest_queues.clear();
   }
 
   // Builds the reconciliation index from the database, once, on the sync
@@ -878,7 +981,11 @@ struct SyncEngine::Impl {
         return;
       }
       if (!have.empty()) {
-        size_t sent = ServeRecords(have, org, [&](const Message& m) { return SendDealer(link, m); }, &link);
+        // To its ROUTER, which it cannot leave unread: within its budget (kUnaskedPushBytes).
+        size_t sent = 0;
+        if (link.session->unasked_left > 0)
+          sent = ServeRecords(have, org, [&](const Message& m) { return SendDealer(link, m); }, &link,
+                              link.session->unasked_left, &link.session->unasked_left);
         KRING_LOG(kInfo, "sync", "reconciliation with " << org << ": sent " << sent << " fragment(s) it missed");
       }
       // The partner pushes what we lack as it finds it (Respond's *push): nothing to ask for.
@@ -993,7 +1100,8 @@ struct SyncEngine::Impl {
       std::vector<PeerLink*> links;
       std::vector<std::string> link_orgs;  // to find each link again: a reload below may destroy it
       for (auto& [org, link] : peers) {
-        items.push_back({link.dealer->handle(), 0, ZMQ_POLLIN, 0});
+        // A partner whose pushes fill its queue is not read until the workers take some.
+        items.push_back({link.dealer->handle(), 0, static_cast<short>(MayRead(org) ? ZMQ_POLLIN : 0), 0});
         links.push_back(&link);
         link_orgs.push_back(org);
       }
@@ -1024,7 +1132,7 @@ struct SyncEngine::Impl {
         // The link may have been removed by a reload above (never dereference it before this check).
         auto it = peers.find(link_orgs[i]);
         if (it == peers.end() || &it->second != links[i]) continue;
-        for (int k = 0; k < 256 && (links[i]->dealer->get(zmq::sockopt::events) & ZMQ_POLLIN); ++k)
+        for (int k = 0; k < 256 && MayRead(link_orgs[i]) && (links[i]->dealer->get(zmq::sockopt::events) & ZMQ_POLLIN); ++k)
           HandleDealerMessage(*links[i]);
       }
       PushAnnounced();
@@ -1070,7 +1178,7 @@ void SyncEngine::Stop() {
   impl_->started = false;
   impl_->stop = true;
   impl_->Wake();
-  impl_->StopIngest();  // also wakes the sync thread if it waits for room in the queue
+  impl_->StopIngest();
   if (impl_->thread.joinable()) impl_->thread.join();
   impl_->peers.clear();
   impl_->router.close();
@@ -1093,8 +1201,12 @@ std::vector<PeerStatus> SyncEngine::Peers() const {
 }
 
 SyncStats SyncEngine::Stats() const {
+  std::map<std::string, uint64_t> queued = impl_->QueuedPushes();
   std::lock_guard lock(impl_->status_mu);
-  return impl_->stats;
+  SyncStats out = impl_->stats;
+  for (const PeerStatus& p : impl_->status_snapshot) out.ingest_queue_pushes[p.org] = 0;
+  for (auto& [org, n] : queued) out.ingest_queue_pushes[org] = n;
+  return out;
 }
 
 }  // namespace kring

@@ -18,6 +18,9 @@
 //
 // Threading: Start() creates the sockets on the caller's thread and runs
 // them on one sync thread; Announce() and the status calls are thread-safe.
+// Received pushes are stored by ingest worker threads from one bounded
+// queue per partner, in turn; the sync thread never waits for them (a
+// partner's budget: node/sync.cc, docs/protocol.md "Receiving").
 #pragma once
 
 #include <cstdint>
@@ -69,14 +72,17 @@ struct SyncStats {
   uint64_t fragments_received = 0;  // records newly stored from peers
   uint64_t fragments_sent = 0;
   std::map<std::string, uint64_t> rejected;  // by reason
+  // Pushes received and waiting to be stored, per partner (every partner, 0 included).
+  std::map<std::string, uint64_t> ingest_queue_pushes;
 };
 
 // Where records received from partners go: verified against the case's
 // consent state and stored, or rejected with a reason.
 //
 // In two halves, so that a node can check one push while it stores the one
-// before: Prepare may run on several threads at once; the SyncEngine calls
-// Commit for its pushes one at a time, in the order they arrived.
+// before: Prepare and Commit may run on several threads at once; the
+// SyncEngine commits each partner's pushes one at a time, in the order they
+// arrived (pushes of different partners are independent).
 class RecordSink {
  public:
   using RejectFn = std::function<void(const std::string& reason, const std::string& detail)>;
