@@ -239,6 +239,23 @@ const char* const kMigrations[] = {
       WHEN OLD.seq > COALESCE((SELECT MAX(upto_seq) FROM access_log_expiries), 0)
       BEGIN SELECT RAISE(ABORT, 'the access log is append-only: only entries past their retention period go, oldest first'); END;
     )sql",
+    // 8 -> 9 (issue 15): bodies are checked after they are stored, not on
+    // receipt (node/body_check.cc). unreadable_fragments: fragments whose
+    // body did not open or validate (ids and a reason code, never content);
+    // body_checks: the change-feed position up to which every stored
+    // fragment was checked. What was stored before was checked on receipt.
+    R"sql(
+    CREATE TABLE unreadable_fragments (
+      id BLOB PRIMARY KEY,
+      case_id BLOB NOT NULL,
+      reason TEXT NOT NULL,
+      found_ms INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE INDEX unreadable_by_case ON unreadable_fragments (case_id);
+    CREATE TABLE body_checks (
+      one INTEGER PRIMARY KEY CHECK (one = 1),
+      upto_seq INTEGER NOT NULL);
+    INSERT INTO body_checks SELECT 1, COALESCE(MAX(seq), 0) FROM changes;
+    )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
@@ -338,7 +355,10 @@ const char* ChangeKindOf(RecordType t) {
 }  // namespace
 
 Store::Store(sqlite3* db) : db_(db) {}
-Store::~Store() { sqlite3_close_v2(db_); }
+Store::~Store() {
+  sqlite3_close_v2(read_db_);
+  sqlite3_close_v2(db_);
+}
 
 Status Store::Exec(const char* sql) {
   char* err = nullptr;
@@ -377,6 +397,19 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, const std::s
   // secure_delete overwrites purged records' pages instead of leaving them free.
   KRING_RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;"));
   KRING_RETURN_IF_ERROR(store->Migrate());
+  // The second connection, for reads that must not wait for the first's
+  // commits (WAL: readers and the writer do not block each other).
+  sqlite3* rdb = nullptr;
+  rc = sqlite3_open_v2(path.c_str(), &rdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, vfs.empty() ? nullptr : vfs.c_str());
+  if (rc != SQLITE_OK) {
+    std::string msg = rdb ? sqlite3_errmsg(rdb) : "out of memory";
+    sqlite3_close_v2(rdb);
+    return Status::IOError("cannot open database " + path + " for reading: " + msg);
+  }
+  store->read_db_ = rdb;
+  sqlite3_busy_timeout(rdb, 10000);
+  if (sqlite3_exec(rdb, "PRAGMA query_only=ON", nullptr, nullptr, nullptr) != SQLITE_OK)
+    return Status::IOError(std::string("cannot open database for reading: ") + sqlite3_errmsg(rdb));
   store->ChangedByOthers();
   return store;
 }
@@ -409,7 +442,29 @@ bool Store::ChangedByOthers() {
   int64_t v = s.Int(0);
   bool changed = v != data_version_;
   data_version_ = v;
+  if (changed) InvalidatePartners();  // perhaps `peer add` or `peer remove`
   return changed;
+}
+
+void Store::InvalidatePartners() {
+  std::lock_guard lock(partners_mu_);
+  partners_.reset();
+  ++partners_version_;
+}
+
+Result<std::shared_ptr<const std::vector<Partner>>> Store::Partners() {
+  uint64_t version;
+  {
+    std::lock_guard lock(partners_mu_);
+    if (partners_) return partners_;
+    version = partners_version_;
+  }
+  auto list = ListPartners();
+  if (!list.ok()) return list.status();
+  auto snapshot = std::make_shared<const std::vector<Partner>>(std::move(*list));
+  std::lock_guard lock(partners_mu_);
+  if (partners_version_ == version) partners_ = snapshot;  // not when a change came in meanwhile
+  return snapshot;
 }
 
 Status Store::AddPartner(const Partner& p) {
@@ -418,7 +473,10 @@ Status Store::AddPartner(const Partner& p) {
   s.Bind(1, p.identity.org).Bind(2, p.identity.display_name).Bind(3, ByteSpan(p.identity.sign_pk))
       .Bind(4, ByteSpan(p.identity.box_pk)).Bind(5, ByteSpan(p.identity.transport_pk)).Bind(6, p.endpoint).Bind(7, p.added_ms);
   int rc = s.Step();
-  if (rc == SQLITE_DONE) return Status::Ok();
+  if (rc == SQLITE_DONE) {
+    InvalidatePartners();
+    return Status::Ok();
+  }
   if (rc == SQLITE_CONSTRAINT) {
     Stmt q(db_, "SELECT 1 FROM partners WHERE org = ?");
     q.Bind(1, p.identity.org);
@@ -434,12 +492,13 @@ Status Store::RemovePartner(const std::string& org) {
   s.Bind(1, org);
   if (s.Step() != SQLITE_DONE) return s.Error("cannot remove partner");
   if (sqlite3_changes(db_) == 0) return Status::NotFound("'" + org + "' is not a partner");
+  InvalidatePartners();
   return Status::Ok();
 }
 
 Result<std::vector<Partner>> Store::ListPartners() {
-  std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT org, display_name, sign_pk, box_pk, transport_pk, endpoint, added_ms, source FROM partners ORDER BY org");
+  std::lock_guard lock(read_mu_);
+  Stmt s(read_db_, "SELECT org, display_name, sign_pk, box_pk, transport_pk, endpoint, added_ms, source FROM partners ORDER BY org");
   std::vector<Partner> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
@@ -610,11 +669,15 @@ Result<size_t> Store::DeleteRecords(const std::vector<RecordId>& ids) {
   if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
   Stmt del_aud(db_, "DELETE FROM audience WHERE id = ?");
   Stmt del(db_, "DELETE FROM records WHERE id = ?");
+  Stmt del_unreadable(db_, "DELETE FROM unreadable_fragments WHERE id = ?");
   size_t n = 0;
   for (const RecordId& id : ids) {
     del_aud.Bind(1, ByteSpan(id));
     if (del_aud.Step() != SQLITE_DONE) return del_aud.Error("cannot purge audience");
     del_aud.Reset();
+    del_unreadable.Bind(1, ByteSpan(id));
+    if (del_unreadable.Step() != SQLITE_DONE) return del_unreadable.Error("cannot purge");
+    del_unreadable.Reset();
     del.Bind(1, ByteSpan(id));
     if (del.Step() != SQLITE_DONE) return del.Error("cannot purge record");
     del.Reset();
@@ -651,8 +714,8 @@ Result<std::vector<CaseId>> Store::CasesWithRecords() {
 }
 
 Result<std::optional<StoredRecord>> Store::GetRecord(const FragmentId& id) {
-  std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT hlc, record, type FROM records WHERE id = ?");
+  std::lock_guard lock(read_mu_);
+  Stmt s(read_db_, "SELECT hlc, record, type FROM records WHERE id = ?");
   s.Bind(1, ByteSpan(id));
   int rc = s.Step();
   if (rc == SQLITE_DONE) return std::optional<StoredRecord>();
@@ -662,8 +725,8 @@ Result<std::optional<StoredRecord>> Store::GetRecord(const FragmentId& id) {
 }
 
 Result<std::vector<bool>> Store::Contains(const std::vector<RecordId>& ids) {
-  std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT 1 FROM records WHERE id = ?");
+  std::lock_guard lock(read_mu_);
+  Stmt s(read_db_, "SELECT 1 FROM records WHERE id = ?");
   std::vector<bool> out;
   out.reserve(ids.size());
   for (const RecordId& id : ids) {
@@ -1410,6 +1473,7 @@ Status Store::AdoptRoster(const RosterAdoption& a, int64_t now_ms) {
   }
   KRING_RETURN_IF_ERROR(PutKeysLocked(db_, a.keys));
   KRING_RETURN_IF_ERROR(tx.Commit());
+  InvalidatePartners();
   generation_.fetch_add(1);
   return Status::Ok();
 }
@@ -1450,6 +1514,7 @@ Status Store::SetPartnerKeys(const PublicIdentity& id) {
   Stmt s(db_, "UPDATE partners SET sign_pk = ?, box_pk = ?, transport_pk = ? WHERE org = ?");
   s.Bind(1, ByteSpan(id.sign_pk)).Bind(2, ByteSpan(id.box_pk)).Bind(3, ByteSpan(id.transport_pk)).Bind(4, id.org);
   if (s.Step() != SQLITE_DONE) return s.Error("cannot update partner keys");
+  InvalidatePartners();
   generation_.fetch_add(1);
   return Status::Ok();
 }
@@ -1602,12 +1667,16 @@ Result<size_t> Store::DestroyRecords(const CaseId& case_id, const std::vector<Re
   if (!tx.ok()) return Status::IOError(std::string("cannot begin transaction: ") + sqlite3_errmsg(db_));
   Stmt del_aud(db_, "DELETE FROM audience WHERE id = ?");
   Stmt del(db_, "DELETE FROM records WHERE id = ?");
+  Stmt del_unreadable(db_, "DELETE FROM unreadable_fragments WHERE id = ?");
   Stmt mark(db_, "INSERT OR IGNORE INTO destroyed (id, case_id, whole_case, destroyed_ms) VALUES (?,?,?,?)");
   size_t n = 0;
   for (const RecordId& id : ids) {
     del_aud.Bind(1, ByteSpan(id));
     if (del_aud.Step() != SQLITE_DONE) return del_aud.Error("cannot destroy audience");
     del_aud.Reset();
+    del_unreadable.Bind(1, ByteSpan(id));
+    if (del_unreadable.Step() != SQLITE_DONE) return del_unreadable.Error("cannot destroy");
+    del_unreadable.Reset();
     del.Bind(1, ByteSpan(id));
     if (del.Step() != SQLITE_DONE) return del.Error("cannot destroy record");
     del.Reset();
@@ -1620,7 +1689,7 @@ Result<size_t> Store::DestroyRecords(const CaseId& case_id, const std::vector<Re
     // The label, schedule and hold go with the case; only its id stays, so
     // that a partner's copy of it is refused instead of taken in again.
     for (const char* sql : {"DELETE FROM cases WHERE case_id = ?", "DELETE FROM case_schedule WHERE case_id = ?",
-                            "DELETE FROM legal_holds WHERE case_id = ?"}) {
+                            "DELETE FROM legal_holds WHERE case_id = ?", "DELETE FROM unreadable_fragments WHERE case_id = ?"}) {
       Stmt s(db_, sql);
       s.Bind(1, ByteSpan(case_id));
       if (s.Step() != SQLITE_DONE) return s.Error("cannot destroy the case");
@@ -1644,8 +1713,8 @@ Status Store::TruncateWal() {
 }
 
 Result<bool> Store::CaseDestroyed(const CaseId& case_id) {
-  std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT 1 FROM destroyed WHERE id = ? AND whole_case = 1");
+  std::lock_guard lock(read_mu_);
+  Stmt s(read_db_, "SELECT 1 FROM destroyed WHERE id = ? AND whole_case = 1");
   s.Bind(1, ByteSpan(case_id));
   int rc = s.Step();
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) return s.Error("cannot read destroyed cases");
@@ -1653,8 +1722,8 @@ Result<bool> Store::CaseDestroyed(const CaseId& case_id) {
 }
 
 Result<std::vector<bool>> Store::Destroyed(const std::vector<RecordId>& ids) {
-  std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT 1 FROM destroyed WHERE id = ?");
+  std::lock_guard lock(read_mu_);
+  Stmt s(read_db_, "SELECT 1 FROM destroyed WHERE id = ?");
   std::vector<bool> out;
   for (const RecordId& id : ids) {
     s.Bind(1, ByteSpan(id));
@@ -1671,6 +1740,75 @@ Status Store::ForgetCaseLabel(const CaseId& case_id) {
   Stmt s(db_, "UPDATE cases SET label = '' WHERE case_id = ?");
   s.Bind(1, ByteSpan(case_id));
   if (s.Step() != SQLITE_DONE) return s.Error("cannot erase the case label");
+  return Status::Ok();
+}
+
+Result<bool> Store::MarkUnreadable(const UnreadableFragment& u) {
+  std::lock_guard lock(mu_);
+  // Only for a fragment still held: a purge may have come in between.
+  Stmt s(db_, "INSERT OR IGNORE INTO unreadable_fragments (id, case_id, reason, found_ms) "
+              "SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM records WHERE id = ?1)");
+  s.Bind(1, ByteSpan(u.id)).Bind(2, ByteSpan(u.case_id)).Bind(3, u.reason).Bind(4, u.found_ms);
+  if (s.Step() != SQLITE_DONE) return s.Error("cannot record an unreadable fragment");
+  return sqlite3_changes(db_) > 0;
+}
+
+Result<std::vector<UnreadableFragment>> Store::UnreadableOfCase(const CaseId& case_id) {
+  std::lock_guard lock(read_mu_);
+  Stmt s(read_db_, "SELECT id, reason, found_ms FROM unreadable_fragments WHERE case_id = ? ORDER BY id");
+  s.Bind(1, ByteSpan(case_id));
+  std::vector<UnreadableFragment> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    UnreadableFragment u;
+    if (!s.Array(0, &u.id)) continue;
+    u.case_id = case_id;
+    u.reason = s.Text(1);
+    u.found_ms = s.Int(2);
+    out.push_back(std::move(u));
+  }
+  if (rc != SQLITE_DONE) return s.Error("cannot read unreadable fragments");
+  return out;
+}
+
+Result<int64_t> Store::CountUnreadable() {
+  std::lock_guard lock(read_mu_);
+  Stmt s(read_db_, "SELECT COUNT(*) FROM unreadable_fragments");
+  if (s.Step() != SQLITE_ROW) return s.Error("cannot count unreadable fragments");
+  return s.Int(0);
+}
+
+Result<std::vector<StoredFragmentRef>> Store::FragmentsStoredAfter(int64_t seq, size_t max) {
+  std::lock_guard lock(read_mu_);
+  Stmt s(read_db_, "SELECT seq, time_ms, ref FROM changes WHERE seq > ? AND kind = 'item-stored' ORDER BY seq LIMIT ?");
+  s.Bind(1, seq).Bind(2, static_cast<int64_t>(max));
+  std::vector<StoredFragmentRef> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    StoredFragmentRef f;
+    f.seq = s.Int(0);
+    f.time_ms = s.Int(1);
+    if (!s.Array(2, &f.id)) continue;
+    out.push_back(f);
+  }
+  if (rc != SQLITE_DONE) return s.Error("cannot read stored fragments");
+  return out;
+}
+
+Result<int64_t> Store::BodyCheckCursor() {
+  std::lock_guard lock(read_mu_);
+  Stmt s(read_db_, "SELECT upto_seq FROM body_checks WHERE one = 1");
+  int rc = s.Step();
+  if (rc == SQLITE_DONE) return int64_t{0};
+  if (rc != SQLITE_ROW) return s.Error("cannot read the body-check position");
+  return s.Int(0);
+}
+
+Status Store::SetBodyCheckCursor(int64_t seq) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "INSERT OR REPLACE INTO body_checks (one, upto_seq) VALUES (1, ?)");
+  s.Bind(1, seq);
+  if (s.Step() != SQLITE_DONE) return s.Error("cannot record the body-check position");
   return Status::Ok();
 }
 
