@@ -451,6 +451,7 @@ TEST_CASE("a version 2 database is migrated: every case is due once and the frag
                            "DROP TABLE destroyed; CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log"
                            " BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;"
                            "DROP TABLE unreadable_fragments; DROP TABLE body_checks;"  // version 9's (issue 15)
+                           "DROP INDEX audience_by_time; CREATE INDEX audience_by_id ON audience (id, org);"
                            "PRAGMA user_version=2;",
                        nullptr, nullptr, nullptr) == SQLITE_OK);
   sqlite3_close(db);
