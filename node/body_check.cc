@@ -18,10 +18,10 @@
 
 namespace kring {
 
-Node::BodyRead Node::ReadBody(const Fragment& f) {
+Node::BodyRead Node::ReadBody(const Fragment& f, const FragmentId& id) {
   BodyRead out;
   ContentKey key;
-  if (!ContentKeyFor(f, &key).ok()) {
+  if (!ContentKeyFor(f, &key, &id).ok()) {
     // Sealed to this organisation but no key of it opens it: unreadable for
     // good. Not sealed to it: a late key grant may still come (not an error).
     if (SealedKeyFor(f, org_) != nullptr) {
@@ -85,7 +85,7 @@ void Node::CheckStoredBody(const FragmentId& id) {
   auto f = DecodeFragmentRecord((*rec)->record);
   if (!f.ok()) return;
   if (f->header.author.v == org_) return;  // validated when written here
-  BodyRead r = ReadBody(*f);
+  BodyRead r = ReadBody(*f, id);
   if (r.outcome == BodyRead::Outcome::kUnreadable) NoteUnreadable(id, *f, r.reason);
 }
 

@@ -265,7 +265,7 @@ Result<ItemRead> Node::ReadItem(const CaseId& case_id, const FragmentId& item) {
     if (!f.ok() || f->ItemId() != item) continue;
     FragmentFacts facts = FactsOf(r.id, *f);
     if (f->header.author.v != me && !state->MayRead(me, facts, now)) continue;
-    BodyRead body = ReadBody(*f);  // an unreadable version is listed in the plan's `unreadable`
+    BodyRead body = ReadBody(*f, r.id);  // an unreadable version is listed in the plan's `unreadable`
     if (body.outcome == BodyRead::Outcome::kUnreadable) NoteUnreadable(r.id, *f, body.reason);
     if (body.outcome != BodyRead::Outcome::kOk) continue;
     ItemVersion v;
@@ -338,7 +338,7 @@ Result<PlanRead> Node::ReadPlan(const CaseId& case_id) {
       body.outcome = BodyRead::Outcome::kUnreadable;
       body.reason = k->second;
     } else {
-      body = ReadBody(*f);  // kNoKey: a late grant's key has not arrived yet
+      body = ReadBody(*f, r.id);  // kNoKey: a late grant's key has not arrived yet
       if (body.outcome == BodyRead::Outcome::kUnreadable) NoteUnreadable(r.id, *f, body.reason);
     }
     if (body.outcome == BodyRead::Outcome::kUnreadable) {

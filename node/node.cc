@@ -318,9 +318,9 @@ std::unique_lock<std::mutex> Node::LockCase(const CaseId& case_id) {
   return std::unique_lock<std::mutex>(case_mu_[stripe % kCaseStripes]);
 }
 
-Status Node::ContentKeyFor(const Fragment& f, ContentKey* key) {
+Status Node::ContentKeyFor(const Fragment& f, ContentKey* key, const FragmentId* known_id) {
   auto me = Keys();
-  FragmentId id = f.Id();
+  const FragmentId id = known_id ? *known_id : f.Id();
   // Re-sealed to our current key after a rotation of our own keys.
   if (auto resealed = store_->Resealed(id); resealed.ok() && resealed->has_value() &&
                                             OpenSealedKey(**resealed, me->pub.box_pk, me->box_sk, key).ok())

@@ -377,7 +377,7 @@ class Node : public RecordSink {
   // kNoKey: not sealed to this organisation and no key grant for it (yet);
   // kUnreadable: sealed to it (or granted) but the key does not open, the
   // body does not decrypt, or it is not a valid item of its kind.
-  BodyRead ReadBody(const Fragment& f);
+  BodyRead ReadBody(const Fragment& f, const FragmentId& id);
   // Keeps that a fragment is unreadable; counts and logs it (once, at WARN,
   // without content) when it is new.
   void NoteUnreadable(const FragmentId& id, const Fragment& f, const std::string& reason);
@@ -435,7 +435,8 @@ class Node : public RecordSink {
   // Records in the change feed the consents of `state` that have expired (once each).
   Status RecordExpiriesLocked(const CaseState& state, int64_t now);
   // Opens a fragment's content key for this organisation: as a recipient or through a key grant.
-  Status ContentKeyFor(const Fragment& f, ContentKey* key);
+  // `id`: the fragment's id when the caller knows it (saves hashing it again).
+  Status ContentKeyFor(const Fragment& f, ContentKey* key, const FragmentId* id = nullptr);
   void TimerLoop();
   bool Stopping();
   // Recomputes the cases whose decisions changed by themselves, or whose

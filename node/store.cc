@@ -1558,8 +1558,8 @@ Status Store::PutResealed(const std::vector<std::pair<RecordId, SealedKey>>& key
 }
 
 Result<std::optional<SealedKey>> Store::Resealed(const RecordId& id) {
-  std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT sealed FROM resealed_keys WHERE id = ?");
+  std::lock_guard lock(read_mu_);
+  Stmt s(read_db_, "SELECT sealed FROM resealed_keys WHERE id = ?");
   s.Bind(1, ByteSpan(id));
   int rc = s.Step();
   if (rc == SQLITE_DONE) return std::optional<SealedKey>();

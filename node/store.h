@@ -7,7 +7,8 @@
 //
 // Thread-safety: every method may be called from any thread. Writes and most
 // reads are serialised on one connection; the reads on the ingest path
-// (Contains, Destroyed, CaseDestroyed, GetRecord) and the body checks' reads
+// (Contains, Destroyed, CaseDestroyed, GetRecord, ListPartners, Resealed)
+// and the body checks' reads
 // go through a second, read-only connection with its own lock, so they never
 // wait for another thread's insert, commit and fsync (WAL: a reader sees the
 // last committed state). The partner list is an immutable snapshot, replaced
@@ -385,7 +386,7 @@ class Store {
   std::mutex mu_;
   sqlite3* db_;
   std::mutex read_mu_;  // guards read_db_; never held while waiting for mu_
-  sqlite3* read_db_ = nullptr;  // query_only: Contains, Destroyed, CaseDestroyed, GetRecord, body checks
+  sqlite3* read_db_ = nullptr;  // query_only: the reads named at the top of this file
   std::mutex partners_mu_;  // guards the two below
   std::shared_ptr<const std::vector<Partner>> partners_;
   uint64_t partners_version_ = 0;  // bumped by InvalidatePartners: a read begun before is not kept
