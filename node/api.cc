@@ -321,6 +321,9 @@ struct ApiServer::Impl {
     m << "# HELP kring_fragments_received_total Fragments newly stored from peers.\n"
       << "# TYPE kring_fragments_received_total counter\n"
       << "kring_fragments_received_total " << stats.fragments_received << "\n";
+    m << "# HELP kring_unreadable_fragments_total Stored fragments whose body did not open or validate for this organisation (kept, shown as unreadable).\n"
+      << "# TYPE kring_unreadable_fragments_total counter\n"
+      << "kring_unreadable_fragments_total " << node->unreadable_fragments() << "\n";
     m << "# HELP kring_consent_withdrawals_processed_total Consent withdrawals this node recorded or received.\n"
       << "# TYPE kring_consent_withdrawals_processed_total counter\n"
       << "kring_consent_withdrawals_processed_total " << node->withdrawals_processed() << "\n";

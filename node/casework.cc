@@ -1,5 +1,6 @@
 // The professional's operations on a case: open it, record and withdraw consent, write and read the plan.
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "crypto/primitives.h"
@@ -264,10 +265,9 @@ Result<ItemRead> Node::ReadItem(const CaseId& case_id, const FragmentId& item) {
     if (!f.ok() || f->ItemId() != item) continue;
     FragmentFacts facts = FactsOf(r.id, *f);
     if (f->header.author.v != me && !state->MayRead(me, facts, now)) continue;
-    ContentKey key;
-    if (!ContentKeyFor(*f, &key).ok()) continue;
-    auto body = DecryptFragment(*f, key);
-    if (!body.ok()) continue;
+    BodyRead body = ReadBody(*f, r.id);  // an unreadable version is listed in the plan's `unreadable`
+    if (body.outcome == BodyRead::Outcome::kUnreadable) NoteUnreadable(r.id, *f, body.reason);
+    if (body.outcome != BodyRead::Outcome::kOk) continue;
     ItemVersion v;
     v.version = r.id;
     v.item = item;
@@ -276,9 +276,7 @@ Result<ItemRead> Node::ReadItem(const CaseId& case_id, const FragmentId& item) {
     v.domain = f->header.domain.v;
     v.hlc = f->header.hlc;
     v.supersedes = f->header.predecessors.v;
-    v.data = nlohmann::json::parse(body->begin(), body->end(), nullptr, false);
-    sodium_memzero(body->data(), body->size());
-    if (v.data.is_discarded()) continue;
+    v.data = std::move(body.data);
     if (auto c = state->ConsentFor(me, facts, now)) consents.insert(ToHex(*c));
     versions.push_back(std::move(v));
   }
@@ -324,15 +322,34 @@ Result<PlanRead> Node::ReadPlan(const CaseId& case_id) {
   PlanRead out;
   std::set<std::string> consents;
   std::vector<ItemVersion> versions;
+  // Fragments whose body did not open or validate: the background lane's
+  // findings, and what this read finds. Shown by their header, never dropped.
+  std::map<FragmentId, std::string> known_unreadable;
+  if (auto u = store_->UnreadableOfCase(case_id); u.ok())
+    for (const UnreadableFragment& x : *u) known_unreadable.emplace(x.id, x.reason);
+  nlohmann::json unreadable = nlohmann::json::array();
   for (const StoredRecord& r : *records) {
     auto f = DecodeFragmentRecord(r.record);
     if (!f.ok()) continue;
     FragmentFacts facts = FactsOf(r.id, *f);
     if (f->header.author.v != me && !state->MayRead(me, facts, now)) continue;
-    ContentKey key;
-    if (!ContentKeyFor(*f, &key).ok()) continue;  // a late grant's key has not arrived yet
-    auto body = DecryptFragment(*f, key);
-    if (!body.ok()) continue;
+    BodyRead body;
+    if (auto k = known_unreadable.find(r.id); k != known_unreadable.end()) {
+      body.outcome = BodyRead::Outcome::kUnreadable;
+      body.reason = k->second;
+    } else {
+      body = ReadBody(*f, r.id);  // kNoKey: a late grant's key has not arrived yet
+      if (body.outcome == BodyRead::Outcome::kUnreadable) NoteUnreadable(r.id, *f, body.reason);
+    }
+    if (body.outcome == BodyRead::Outcome::kUnreadable) {
+      const FragmentHeader& h = f->header;
+      unreadable.push_back({{"version", ToHex(r.id)}, {"item", ToHex(f->ItemId())}, {"author", h.author.v},
+                            {"kind", h.kind.v},
+                            {"domain", h.domain.v},
+                            {"created", IsoTimeMillis(HlcMillis(h.hlc))}, {"reason", body.reason}});
+      continue;
+    }
+    if (body.outcome != BodyRead::Outcome::kOk) continue;
     ItemVersion v;
     v.version = r.id;
     v.item = f->ItemId();
@@ -341,14 +358,13 @@ Result<PlanRead> Node::ReadPlan(const CaseId& case_id) {
     v.domain = f->header.domain.v;
     v.hlc = f->header.hlc;
     v.supersedes = f->header.predecessors.v;
-    v.data = nlohmann::json::parse(body->begin(), body->end(), nullptr, false);
-    sodium_memzero(body->data(), body->size());
-    if (v.data.is_discarded()) continue;
+    v.data = std::move(body.data);
     if (auto c = state->ConsentFor(me, facts, now)) consents.insert(ToHex(*c));
     versions.push_back(std::move(v));
   }
   RegieView regie = state->Regie();
   out.plan = MergePlan(case_id, RegieInput{regie.org, regie.person, regie.conflict}, std::move(versions));
+  if (!unreadable.empty()) out.plan["unreadable"] = std::move(unreadable);  // like `forks`: only when there are some
   out.plan["status"] = PlanStatusOf(state->Closure());
   out.plan["closed"] = ClosureToJson(state->Closure());
   // The access log names what was shown: each item's version and its conflicts.

@@ -2,6 +2,7 @@
 #include "node/fault_vfs.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 
@@ -13,6 +14,9 @@ namespace {
 
 std::atomic<DiskFault> g_fault{DiskFault::kNone};
 std::atomic<uint64_t> g_injected{0};
+std::mutex g_hang_mu;  // kSyncHang: guards g_hanging; g_hang_cv wakes at a fault change
+std::condition_variable g_hang_cv;
+int g_hanging = 0;
 sqlite3_vfs* g_base = nullptr;  // the default VFS we wrap
 sqlite3_vfs g_vfs;
 
@@ -50,6 +54,13 @@ int Truncate(sqlite3_file* f, sqlite3_int64 size) {
 }
 int Sync(sqlite3_file* f, int flags) {
   if (g_fault.load() == DiskFault::kSyncError) return Injected(SQLITE_IOERR_FSYNC);
+  if (g_fault.load() == DiskFault::kSyncHang) {
+    std::unique_lock lock(g_hang_mu);
+    ++g_hanging;
+    g_hang_cv.notify_all();
+    g_hang_cv.wait(lock, [] { return g_fault.load() != DiskFault::kSyncHang; });
+    --g_hanging;
+  }
   return Real(f)->pMethods->xSync(Real(f), flags);
 }
 int FileSize(sqlite3_file* f, sqlite3_int64* size) { return Real(f)->pMethods->xFileSize(Real(f), size); }
@@ -135,7 +146,18 @@ Status RegisterFaultVfs() {
   return Status::Ok();
 }
 
-void SetDiskFault(DiskFault fault) { g_fault.store(fault); }
+void SetDiskFault(DiskFault fault) {
+  {
+    std::lock_guard lock(g_hang_mu);
+    g_fault.store(fault);
+  }
+  g_hang_cv.notify_all();
+}
+
+int HangingSyncs() {
+  std::lock_guard lock(g_hang_mu);
+  return g_hanging;
+}
 
 uint64_t TakeInjectedFaults() { return g_injected.exchange(0); }
 

@@ -21,12 +21,15 @@ enum class DiskFault {
   kWriteError,  // xWrite and xTruncate fail with SQLITE_IOERR_WRITE / _TRUNCATE
   kDiskFull,    // xWrite and xTruncate fail with SQLITE_FULL
   kSyncError,   // xSync fails with SQLITE_IOERR_FSYNC
+  kSyncHang,    // xSync waits until SetDiskFault(kNone): a commit stuck in its fsync
 };
 
 // Registers the VFS (not as the default). Idempotent; IOError if SQLite refuses.
 Status RegisterFaultVfs();
 // Injects `fault` from the next operation on, until SetDiskFault(kNone).
 void SetDiskFault(DiskFault fault);
+// How many xSync calls are waiting in kSyncHang now.
+int HangingSyncs();
 // How many operations failed on purpose since the last call.
 uint64_t TakeInjectedFaults();
 

@@ -128,7 +128,8 @@ void ApplyEnvironment(CLI::App* app, const std::map<const CLI::Option*, std::str
 
 int Run(const std::string& dir, const std::string& listen, const std::string& api, int sync_interval_ms,
         const std::string& tls_cert, const std::string& tls_key, CheckpointPolicy checkpoints,
-        const std::string& portal, const std::string& fhir_base_uri, int64_t degraded_after_s, int64_t sweep_interval_s) {
+        const std::string& portal, const std::string& fhir_base_uri, int64_t degraded_after_s, int64_t sweep_interval_s,
+        int64_t body_check_delay_ms) {
   ApiOptions api_options;
   api_options.fhir_base_uri = fhir_base_uri;
   api_options.tls_cert = tls_cert;
@@ -159,6 +160,7 @@ int Run(const std::string& dir, const std::string& listen, const std::string& ap
   const PublicIdentity& me = (*node)->identity();
   (*node)->SetCheckpointPolicy(checkpoints);
   (*node)->SetSweepInterval(sweep_interval_s * 1000);
+  (*node)->SetBodyCheckDelay(body_check_delay_ms);
   SyncOptions sync;
   sync.listen = listen;
   sync.anti_entropy_interval_ms = sync_interval_ms;
@@ -339,6 +341,12 @@ int Main(int argc, char** argv) {
   run->add_option("--sweep-interval-s", sweep_interval_s,
                   "Seconds between retention sweeps, which destroy what the retention rules say is due (0: never)")
       ->check(CLI::Range(int64_t{0}, int64_t{31} * 86400))
+      ->capture_default_str();
+  int64_t body_check_delay_ms = 0;
+  run->add_option("--body-check-delay-ms", body_check_delay_ms,
+                  "Milliseconds after a received fragment is stored before the background lane checks its body "
+                  "(plan reads check at once; for tests of crash recovery)")
+      ->check(CLI::Range(int64_t{0}, int64_t{86400} * 1000))
       ->capture_default_str();
 
   auto* retention = app.add_subcommand(
@@ -687,7 +695,7 @@ int Main(int argc, char** argv) {
   if (*run) {
     checkpoint_policy.interval_ms = checkpoint_interval_s * 1000;
     return Run(dir, listen, api, sync_interval_ms, tls_cert, tls_key, checkpoint_policy, portal, fhir_base_uri,
-               degraded_after_s, sweep_interval_s);
+               degraded_after_s, sweep_interval_s, body_check_delay_ms);
   }
   return 2;
 }

@@ -100,6 +100,9 @@ Result<std::unique_ptr<Node>> Node::Open(const std::string& data_dir, WallClock 
   auto seen = node->store_->GetNodeState("partners_digest");
   if (!seen.ok()) return seen.status();
   if (!seen->has_value() || **seen != *digest) node->recompute_all_ = true;
+  auto unreadable = node->store_->CountUnreadable();
+  if (!unreadable.ok()) return unreadable.status();
+  node->unreadable_fragments_ = static_cast<uint64_t>(*unreadable);
   return node;
 }
 
@@ -133,6 +136,7 @@ Status Node::StartSync(SyncOptions sync) {
     return st;
   }
   timer_ = std::thread([this] { TimerLoop(); });
+  body_checks_ = std::thread([this] { BodyCheckLoop(); });
   return st;
 }
 
@@ -143,6 +147,12 @@ void Node::Stop() {
   }
   timer_cv_.notify_all();
   if (timer_.joinable()) timer_.join();
+  {
+    std::lock_guard lock(body_mu_);
+    body_stopping_ = true;
+  }
+  body_cv_.notify_all();
+  if (body_checks_.joinable()) body_checks_.join();
   if (sync_) {  // a clean stop leaves a checkpoint of the log as it ends
     Status st = CheckpointIfDue(true);
     if (!st.ok()) KRING_LOG(kError, "audit", "cannot sign an access-log checkpoint: " << st.ToString());
@@ -308,9 +318,9 @@ std::unique_lock<std::mutex> Node::LockCase(const CaseId& case_id) {
   return std::unique_lock<std::mutex>(case_mu_[stripe % kCaseStripes]);
 }
 
-Status Node::ContentKeyFor(const Fragment& f, ContentKey* key) {
+Status Node::ContentKeyFor(const Fragment& f, ContentKey* key, const FragmentId* known_id) {
   auto me = Keys();
-  FragmentId id = f.Id();
+  const FragmentId id = known_id ? *known_id : f.Id();
   // Re-sealed to our current key after a rotation of our own keys.
   if (auto resealed = store_->Resealed(id); resealed.ok() && resealed->has_value() &&
                                             OpenSealedKey(**resealed, me->pub.box_pk, me->box_sk, key).ok())
@@ -601,15 +611,14 @@ Status Node::AppendAccessLocked(AccessEntry* e) {
 }
 
 // What can be checked of a fragment without the node's state: its author's
-// key, signature, and (when sealed to us) its body. Run outside the case
-// locks, so API calls and the previous push's Commit go on.
+// key and signature. Run outside the case locks, so API calls and the
+// previous push's Commit go on. The body is not opened on receipt: the
+// background lane (node/body_check.cc) and plan reads do that.
 struct Node::FragmentCheck {
   Fragment f;
   Bytes* bytes = nullptr;
   FragmentId id{};
   std::optional<Refusal> refusal;  // the first failure, in the order receivers report them
-  bool body_checked = false;       // the body was opened and judged here
-  std::optional<Refusal> body_refusal;
 };
 
 void Node::CheckFragmentAlone(FragmentCheck& c, const std::vector<Partner>& partners) const {
@@ -628,35 +637,7 @@ void Node::CheckFragmentAlone(FragmentCheck& c, const std::vector<Partner>& part
   if (!st.ok()) {
     c.refusal = Refusal{SignatureRefusal(h.author.v, at, verifies, Reject::kBadFragment),
                         "fragment by " + h.author.v + ": " + st.message()};
-    return;
   }
-  const SealedKey* sealed = SealedKeyFor(c.f, org_);
-  if (sealed == nullptr) return;  // perhaps through a key grant: judged in Commit
-  ContentKey key;
-  if (!OpenContentKey(*sealed, *Keys(), &key).ok()) return;  // sealed to a key we had before a rotation: judged in Commit
-  JudgeBody(c, key);
-}
-
-void Node::JudgeBody(FragmentCheck& c, const ContentKey& key) {
-  const FragmentHeader& h = c.f.header;
-  c.body_checked = true;
-  auto body = DecryptFragment(c.f, key);
-  if (!body.ok()) {
-    c.body_refusal = Refusal{Reject::kBadFragment, "fragment " + ToHex(c.id).substr(0, 16) +
-                                                       " does not decrypt: " + body.status().message()};
-    return;
-  }
-  // Parsing a partner's body is bounded like an API body: no recursion deeper
-  // than the API allows (copying and validating recurse per level).
-  std::string_view text(reinterpret_cast<const char*>(body->data()), body->size());
-  nlohmann::json data = JsonNestingWithin(text, kMaxApiJsonDepth)
-                            ? nlohmann::json::parse(body->begin(), body->end(), nullptr, false)
-                            : nlohmann::json(nlohmann::json::value_t::discarded);
-  sodium_memzero(body->data(), body->size());
-  Status valid = ValidateFragmentItem(h.kind.v, h.domain.v, data);
-  if (valid.ok() && h.predecessors.v.empty() && IsTombstone(data))
-    valid = Status::InvalidArgument("a new item cannot be a deletion");
-  if (!valid.ok()) c.body_refusal = Refusal{Reject::kInvalidItem, "fragment " + ToHex(c.id).substr(0, 16) + ": " + valid.message()};
 }
 
 // What a push brings to one case.
@@ -671,7 +652,7 @@ struct Node::CaseWork {
 struct Node::IngestBatch : RecordSink::Batch {
   std::string from;
   std::vector<Bytes> records;  // the others point into these
-  std::vector<Partner> partners;
+  std::shared_ptr<const std::vector<Partner>> partners;  // the snapshot Prepare judged by
   std::map<CaseId, CaseWork> cases;
 };
 
@@ -680,14 +661,16 @@ std::unique_ptr<RecordSink::Batch> Node::Prepare(const std::string& from, std::v
   auto batch = std::make_unique<IngestBatch>();
   batch->from = from;
   batch->records = std::move(records_in);
-  auto partners_or = store_->ListPartners();
+  // The partners' snapshot: no lock another worker's commit holds.
+  auto partners_or = store_->Partners();
   if (!partners_or.ok()) {
     KRING_LOG(kError, "store", "cannot read partners: " << partners_or.status().ToString());
     batch->records.clear();
+    batch->partners = std::make_shared<const std::vector<Partner>>();
     return batch;
   }
   batch->partners = std::move(*partners_or);
-  const std::vector<Partner>& partners = batch->partners;
+  const std::vector<Partner>& partners = *batch->partners;
   auto refuse = [&](Reject why, const std::string& detail) { reject(RejectName(why), detail); };
 
   // Decode once; check what needs no state (signatures).
@@ -751,7 +734,8 @@ std::unique_ptr<RecordSink::Batch> Node::Prepare(const std::string& from, std::v
     CaseId case_id = h.case_id;
     batch->cases[case_id].controls.emplace_back(std::move(c), bytes);
   }
-  // Copies of fragments we already hold cost a lookup, not a verification.
+  // Copies of fragments we already hold cost a lookup (on the store's read
+  // connection: never behind another worker's commit), not a verification.
   for (auto& [case_id, work] : batch->cases) {
     std::vector<RecordId> ids;
     for (const FragmentCheck& c : work.fragments) ids.push_back(c.id);
@@ -820,20 +804,21 @@ size_t Node::Commit(std::unique_ptr<Batch> batch_in, const RejectFn& reject) {
   TakeWaiting(from, batch, reject);
   auto refuse = [&](Reject why, const std::string& detail) { reject(RejectName(why), detail); };
   // A partner removed or re-keyed since Prepare is no longer trusted.
-  auto current = store_->ListPartners();
-  if (!current.ok()) {
-    KRING_LOG(kError, "store", "cannot read partners: " << current.status().ToString());
+  auto current_or = store_->Partners();
+  if (!current_or.ok()) {
+    KRING_LOG(kError, "store", "cannot read partners: " << current_or.status().ToString());
     return 0;
   }
+  const std::vector<Partner>& current = **current_or;
   auto still_trusted = [&](const std::string& author) {
-    auto then = AuthorKey(author, -1, batch->partners);
-    auto now_key = AuthorKey(author, -1, *current);
+    auto then = AuthorKey(author, -1, *batch->partners);
+    auto now_key = AuthorKey(author, -1, current);
     if (then && now_key && *then == *now_key) return true;
     refuse(Reject::kUnknownAuthor, "record by '" + author + "', who is no longer a partner");
     return false;
   };
   std::set<std::string> partner_orgs;
-  for (const Partner& p : *current) partner_orgs.insert(p.identity.org);
+  for (const Partner& p : current) partner_orgs.insert(p.identity.org);
   size_t added = 0;
   for (auto& [case_id, work] : batch->cases) {
     auto lock = LockCase(case_id);  // one case at a time: other cases' calls go on
@@ -983,14 +968,8 @@ size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::
       refuse(Reject::kInvalidItem, "fragment " + id + " edits a version of another case, item, kind or domain");
       continue;
     }
-    if (!c.body_checked) {
-      ContentKey key;  // not sealed to us: perhaps a key grant we hold opens it
-      if (ContentKeyFor(c.f, &key).ok()) JudgeBody(c, key);
-    }
-    if (c.body_refusal) {
-      refuse(c.body_refusal->reason, c.body_refusal->detail);
-      continue;
-    }
+    // The body is not opened here: the background lane checks it, and a
+    // body that does not open or validate is shown as unreadable, not dropped.
     rows.push_back(RecordRow{c.id, RecordType::kFragment, case_id, h.author.v, h.kind.v, h.domain.v, h.hlc, *c.bytes,
                              FragmentAudience(state, facts, now)});
     accepted.emplace(c.id, &c);
@@ -1071,6 +1050,7 @@ size_t Node::CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::
     KRING_LOG(kError, "store", "cannot store records from " << from << ": " << ids.status().ToString());
     return 0;
   }
+  if (!accepted.empty()) WakeBodyChecks();
   if (decided) CacheState(state);
   for (const RecordRow& r : rows) {
     clock_.Observe(r.hlc);  // only what we accepted moves our clock

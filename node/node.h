@@ -162,6 +162,12 @@ class Node : public RecordSink {
   SyncEngine* sync() { return sync_.get(); }
   const std::string& data_dir() const { return data_dir_; }
   uint64_t withdrawals_processed() const { return withdrawals_processed_.load(); }
+  // Fragments whose body did not open or validate for this organisation
+  // (kept, shown as unreadable), for kring_unreadable_fragments_total.
+  uint64_t unreadable_fragments() const { return unreadable_fragments_.load(); }
+  // The background lane checks a received fragment's body no sooner than
+  // this long after it was stored (default 0; tests of crash recovery).
+  void SetBodyCheckDelay(int64_t delay_ms) { body_check_delay_ms_.store(delay_ms); }
   // Refusals of the citizen's input at the portal (bad codes, signatures), by reason, for /metrics.
   void CountCitizenRejection(const std::string& reason);
   std::map<std::string, uint64_t> CitizenRejections();
@@ -366,8 +372,27 @@ class Node : public RecordSink {
                       const std::set<std::string>& partners, int64_t now) const;
   struct IngestBatch;
   void CheckFragmentAlone(FragmentCheck& c, const std::vector<Partner>& partners) const;
-  // Decrypts the body with `key` and validates it as an item of the header's kind.
-  static void JudgeBody(FragmentCheck& c, const ContentKey& key);
+
+  // --- deferred body checks (node/body_check.cc) ---
+  // A fragment's body as this organisation reads it.
+  struct BodyRead {
+    enum class Outcome { kOk, kNoKey, kUnreadable } outcome = Outcome::kNoKey;
+    nlohmann::json data;  // kOk: the validated item
+    std::string reason;   // kUnreadable: "content-key", "decrypt" or "invalid"
+  };
+  // kNoKey: not sealed to this organisation and no key grant for it (yet);
+  // kUnreadable: sealed to it (or granted) but the key does not open, the
+  // body does not decrypt, or it is not a valid item of its kind.
+  BodyRead ReadBody(const Fragment& f, const FragmentId& id);
+  // Keeps that a fragment is unreadable; counts and logs it (once, at WARN,
+  // without content) when it is new.
+  void NoteUnreadable(const FragmentId& id, const Fragment& f, const std::string& reason);
+  // The background lane: checks the body of each fragment stored from a
+  // partner after the stored position, at low CPU priority, off the ingest path.
+  void BodyCheckLoop();
+  // Checks one stored fragment's body (the lane's step).
+  void CheckStoredBody(const FragmentId& id);
+  void WakeBodyChecks();
   struct CaseWork;
   size_t CommitCaseLocked(const CaseId& case_id, CaseWork& work, const std::string& from,
                           const std::set<std::string>& partners,
@@ -416,7 +441,8 @@ class Node : public RecordSink {
   // Records in the change feed the consents of `state` that have expired (once each).
   Status RecordExpiriesLocked(const CaseState& state, int64_t now);
   // Opens a fragment's content key for this organisation: as a recipient or through a key grant.
-  Status ContentKeyFor(const Fragment& f, ContentKey* key);
+  // `id`: the fragment's id when the caller knows it (saves hashing it again).
+  Status ContentKeyFor(const Fragment& f, ContentKey* key, const FragmentId* id = nullptr);
   void TimerLoop();
   bool Stopping();
   // Recomputes the cases whose decisions changed by themselves, or whose
@@ -484,6 +510,14 @@ class Node : public RecordSink {
   std::mutex timer_mu_;
   std::condition_variable timer_cv_;
   bool stopping_ = false;
+
+  std::thread body_checks_;
+  std::mutex body_mu_;  // guards the two below
+  std::condition_variable body_cv_;
+  bool body_stopping_ = false;
+  bool body_pending_ = false;  // fragments were stored since the lane last looked
+  std::atomic<int64_t> body_check_delay_ms_{0};
+  std::atomic<uint64_t> unreadable_fragments_{0};
 };
 
 }  // namespace kring

@@ -5,9 +5,15 @@
 // ciphertext the author produced; the content key is stored only sealed
 // (inside the fragment, to this organisation's X25519 key).
 //
-// Thread-safety: every method may be called from any thread; calls are
-// serialised on one connection. Other processes (the CLI) may write the same
-// file; ChangedByOthers() tells when they did.
+// Thread-safety: every method may be called from any thread. Writes and most
+// reads are serialised on one connection; the reads on the ingest path
+// (Contains, Destroyed, CaseDestroyed, GetRecord, ListPartners, Resealed)
+// and the body checks' reads
+// go through a second, read-only connection with its own lock, so they never
+// wait for another thread's insert, commit and fsync (WAL: a reader sees the
+// last committed state). The partner list is an immutable snapshot, replaced
+// when partners change. Other processes (the CLI) may write the same file;
+// ChangedByOthers() tells when they did.
 #pragma once
 
 #include <atomic>
@@ -33,8 +39,9 @@ struct sqlite3;
 
 namespace kring {
 
-// 6: network roster (issue 13); 7: change feed and idempotency (issue 14); 8: retention (issue 16).
-inline constexpr int kSchemaVersion = 8;
+// 6: network roster (issue 13); 7: change feed and idempotency (issue 14); 8: retention (issue 16);
+// 9: deferred body checks (issue 15).
+inline constexpr int kSchemaVersion = 9;
 
 struct Partner {
   PublicIdentity identity;
@@ -67,6 +74,22 @@ struct RecordRow {
   HlcTimestamp hlc = 0;
   ByteSpan record;
   std::vector<std::string> audience;
+};
+
+// A stored fragment whose body did not open or validate for this
+// organisation (node/body_check.cc): kept, shown as unreadable, never dropped.
+struct UnreadableFragment {
+  RecordId id{};
+  CaseId case_id{};
+  std::string reason;  // "content-key", "decrypt" or "invalid" (never body content)
+  int64_t found_ms = 0;
+};
+
+// A fragment stored after a point of the change feed, for the body checks.
+struct StoredFragmentRef {
+  int64_t seq = 0;      // its item-stored change
+  int64_t time_ms = 0;  // when this node stored it
+  RecordId id{};
 };
 
 // What adopting a roster version changes, in one transaction.
@@ -146,6 +169,10 @@ class Store {
   Status AddPartner(const Partner& p);
   Status RemovePartner(const std::string& org);  // NotFound if absent
   Result<std::vector<Partner>> ListPartners();
+  // The partners as an immutable snapshot, read afresh only after a change
+  // (here, or by another process as ChangedByOthers() notices): no lock of
+  // the write connection is taken.
+  Result<std::shared_ptr<const std::vector<Partner>>> Partners();
 
   // True when another connection (another process) committed a change
   // since the previous call. Cheap: reads SQLite's data_version.
@@ -338,6 +365,17 @@ class Store {
   // Which of `ids` this node destroyed (by index into `ids`).
   Result<std::vector<bool>> Destroyed(const std::vector<RecordId>& ids);
 
+  // --- deferred body checks (node/body_check.cc) ---
+  // Keeps that a fragment's body is unreadable; true when newly kept.
+  Result<bool> MarkUnreadable(const UnreadableFragment& u);
+  Result<std::vector<UnreadableFragment>> UnreadableOfCase(const CaseId& case_id);
+  Result<int64_t> CountUnreadable();
+  // Fragments stored after change `seq` (their item-stored changes), oldest first, up to `max`.
+  Result<std::vector<StoredFragmentRef>> FragmentsStoredAfter(int64_t seq, size_t max);
+  // The change up to which every stored fragment's body was checked (kept across restarts).
+  Result<int64_t> BodyCheckCursor();
+  Status SetBodyCheckCursor(int64_t seq);
+
   // Copies the database to `dest` with SQLite's online backup API: one
   // consistent snapshot, while other connections keep writing. `dest` must
   // not exist; it is created mode 0600.
@@ -364,8 +402,16 @@ class Store {
   static int WalHook(void* ctx, sqlite3* db, const char* db_name, int pages);
   static void RollbackHook(void* ctx);
 
+  // Drops the partner snapshot (after a change to the partners).
+  void InvalidatePartners();
+
   std::mutex mu_;
   sqlite3* db_;
+  std::mutex read_mu_;  // guards read_db_; never held while waiting for mu_
+  sqlite3* read_db_ = nullptr;  // query_only: the reads named at the top of this file
+  std::mutex partners_mu_;  // guards the two below
+  std::shared_ptr<const std::vector<Partner>> partners_;
+  uint64_t partners_version_ = 0;  // bumped by InvalidatePartners: a read begun before is not kept
   bool changes_added_ = false;  // guarded by mu_: set by InsertRecordsLocked
   std::mutex wait_mu_;          // guards the two below; never held while waiting for mu_
   std::condition_variable wait_cv_;

@@ -291,6 +291,18 @@ json ToFhirCarePlan(const CaseId& case_id, const json& plan_view, const FhirOpti
                                   (conflicts.get<uint64_t>() == 1 ? " onderdeel van dit plan heeft" : " onderdelen van dit plan hebben") +
                                   " gelijktijdige wijzigingen die nog niet zijn samengevoegd; dit CarePlan toont van elk "
                                   "één versie, het plan in kring toont ze allemaal."}});
+  // Versions whose content could not be read are not mapped; a note says how many and who wrote them.
+  const json& unreadable = Member(plan_view, "unreadable");
+  if (unreadable.is_array() && !unreadable.empty()) {
+    std::set<std::string> authors;
+    for (const json& u : unreadable) authors.insert(Str(u, "author"));
+    std::string by;
+    for (const std::string& a : authors) by += (by.empty() ? "" : ", ") + a;
+    notes.push_back({{"text", std::to_string(unreadable.size()) +
+                                  (unreadable.size() == 1 ? " versie van een onderdeel kon niet worden gelezen"
+                                                          : " versies van onderdelen konden niet worden gelezen") +
+                                  " (geschreven door " + by + "); dit CarePlan laat ze weg, het plan in kring noemt ze."}});
+  }
   const std::string regie_org = Str(regie, "org");
   const std::string person = Str(regie, "person");
   const json& regie_conflict = Member(regie, "conflict");

@@ -22,6 +22,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "examples/cluster.h"
+#include "tests/cluster_steps.h"
 
 using kring::LocalCluster;
 using nlohmann::json;
@@ -377,6 +378,27 @@ struct DocumentedNode {
                                                                    {"status", "planned"},
                                                                    {"goal", goal_item}}}}), "version");
     current["action/finances"] = {action_version};
+    // A version the partner signed whose body is no valid note: stored and
+    // listed in the plan's `unreadable` (docs/plan.md, "Unreadable versions").
+    auto partner = kring::ReadKeyFile(cluster.node(kPartner).data_dir + "/node.key");
+    auto me = kring::CardFromJson(cluster.node(kOrg).card);
+    REQUIRE(partner.ok());
+    REQUIRE(me.ok());
+    kring::FragmentDraft d;
+    REQUIRE(kring::CaseIdFromHex(case_id, &d.case_id));
+    d.kind = "note";
+    d.domain = "finances";
+    d.hlc = kring::MakeHlc(kring::HybridClock::SystemMillis(), 0);
+    std::string text = R"({"text": 42})";
+    d.body.assign(text.begin(), text.end());
+    d.recipients = {*me};
+    auto f = kring::SealFragment(d, *partner);
+    REQUIRE(f.ok());
+    kring::steps::PushAs(cluster, kPartner, kOrg, {kring::EncodeFragmentRecord(*f)});
+    REQUIRE(LocalCluster::WaitFor([&] {
+      auto plan = cluster.Call(kOrg, "GET", CasePath("/plan"));
+      return plan.status == 200 && plan.body["unreadable"].size() == 1;
+    }, 10000));
   }
 
   std::string CasePath(const std::string& rest) const { return "/v1/cases/" + case_id + rest; }

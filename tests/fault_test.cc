@@ -1,8 +1,12 @@
 // Tests of the store's disk error paths through the fault-injecting SQLite VFS (node/fault_vfs.h): failed writes, a full disk, a failed fsync.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "crypto/primitives.h"
 #include "node/fault_vfs.h"
@@ -157,4 +161,47 @@ TEST_CASE("a failed fsync on commit is reported, and what was acknowledged befor
   CHECK(Held(**reopened, later.ids) == 10);
   const size_t u = Held(**reopened, unsure.ids);
   CHECK((u == 0 || u == 10));  // all or nothing: a failed fsync does not say which
+}
+
+TEST_CASE("issue 15: the ingest path's reads do not wait for another thread's commit stuck in its fsync") {
+  FaultDir d;
+  auto store = Store::Open(d.db(), kFaultVfsName);
+  REQUIRE(store.ok());
+  Rows first(20, "before");
+  REQUIRE((*store)->PutRecords(first.rows, "gemeente-a", 1).ok());
+  Partner p;
+  p.identity.org = "zorg-b";
+  p.identity.sign_pk[0] = 1;
+  p.identity.transport_pk[0] = 2;
+  p.endpoint = "tcp://127.0.0.1:1";
+  REQUIRE((*store)->AddPartner(p).ok());
+  REQUIRE((*store)->Partners().ok());  // the snapshot is taken
+
+  // Another worker's commit hangs in its fsync, holding the write connection.
+  Rows second(20, "during");
+  SetDiskFault(DiskFault::kSyncHang);
+  std::atomic<bool> committed{false};
+  std::thread writer([&] {
+    auto added = (*store)->PutRecords(second.rows, "gemeente-a", 2);
+    CHECK(added.ok());
+    committed = true;
+  });
+  while (HangingSyncs() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // Prepare's reads go on: the duplicate check, the partner snapshot, the
+  // destroyed check and a record read, all while the commit has not returned.
+  CHECK(Held(**store, first.ids) == first.ids.size());
+  CHECK(Held(**store, second.ids) == 0);  // not committed yet: not seen
+  auto partners = (*store)->Partners();
+  REQUIRE(partners.ok());
+  REQUIRE((*partners)->size() == 1);
+  CHECK((**partners)[0].identity.org == "zorg-b");
+  auto destroyed = (*store)->Destroyed(first.ids);
+  REQUIRE(destroyed.ok());
+  CHECK(std::count(destroyed->begin(), destroyed->end(), true) == 0);
+  CHECK((*store)->GetRecord(first.ids[0])->has_value());
+  CHECK(!committed.load());
+  SetDiskFault(DiskFault::kNone);
+  writer.join();
+  CHECK(committed.load());
+  CHECK(Held(**store, second.ids) == second.ids.size());
 }

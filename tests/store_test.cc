@@ -174,6 +174,38 @@ TEST_CASE("another process's write is noticed through ChangedByOthers") {
   CHECK_FALSE((*node_view)->ChangedByOthers());
 }
 
+TEST_CASE("issue 15: the partner snapshot is replaced when partners change, here or in another process") {
+  TempDir dir;
+  auto node_view = Store::Open(dir.path + "/kring.db");
+  auto cli_view = Store::Open(dir.path + "/kring.db");
+  REQUIRE(node_view.ok());
+  REQUIRE(cli_view.ok());
+  (*node_view)->ChangedByOthers();
+  auto none = (*node_view)->Partners();
+  REQUIRE(none.ok());
+  CHECK((*none)->empty());
+  CHECK(*(*node_view)->Partners() == *none);  // the same snapshot while nothing changes
+  NodeIdentity b = NodeIdentity::Generate("org-b", "B");
+  REQUIRE((*node_view)->AddPartner(Partner{b.pub, "tcp://127.0.0.1:9", 1}).ok());
+  auto one = (*node_view)->Partners();
+  REQUIRE(one.ok());
+  REQUIRE((*one)->size() == 1);
+  CHECK((*none)->empty());  // a snapshot taken before is not changed under its holder
+  // `peer add` in another process: seen once the node notices the change.
+  NodeIdentity c = NodeIdentity::Generate("org-c", "C");
+  REQUIRE((*cli_view)->AddPartner(Partner{c.pub, "tcp://127.0.0.1:10", 1}).ok());
+  CHECK((*node_view)->ChangedByOthers());
+  CHECK((*(*node_view)->Partners())->size() == 2);
+  NodeIdentity b2 = NodeIdentity::Generate("org-b", "B");
+  b2.pub.org = "org-b";
+  REQUIRE((*node_view)->SetPartnerKeys(b2.pub).ok());
+  auto rekeyed = (*node_view)->Partners();
+  REQUIRE(rekeyed.ok());
+  CHECK((**rekeyed)[0].identity.sign_pk == b2.pub.sign_pk);
+  REQUIRE((*node_view)->RemovePartner("org-c").ok());
+  CHECK((*(*node_view)->Partners())->size() == 1);
+}
+
 TEST_CASE("API tokens are stored only as hashes and stop working when revoked") {
   TempDir dir;
   auto store = Store::Open(dir.path + "/kring.db");
@@ -418,6 +450,8 @@ TEST_CASE("a version 2 database is migrated: every case is due once and the frag
                            "DROP TRIGGER access_log_no_delete; DROP TABLE access_log_expiries; DROP TABLE legal_holds;"
                            "DROP TABLE destroyed; CREATE TRIGGER access_log_no_delete BEFORE DELETE ON access_log"
                            " BEGIN SELECT RAISE(ABORT, 'the access log is append-only'); END;"
+                           "DROP TABLE unreadable_fragments; DROP TABLE body_checks;"  // version 9's (issue 15)
+                           "DROP INDEX audience_by_time; CREATE INDEX audience_by_id ON audience (id, org);"
                            "PRAGMA user_version=2;",
                        nullptr, nullptr, nullptr) == SQLITE_OK);
   sqlite3_close(db);
@@ -428,6 +462,47 @@ TEST_CASE("a version 2 database is migrated: every case is due once and the frag
   REQUIRE(due->size() == 1);
   CHECK((*due)[0] == std::make_pair(c, int64_t{0}));
   CHECK(*(*store)->MaxHlc() == 2);
+  // What was stored before version 9 was checked on receipt: the body checks start after it.
+  CHECK(*(*store)->BodyCheckCursor() == 0);
+  CHECK(*(*store)->CountUnreadable() == 0);
+}
+
+TEST_CASE("issue 15: unreadable fragments are kept once per fragment, by case, and go when the fragment is purged") {
+  TempDir dir;
+  auto store = Store::Open(dir.path + "/kring.db");
+  REQUIRE(store.ok());
+  CaseId c = NewCaseId(), other = NewCaseId();
+  Bytes rec = {1, 2, 3};
+  REQUIRE((*store)->PutRecords({Row(IdOf(1), RecordType::kFragment, c, 1, rec, {"org-a"}),
+                                Row(IdOf(2), RecordType::kFragment, c, 2, rec, {"org-a"}),
+                                Row(IdOf(3), RecordType::kFragment, other, 3, rec, {"org-a"})}, "org-b", 5).ok());
+  // The body checks follow the change feed: every stored fragment, in order, once.
+  auto stored = (*store)->FragmentsStoredAfter(0, 10);
+  REQUIRE(stored.ok());
+  REQUIRE(stored->size() == 3);
+  CHECK((*stored)[0].id == IdOf(1));
+  CHECK((*stored)[2].id == IdOf(3));
+  CHECK((*stored)[0].time_ms == 5);
+  CHECK((*store)->FragmentsStoredAfter((*stored)[1].seq, 10)->size() == 1);
+  CHECK(*(*store)->BodyCheckCursor() == 0);
+  REQUIRE((*store)->SetBodyCheckCursor((*stored)[1].seq).ok());
+  CHECK(*(*store)->BodyCheckCursor() == (*stored)[1].seq);
+
+  CHECK(*(*store)->MarkUnreadable({IdOf(1), c, "invalid", 7}));
+  CHECK_FALSE(*(*store)->MarkUnreadable({IdOf(1), c, "invalid", 8}));  // once
+  CHECK(*(*store)->MarkUnreadable({IdOf(3), other, "content-key", 7}));
+  CHECK_FALSE(*(*store)->MarkUnreadable({IdOf(9), c, "decrypt", 7}));  // not held: not kept
+  auto of_c = (*store)->UnreadableOfCase(c);
+  REQUIRE(of_c.ok());
+  REQUIRE(of_c->size() == 1);
+  CHECK((*of_c)[0].id == IdOf(1));
+  CHECK((*of_c)[0].reason == "invalid");
+  CHECK((*of_c)[0].found_ms == 7);
+  CHECK(*(*store)->CountUnreadable() == 2);
+  REQUIRE((*store)->DeleteRecords({IdOf(1)}).ok());
+  CHECK((*store)->UnreadableOfCase(c)->empty());
+  REQUIRE((*store)->DestroyRecords(other, {IdOf(3)}, true, 9).ok());
+  CHECK(*(*store)->CountUnreadable() == 0);
 }
 
 TEST_CASE("an access-log entry and its copy for the regie organisation are stored together, or neither") {
