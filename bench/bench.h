@@ -46,7 +46,6 @@ struct Sizes {
   std::vector<size_t> differences = {1, 10, 100, 1000};
   std::vector<size_t> inprocess_sizes = {1000, 100000, 1000000};
   double insync_window_s = 20;
-  int handshake_samples = 3;          // d = 0 repetitions of the pause-and-resume procedure
   // 3
   size_t latency_writes = 1000;
   size_t latency_cases = 50;
@@ -146,6 +145,23 @@ class Api {
 // GET /metrics, as "name{labels}" -> value.
 std::map<std::string, double> ReadMetrics(Api& api);
 
+// A node's sync counters from /metrics (node/sync.h SyncStats), counted by
+// the node where messages meet its ZeroMQ socket: kring message frames
+// (envelope and body), without ZMTP and CURVE framing or handshakes.
+// Per process: they start at zero when the node starts.
+struct SyncCounters {
+  bool ok = false;
+  double sessions = 0;            // kring_reconcile_sessions_total
+  double round_trips = 0;         // kring_reconcile_round_trips_total
+  double reconcile_sent = 0;      // kring_reconcile_bytes_sent_total
+  double reconcile_received = 0;  // kring_reconcile_bytes_received_total
+  double push_bytes = 0;          // kring_push_bytes_sent_total
+  double push_records = 0;        // kring_push_records_sent_total
+  SyncCounters operator-(const SyncCounters& o) const;
+  SyncCounters operator+(const SyncCounters& o) const;
+};
+SyncCounters ReadSyncCounters(Api& api);
+
 // The steps the benchmark takes through a node's API.
 std::string ApiCreateCase(Api& api, const std::string& label);
 std::string ApiGrant(Api& api, const std::string& case_id, const std::string& grantee, const std::vector<std::string>& domains);
@@ -169,6 +185,8 @@ class DbWatch {
   int64_t FragmentsOfCase(const std::string& case_hex);
   // Ids (hex) of every fragment held.
   std::vector<std::string> FragmentIds();
+  // The same, oldest first (by hlc, then id: the order of reconciliation keys).
+  std::vector<std::string> FragmentIdsByHlc();
   int64_t CountFragments();   // full scan: only outside measured phases
   int64_t MaxRowid();         // O(log n): rows ever stored (records are never updated)
   int64_t ControlRecords();   // control records held (types 2..6)

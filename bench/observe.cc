@@ -29,7 +29,6 @@ Sizes Sizes::Quick() {
   s.catchup_fragments = 400;
   s.fragments_per_case = 20;
   s.differences = {1, 100};
-  s.handshake_samples = 1;
   s.inprocess_sizes = {1000, 10000};
   s.insync_window_s = 4;
   s.latency_writes = 100;
@@ -52,7 +51,6 @@ json Sizes::ToJson() const {
           {"fragments_per_case", fragments_per_case},
           {"insync_fragments", catchup_fragments},
           {"insync_window_s", insync_window_s},
-          {"handshake_samples", handshake_samples},
           {"differences", differences},
           {"inprocess_sizes", inprocess_sizes},
           {"latency_writes", latency_writes},
@@ -274,6 +272,46 @@ std::map<std::string, double> ReadMetrics(Api& api) {
   return out;
 }
 
+SyncCounters SyncCounters::operator-(const SyncCounters& o) const {
+  SyncCounters d;
+  d.ok = ok && o.ok;
+  d.sessions = sessions - o.sessions;
+  d.round_trips = round_trips - o.round_trips;
+  d.reconcile_sent = reconcile_sent - o.reconcile_sent;
+  d.reconcile_received = reconcile_received - o.reconcile_received;
+  d.push_bytes = push_bytes - o.push_bytes;
+  d.push_records = push_records - o.push_records;
+  return d;
+}
+
+SyncCounters SyncCounters::operator+(const SyncCounters& o) const {
+  SyncCounters d;
+  d.ok = ok && o.ok;
+  d.sessions = sessions + o.sessions;
+  d.round_trips = round_trips + o.round_trips;
+  d.reconcile_sent = reconcile_sent + o.reconcile_sent;
+  d.reconcile_received = reconcile_received + o.reconcile_received;
+  d.push_bytes = push_bytes + o.push_bytes;
+  d.push_records = push_records + o.push_records;
+  return d;
+}
+
+SyncCounters ReadSyncCounters(Api& api) {
+  SyncCounters c;
+  auto m = ReadMetrics(api);
+  auto get = [&](const char* name, double* out) {
+    auto it = m.find(name);
+    if (it == m.end()) return false;
+    *out = it->second;
+    return true;
+  };
+  c.ok = get("kring_reconcile_sessions_total", &c.sessions) && get("kring_reconcile_round_trips_total", &c.round_trips) &&
+         get("kring_reconcile_bytes_sent_total", &c.reconcile_sent) &&
+         get("kring_reconcile_bytes_received_total", &c.reconcile_received) &&
+         get("kring_push_bytes_sent_total", &c.push_bytes) && get("kring_push_records_sent_total", &c.push_records);
+  return c;
+}
+
 std::string ApiCreateCase(Api& api, const std::string& label) {
   auto r = api.Call("POST", "/v1/cases", json{{"label", label}});
   return r.status == 201 ? r.body["case"].get<std::string>() : std::string();
@@ -360,6 +398,19 @@ std::vector<std::string> DbWatch::FragmentIds() {
   if (!db_) return out;
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(db_, "SELECT id FROM records WHERE type = 1", -1, &st, nullptr) != SQLITE_OK) return out;
+  while (sqlite3_step(st) == SQLITE_ROW)
+    out.push_back(ToHex(ByteSpan(static_cast<const uint8_t*>(sqlite3_column_blob(st, 0)),
+                                 static_cast<size_t>(sqlite3_column_bytes(st, 0)))));
+  sqlite3_finalize(st);
+  return out;
+}
+
+std::vector<std::string> DbWatch::FragmentIdsByHlc() {
+  std::vector<std::string> out;
+  if (!db_) return out;
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT id FROM records WHERE type = 1 ORDER BY hlc, id", -1, &st, nullptr) != SQLITE_OK)
+    return out;
   while (sqlite3_step(st) == SQLITE_ROW)
     out.push_back(ToHex(ByteSpan(static_cast<const uint8_t*>(sqlite3_column_blob(st, 0)),
                                  static_cast<size_t>(sqlite3_column_bytes(st, 0)))));
