@@ -57,6 +57,9 @@ struct Sizes {
   size_t scale_fragments = 1000000;
   size_t scale_body_bytes = 64;
   size_t scale_fragments_per_case = 100;
+  // Partners connected to the node at scale, each granted every case (so it
+  // may hold most records and the node keeps reconciliation state for it).
+  int scale_partners = 10;
   // 7
   size_t withdrawals = 100;
   size_t withdraw_fragments_per_case = 5;

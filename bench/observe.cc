@@ -36,6 +36,7 @@ Sizes Sizes::Quick() {
   s.converge_cases = 60;
   s.scale_fragments = 3000;
   s.scale_fragments_per_case = 50;
+  s.scale_partners = 2;
   s.withdrawals = 10;
   s.withdraw_fragments_per_case = 2;
   s.catchup_timeout_s = 60;
@@ -59,6 +60,7 @@ json Sizes::ToJson() const {
           {"converge_writes_per_case", converge_writes_per_case},
           {"scale_fragments", scale_fragments},
           {"scale_body_bytes", scale_body_bytes},
+          {"scale_partners", scale_partners},
           {"withdrawals", withdrawals}};
 }
 
