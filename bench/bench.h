@@ -193,6 +193,8 @@ class DbWatch {
   int64_t CountFragments();   // full scan: only outside measured phases
   int64_t MaxRowid();         // O(log n): rows ever stored (records are never updated)
   int64_t ControlRecords();   // control records held (types 2..6)
+  // SQLite's data_version: changes when another connection (the node) commits. Cheap: no disk read.
+  int64_t DataVersion();
   // The first column of the first row of `sql`, with `hex_param` bound as a blob to ?1 when given; -1 on error.
   int64_t Scalar(const char* sql, const std::string& hex_param = "");
 

@@ -422,6 +422,7 @@ std::vector<std::string> DbWatch::FragmentIdsByHlc() {
 
 int64_t DbWatch::CountFragments() { return Scalar("SELECT COUNT(*) FROM records WHERE type = 1"); }
 int64_t DbWatch::MaxRowid() { return Scalar("SELECT COALESCE(MAX(rowid), 0) FROM records"); }
+int64_t DbWatch::DataVersion() { return Scalar("PRAGMA data_version"); }
 int64_t DbWatch::ControlRecords() { return Scalar("SELECT COUNT(*) FROM records WHERE type BETWEEN 2 AND 6"); }
 
 uint64_t DatabaseBytes(const std::string& data_dir) {
