@@ -84,6 +84,8 @@ class Report {
             const std::string& note = "");
   // A key of the final JSON object.
   void Set(const std::string& key, json value) { json_[key] = std::move(value); }
+  // The JSON object so far (the figures scenarios set).
+  const json& Values() const { return json_; }
   void Note(const std::string& line) { notes_.push_back(line); }
   // A scenario that could not run (set-up failed): noted, and the program exits 1.
   void Fail(const std::string& line) {
@@ -227,6 +229,11 @@ void RunLatency(const Sizes& s, Report& r);
 void RunConvergence(const Sizes& s, Report& r);
 void RunScale(const Sizes& s, Report& r);
 void RunWithdrawal(const Sizes& s, Report& r);
+
+// Issue 15's targets table: each figure's JSON key, its value from this run
+// (when a scenario that runs set it), the target and a verdict; also under
+// "targets" in the JSON. Call after the scenarios.
+void RunTargets(const Sizes& s, Report& r);
 
 // The Ed25519 single-core limit measured by RunPrimitives (0 before it ran).
 double VerifyLimitPerSecond();

@@ -121,6 +121,7 @@ int Main(int argc, char** argv) {
   if (run.count("converge")) RunConvergence(s, r);
   if (run.count("scale")) RunScale(s, r);
   if (run.count("withdraw")) RunWithdrawal(s, r);
+  RunTargets(s, r);
   r.Set("sizes", s.ToJson());
   {
     std::ifstream load("/proc/loadavg");

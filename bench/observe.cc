@@ -124,6 +124,61 @@ void Report::Print(double wall_seconds) const {
   std::fflush(stdout);
 }
 
+// ------------------------------------------------------------------ targets
+
+void RunTargets(const Sizes& s, Report& r) {
+  const std::string sc = "0 targets (issue 15)";
+  struct Target {
+    const char* key;
+    const char* what;
+    const char* unit;
+    const char* target;
+    double limit;
+    bool at_most;          // value <= limit meets it; else value >= limit
+    std::string size;      // the size it was measured at
+    const char* producer;  // the scenario that sets it
+  };
+  const std::string catchup_size = std::to_string(s.catchup_fragments) + " x " + std::to_string(s.body_bytes) +
+                                   " B (target: 100,000 x 4 KB)";
+  const std::string scale_size = std::to_string(s.scale_fragments) + " fragments, " + std::to_string(s.scale_partners) +
+                                 " partners (target: 1,000,000 and 10)";
+  const std::vector<Target> targets = {
+      {"catchup_vs_limit", "catch-up / Ed25519 verify limit of the same run", "x", ">= 0.50 (stretch 0.65)", 0.50, false,
+       catchup_size, "catchup"},
+      {"receiver_cpu_us_per_fragment", "receiver CPU per caught-up fragment", "us", "<= 100 us", 100, true, catchup_size,
+       "catchup"},
+      {"recon_change_cpu_us", "index update per stored record at 1,000,000", "us", "<= 50 us, no rebuild", 50, true,
+       "in-process", "reconcile"},
+      {"scale_rss_mb", "memory with connected partners", "MB", "<= 200 MB", 200, true, scale_size, "scale"},
+      {"reconcile_overhead_bytes_per_item", "reconciliation bytes per item, worst shape and d", "B", "<= 64 B", 64, true,
+       "on the wire, N = " + std::to_string(s.catchup_fragments) + " (target: N = 1,000,000)", "catchup"},
+      {"reconcile_round_trips", "reconciliation round trips, worst", "", "<= 4", 4, true, "in-process", "reconcile"},
+      {"insync_round_bytes", "in-sync round, protocol bytes with kring framing", "B", "<= 128 B", 128, true,
+       "N = " + std::to_string(s.catchup_fragments), "catchup"},
+      {"flood_honest_p99_ms", "honest partner's write-to-visible p99 while another floods", "ms", "<= 20 ms", 20, true,
+       "", "flood"},
+      {"write_visible_p50_ms", "write-to-visible p50", "ms", "<= 5 ms", 5, true, "", "latency"},
+      {"write_visible_p99_ms", "write-to-visible p99", "ms", "<= 10 ms", 10, true, "", "latency"},
+  };
+  json out = json::object();
+  const json& v = r.Values();
+  for (const Target& t : targets) {
+    auto it = v.find(t.key);
+    if (it == v.end() || !it->is_number()) {
+      r.Text(sc, t.key, "not measured",
+             std::string(t.what) + "; target " + t.target + "; set by scenario `" + t.producer + "`" +
+                 (it == v.end() ? "" : " (no value)"));
+      out[t.key] = {{"value", nullptr}, {"target", t.target}, {"met", nullptr}};
+      continue;
+    }
+    double value = it->get<double>();
+    bool met = t.at_most ? value <= t.limit : value >= t.limit;
+    r.Row(sc, t.key, value, t.unit, t.target, met, std::string(t.what) + (t.size.empty() ? "" : "; " + t.size));
+    out[t.key] = {{"value", value}, {"target", t.target}, {"met", met}};
+  }
+  r.Set("targets", out);
+}
+
 void Progress(const std::string& what) {
   static const Clock::time_point start = Clock::now();
   std::fprintf(stderr, "[%7.1fs] %s\n", Since(start), what.c_str());
