@@ -194,26 +194,37 @@ void RunScale(const Sizes& s, Report& r) {
       }
     double started_s = Since(t_s);
     // Until A has completed a reconciliation session with every partner (its sync lag is set).
+    int reconciled = 0;
     double waited = WaitSeconds([&] {
       auto m = ReadMetrics(api);
+      reconciled = 0;
       for (const std::string& org : orgs) {
         auto it = m.find("kring_peer_sync_lag_seconds{peer=\"" + org + "\"}");
-        if (it == m.end() || it->second < 0) return false;
+        reconciled += it != m.end() && it->second >= 0;
       }
-      return true;
-    }, 600, 200);
+      return reconciled == partners;
+    }, 300, 200);
     double synced_s = Since(t_s);
-    if (waited < 0) r.Note("scale: A did not complete a session with every partner within 10 minutes");
+    if (waited < 0)
+      r.Note("scale: within 5 minutes A completed a reconciliation session with only " + std::to_string(reconciled) +
+             " of its " + std::to_string(partners) + " partners (its log says why: handshakes time out while the sync "
+             "thread rebuilds sets); its memory is measured anyway");
+    r.Set("scale_partners_reconciled", reconciled);
     std::this_thread::sleep_for(std::chrono::milliseconds(3 * s.sync_interval_ms));  // more rounds with every partner
     p2 = SampleProc(a.pid);
     SyncCounters d = ReadSyncCounters(api) - at_start;
     r.Row(sc, "partners started, A reconciled with each", waited < 0 ? NAN : synced_s, "s", "", std::nullopt,
-          std::to_string(partners) + " partners started in " + std::to_string(started_s).substr(0, 5) + " s; then " +
+          std::to_string(reconciled) + " of " + std::to_string(partners) + " partners reconciled; started in " +
+              std::to_string(started_s).substr(0, 5) + " s; then " +
               std::to_string(3 * s.sync_interval_ms / 1000) + " s more: " + std::to_string(int64_t(d.sessions)) +
               " sessions by A, " + std::to_string(int64_t(d.push_records)) + " records pushed (0: in sync)");
+    // The figure the target names needs a session with every partner: otherwise it is reported as partial.
+    const bool complete = reconciled == partners;
     r.Row(sc, "resident memory, " + std::to_string(partners) + " connected partners", p2.rss_mb, "MB", "<= 200 MB",
-          p2.rss_mb <= 200,
-          "scale_rss_mb: A's RSS after a session with each partner (each may hold every record) and 3 s more; peak " +
+          complete ? std::optional<bool>(p2.rss_mb <= 200) : std::nullopt,
+          (complete ? "scale_rss_mb: A's RSS after a session with each partner (each may hold every record) and 3 s more; peak "
+                    : "PARTIAL (scale_rss_mb_partial): only " + std::to_string(reconciled) + " of " +
+                          std::to_string(partners) + " partners reconciled; peak ") +
               std::to_string(int(p2.peak_rss_mb)) + " MB");
     double sum = 0, most = 0;
     for (const std::string& org : orgs) {
@@ -244,7 +255,9 @@ void RunScale(const Sizes& s, Report& r) {
   r.Set("cold_start_s", std::round(cold * 100) / 100);
   r.Set("rss_mb", std::round(p1.rss_mb));  // no partner connected (the figure of earlier runs)
   r.Set("peak_rss_mb", std::round(p1.peak_rss_mb));
-  r.Set("scale_rss_mb", partners_up ? json(std::round(p2.rss_mb * 10) / 10) : json(nullptr));
+  const bool all_reconciled = partners_up && r.Values().value("scale_partners_reconciled", 0) == partners;
+  r.Set(all_reconciled ? "scale_rss_mb" : "scale_rss_mb_partial",
+        partners_up ? json(std::round(p2.rss_mb * 10) / 10) : json(nullptr));
   r.Set("scale_peak_rss_mb", partners_up ? json(std::round(p2.peak_rss_mb * 10) / 10) : json(nullptr));
   r.Set("scale_partners_connected", partners_up ? partners : 0);
   r.Set("db_bytes_per_fragment", std::round(per_fragment));
