@@ -46,7 +46,6 @@ struct Sizes {
   std::vector<size_t> differences = {1, 10, 100, 1000};
   std::vector<size_t> inprocess_sizes = {1000, 100000, 1000000};
   double insync_window_s = 20;
-  int handshake_samples = 3;          // d = 0 repetitions of the pause-and-resume procedure
   // 3
   size_t latency_writes = 1000;
   size_t latency_cases = 50;
@@ -58,6 +57,9 @@ struct Sizes {
   size_t scale_fragments = 1000000;
   size_t scale_body_bytes = 64;
   size_t scale_fragments_per_case = 100;
+  // Partners connected to the node at scale, each granted every case (so it
+  // may hold most records and the node keeps reconciliation state for it).
+  int scale_partners = 10;
   // 7
   size_t withdrawals = 100;
   size_t withdraw_fragments_per_case = 5;
@@ -83,6 +85,8 @@ class Report {
             const std::string& note = "");
   // A key of the final JSON object.
   void Set(const std::string& key, json value) { json_[key] = std::move(value); }
+  // The JSON object so far (the figures scenarios set).
+  const json& Values() const { return json_; }
   void Note(const std::string& line) { notes_.push_back(line); }
   // A scenario that could not run (set-up failed): noted, and the program exits 1.
   void Fail(const std::string& line) {
@@ -147,6 +151,23 @@ class Api {
 // GET /metrics, as "name{labels}" -> value.
 std::map<std::string, double> ReadMetrics(Api& api);
 
+// A node's sync counters from /metrics (node/sync.h SyncStats), counted by
+// the node where messages meet its ZeroMQ socket: kring message frames
+// (envelope and body), without ZMTP and CURVE framing or handshakes.
+// Per process: they start at zero when the node starts.
+struct SyncCounters {
+  bool ok = false;
+  double sessions = 0;            // kring_reconcile_sessions_total
+  double round_trips = 0;         // kring_reconcile_round_trips_total
+  double reconcile_sent = 0;      // kring_reconcile_bytes_sent_total
+  double reconcile_received = 0;  // kring_reconcile_bytes_received_total
+  double push_bytes = 0;          // kring_push_bytes_sent_total
+  double push_records = 0;        // kring_push_records_sent_total
+  SyncCounters operator-(const SyncCounters& o) const;
+  SyncCounters operator+(const SyncCounters& o) const;
+};
+SyncCounters ReadSyncCounters(Api& api);
+
 // The steps the benchmark takes through a node's API.
 std::string ApiCreateCase(Api& api, const std::string& label);
 std::string ApiGrant(Api& api, const std::string& case_id, const std::string& grantee, const std::vector<std::string>& domains);
@@ -170,9 +191,13 @@ class DbWatch {
   int64_t FragmentsOfCase(const std::string& case_hex);
   // Ids (hex) of every fragment held.
   std::vector<std::string> FragmentIds();
+  // The same, oldest first (by hlc, then id: the order of reconciliation keys).
+  std::vector<std::string> FragmentIdsByHlc();
   int64_t CountFragments();   // full scan: only outside measured phases
   int64_t MaxRowid();         // O(log n): rows ever stored (records are never updated)
   int64_t ControlRecords();   // control records held (types 2..6)
+  // SQLite's data_version: changes when another connection (the node) commits. Cheap: no disk read.
+  int64_t DataVersion();
   // The first column of the first row of `sql`, with `hex_param` bound as a blob to ?1 when given; -1 on error.
   int64_t Scalar(const char* sql, const std::string& hex_param = "");
 
@@ -206,6 +231,11 @@ void RunConvergence(const Sizes& s, Report& r);
 void RunScale(const Sizes& s, Report& r);
 void RunWithdrawal(const Sizes& s, Report& r);
 void RunFlood(const Sizes& s, Report& r);
+
+// Issue 15's targets table: each figure's JSON key, its value from this run
+// (when a scenario that runs set it), the target and a verdict; also under
+// "targets" in the JSON. Call after the scenarios.
+void RunTargets(const Sizes& s, Report& r);
 
 // The Ed25519 single-core limit measured by RunPrimitives (0 before it ran).
 double VerifyLimitPerSecond();

@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -12,7 +14,54 @@
 #include "plan/items.h"
 #include "protocol/messages.h"
 
+#include <sqlite3.h>
+
 namespace kring::bench {
+
+// ------------------------------------------------------------------ a VFS without fsync
+
+namespace {
+
+sqlite3_vfs* g_base_vfs = nullptr;
+sqlite3_vfs g_unsynced_vfs;
+// The base VFS gives different files different method tables (the database
+// with locking, its WAL and journals without): a copy of each with xSync a no-op.
+std::mutex g_methods_mu;
+std::map<const sqlite3_io_methods*, std::unique_ptr<sqlite3_io_methods>> g_unsynced_methods;
+
+int UnsyncedSync(sqlite3_file*, int) { return SQLITE_OK; }
+
+int UnsyncedOpen(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* f, int flags, int* out_flags) {
+  int rc = g_base_vfs->xOpen(g_base_vfs, name, f, flags, out_flags);
+  if (f->pMethods != nullptr) {
+    std::lock_guard lock(g_methods_mu);
+    auto& copy = g_unsynced_methods[f->pMethods];
+    if (!copy) {
+      copy = std::make_unique<sqlite3_io_methods>(*f->pMethods);
+      copy->xSync = UnsyncedSync;
+    }
+    f->pMethods = copy.get();
+  }
+  return rc;
+}
+
+}  // namespace
+
+UnsyncedFill::UnsyncedFill() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    g_base_vfs = sqlite3_vfs_find(nullptr);
+    g_unsynced_vfs = *g_base_vfs;
+    g_unsynced_vfs.pNext = nullptr;
+    g_unsynced_vfs.zName = "kring-bench-unsynced";
+    g_unsynced_vfs.xOpen = UnsyncedOpen;
+  });
+  ok_ = g_base_vfs != nullptr && sqlite3_vfs_register(&g_unsynced_vfs, 1) == SQLITE_OK;
+}
+
+UnsyncedFill::~UnsyncedFill() {
+  if (ok_) sqlite3_vfs_register(g_base_vfs, 1);  // the default again (ours stays registered for open connections)
+}
 
 Result<std::unique_ptr<DirectFill>> DirectFill::Open(const std::string& data_dir) {
   std::unique_ptr<DirectFill> f(new DirectFill());
@@ -58,8 +107,54 @@ struct Sealed {
 
 }  // namespace
 
+Result<size_t> DirectFill::MirrorCases(const std::vector<CaseId>& cases, const std::vector<Mirror>& mirrors) {
+  const int64_t now = static_cast<int64_t>(HybridClock::SystemMillis());
+  const std::string me = identity_->pub.org;
+  std::vector<std::deque<Bytes>> kept(mirrors.size());  // the records' bytes, alive (and not moved) until stored
+  std::vector<std::vector<RecordRow>> rows(mirrors.size());
+  size_t copied = 0;
+  auto flush = [&](bool last) -> Status {
+    for (size_t m = 0; m < mirrors.size(); ++m) {
+      if (rows[m].empty() || (!last && rows[m].size() < 1000)) continue;
+      auto put = mirrors[m].store->PutRecords(rows[m], me, now);
+      if (!put.ok()) return put.status();
+      copied += put->size();
+      rows[m].clear();
+      kept[m].clear();
+    }
+    return Status::Ok();
+  };
+  for (const CaseId& c : cases) {
+    auto records = node_->store().RecordsOfCase(c);
+    if (!records.ok()) return records.status();
+    for (StoredRecord& r : *records) {
+      if (r.type == RecordType::kFragment) continue;  // WriteNotes mirrors the notes
+      auto audience = node_->store().AudienceOf(r.id);
+      if (!audience.ok()) return audience.status();
+      auto control = DecodeControlRecord(r.record);
+      if (!control.ok()) continue;  // not a control record of the case (an access record): stays here
+      for (size_t m = 0; m < mirrors.size(); ++m) {
+        if (std::find(audience->begin(), audience->end(), mirrors[m].org) == audience->end()) continue;
+        kept[m].push_back(r.record);
+        rows[m].push_back(RecordRow{r.id, r.type, c, control->header().author.v, "", "", r.hlc, kept[m].back(), *audience});
+      }
+    }
+    if (Status st = flush(false); !st.ok()) return st;
+  }
+  if (Status st = flush(true); !st.ok()) return st;
+  // Storing a consent marks its case due for a recompute; the receiving
+  // node's ingest recomputes it at once and records when its decisions next
+  // change: never, for these consents (no end date). Recorded here as that
+  // recompute would, so that the partner does not decide every case again
+  // before it serves (its first start still rechecks them in the background).
+  for (const Mirror& m : mirrors)
+    for (const CaseId& c : cases)
+      if (Status st = m.store->SetNextChange(c, std::nullopt); !st.ok()) return st;
+  return copied;
+}
+
 Result<std::vector<FragmentId>> DirectFill::WriteNotes(const std::vector<CaseId>& cases, size_t count, size_t body_bytes,
-                                                       int threads) {
+                                                       int threads, const std::vector<Mirror>& mirrors) {
   if (cases.empty()) return Status::InvalidArgument("notes need at least one case");
   const std::string me = identity_->pub.org;
   const int64_t now = static_cast<int64_t>(HybridClock::SystemMillis());
@@ -164,6 +259,24 @@ Result<std::vector<FragmentId>> DirectFill::WriteNotes(const std::vector<CaseId>
     }
     auto added = node_->store().PutRecords(rows, me, now);
     if (!added.ok()) result = added.status();
+    if (result.ok() && !mirrors.empty()) {
+      // The same rows in every mirror whose organisation may hold them, one thread per mirror.
+      std::vector<Status> mirrored(mirrors.size(), Status::Ok());
+      std::vector<std::thread> writers;
+      for (size_t m = 0; m < mirrors.size(); ++m)
+        writers.emplace_back([&, m] {
+          std::vector<RecordRow> theirs;
+          for (const RecordRow& row : rows)
+            if (std::find(row.audience.begin(), row.audience.end(), mirrors[m].org) != row.audience.end())
+              theirs.push_back(row);
+          if (theirs.empty()) return;
+          auto put = mirrors[m].store->PutRecords(theirs, me, now);
+          if (!put.ok()) mirrored[m] = put.status();
+        });
+      for (auto& w : writers) w.join();
+      for (const Status& st : mirrored)
+        if (!st.ok()) result = st;
+    }
     std::lock_guard lock(mu);
     stored_upto = k + 1;
     if (!result.ok()) worker_error = result;

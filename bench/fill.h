@@ -22,6 +22,29 @@
 
 namespace kring::bench {
 
+// While one is alive, SQLite databases opened in this process (the default
+// VFS) skip fsync: a fill is set-up, not a measured write, and its durability
+// does not matter (the node processes that use the files later read them
+// through the page cache). Connections opened meanwhile keep skipping it.
+class UnsyncedFill {
+ public:
+  UnsyncedFill();
+  ~UnsyncedFill();
+  UnsyncedFill(const UnsyncedFill&) = delete;
+  UnsyncedFill& operator=(const UnsyncedFill&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  bool ok_ = false;
+};
+
+// Another node's store, written alongside this one: what partner `org`'s node
+// would hold after catching up (its process stopped while it is written).
+struct Mirror {
+  Store* store = nullptr;
+  std::string org;
+};
+
 class DirectFill {
  public:
   // REQUIRES: no kring-node process runs on `data_dir`.
@@ -36,7 +59,17 @@ class DirectFill {
   // Writes `count` notes of `body_bytes` bytes of JSON each, spread over
   // `cases` uniformly at random, without a life domain. Returns their ids.
   Result<std::vector<FragmentId>> WriteNotes(const std::vector<CaseId>& cases, size_t count, size_t body_bytes,
-                                             int threads);
+                                             int threads, const std::vector<Mirror>& mirrors = {});
+
+  // Stores in each mirror the records of `cases` this node holds (genesis,
+  // consents: what CreateCase and Grant wrote) that the mirror's organisation
+  // may hold, with the audience stored here. WriteNotes with the same
+  // mirrors then stores the notes in them too, each batch in every mirror
+  // (one thread each) after this node. Not the receiving node's ingest: the
+  // cases are marked decided (no consent ends), as its ingest would leave
+  // them; its first start rechecks every case and its audiences in the
+  // background (partners changed). Returns the records copied in all.
+  Result<size_t> MirrorCases(const std::vector<CaseId>& cases, const std::vector<Mirror>& mirrors);
 
  private:
   DirectFill() = default;

@@ -78,6 +78,9 @@ int Main(int argc, char** argv) {
   app.add_option("--converge-writes-per-case", s.converge_writes_per_case, "5: writes per case")->capture_default_str();
   app.add_option("--scale-fragments", s.scale_fragments, "6: fragments in one node")->capture_default_str();
   app.add_option("--scale-body-bytes", s.scale_body_bytes, "6: JSON body of each note")->capture_default_str();
+  app.add_option("--scale-partners", s.scale_partners,
+                 "6: partners connected to the node at scale, each granted every case (0: one partner, never started)")
+      ->capture_default_str();
   app.add_option("--withdrawals", s.withdrawals, "7: withdrawals timed")->capture_default_str();
   app.add_option("--catchup-timeout-s", s.catchup_timeout_s, "2: give up on catch-up after this long")->capture_default_str();
   app.add_option("--perf", s.perf_dir, "Record `perf record --call-graph dwarf` profiles of the nodes into DIR during measured phases");
@@ -119,6 +122,7 @@ int Main(int argc, char** argv) {
   if (run.count("scale")) RunScale(s, r);
   if (run.count("withdraw")) RunWithdrawal(s, r);
   if (run.count("flood")) RunFlood(s, r);
+  RunTargets(s, r);
   r.Set("sizes", s.ToJson());
   {
     std::ifstream load("/proc/loadavg");

@@ -29,7 +29,6 @@ Sizes Sizes::Quick() {
   s.catchup_fragments = 400;
   s.fragments_per_case = 20;
   s.differences = {1, 100};
-  s.handshake_samples = 1;
   s.inprocess_sizes = {1000, 10000};
   s.insync_window_s = 4;
   s.latency_writes = 100;
@@ -37,6 +36,7 @@ Sizes Sizes::Quick() {
   s.converge_cases = 60;
   s.scale_fragments = 3000;
   s.scale_fragments_per_case = 50;
+  s.scale_partners = 2;
   s.withdrawals = 10;
   s.withdraw_fragments_per_case = 2;
   s.catchup_timeout_s = 60;
@@ -52,7 +52,6 @@ json Sizes::ToJson() const {
           {"fragments_per_case", fragments_per_case},
           {"insync_fragments", catchup_fragments},
           {"insync_window_s", insync_window_s},
-          {"handshake_samples", handshake_samples},
           {"differences", differences},
           {"inprocess_sizes", inprocess_sizes},
           {"latency_writes", latency_writes},
@@ -61,6 +60,7 @@ json Sizes::ToJson() const {
           {"converge_writes_per_case", converge_writes_per_case},
           {"scale_fragments", scale_fragments},
           {"scale_body_bytes", scale_body_bytes},
+          {"scale_partners", scale_partners},
           {"withdrawals", withdrawals}};
 }
 
@@ -122,6 +122,63 @@ void Report::Print(double wall_seconds) const {
   out["wall_s"] = std::round(wall_seconds * 10) / 10;
   std::printf("%s\n", out.dump().c_str());
   std::fflush(stdout);
+}
+
+// ------------------------------------------------------------------ targets
+
+void RunTargets(const Sizes& s, Report& r) {
+  const std::string sc = "0 targets (issue 15)";
+  struct Target {
+    const char* key;
+    const char* what;
+    const char* unit;
+    const char* target;
+    double limit;
+    bool at_most;          // value <= limit meets it; else value >= limit
+    std::string size;      // the size it was measured at
+    const char* producer;  // the scenario that sets it
+  };
+  const std::string catchup_size = std::to_string(s.catchup_fragments) + " x " + std::to_string(s.body_bytes) +
+                                   " B (target: 100,000 x 4 KB)";
+  const std::string scale_size = std::to_string(s.scale_fragments) + " fragments, " + std::to_string(s.scale_partners) +
+                                 " partners (target: 1,000,000 and 10)";
+  const std::vector<Target> targets = {
+      {"catchup_vs_limit", "catch-up / Ed25519 verify limit of the same run", "x", ">= 0.50 (stretch 0.65)", 0.50, false,
+       catchup_size, "catchup"},
+      {"receiver_cpu_us_per_fragment", "receiver CPU per caught-up fragment", "us", "<= 100 us", 100, true, catchup_size,
+       "catchup"},
+      {"recon_change_cpu_us", "index update per stored record at 1,000,000", "us", "<= 50 us, no rebuild", 50, true,
+       "in-process", "reconcile"},
+      {"scale_rss_mb", "memory with connected partners", "MB", "<= 200 MB", 200, true, scale_size, "scale"},
+      {"reconcile_overhead_bytes_per_item", "reconciliation bytes per difference, worst of d, shapes and who starts", "B",
+       "<= 64 B", 64, true, "in-process, N = " + std::to_string(s.inprocess_sizes.back()), "reconcile"},
+      {"reconcile_wire_bytes_per_item", "the same between two nodes, counted by them, worst shape and d", "B", "<= 64 B",
+       64, true, "on the wire, N = " + std::to_string(s.catchup_fragments), "catchup"},
+      {"reconcile_round_trips", "reconciliation round trips, worst", "", "<= 4", 4, true, "in-process", "reconcile"},
+      {"insync_round_bytes", "in-sync round on the wire, ZMTP and CURVE framing included", "B", "<= 128 B", 128, true,
+       "N = " + std::to_string(s.catchup_fragments), "catchup"},
+      {"flood_honest_p99_ms", "honest partner's write-to-visible p99 while another floods", "ms", "<= 20 ms", 20, true,
+       "", "flood"},
+      {"write_visible_p50_ms", "write-to-visible p50", "ms", "<= 5 ms", 5, true, "", "latency"},
+      {"write_visible_p99_ms", "write-to-visible p99", "ms", "<= 10 ms", 10, true, "", "latency"},
+  };
+  json out = json::object();
+  const json& v = r.Values();
+  for (const Target& t : targets) {
+    auto it = v.find(t.key);
+    if (it == v.end() || !it->is_number()) {
+      r.Text(sc, t.key, "not measured",
+             std::string(t.what) + "; target " + t.target + "; set by scenario `" + t.producer + "`" +
+                 (it == v.end() ? "" : " (no value)"));
+      out[t.key] = {{"value", nullptr}, {"target", t.target}, {"met", nullptr}};
+      continue;
+    }
+    double value = it->get<double>();
+    bool met = t.at_most ? value <= t.limit : value >= t.limit;
+    r.Row(sc, t.key, value, t.unit, t.target, met, std::string(t.what) + (t.size.empty() ? "" : "; " + t.size));
+    out[t.key] = {{"value", value}, {"target", t.target}, {"met", met}};
+  }
+  r.Set("targets", out);
 }
 
 void Progress(const std::string& what) {
@@ -274,6 +331,46 @@ std::map<std::string, double> ReadMetrics(Api& api) {
   return out;
 }
 
+SyncCounters SyncCounters::operator-(const SyncCounters& o) const {
+  SyncCounters d;
+  d.ok = ok && o.ok;
+  d.sessions = sessions - o.sessions;
+  d.round_trips = round_trips - o.round_trips;
+  d.reconcile_sent = reconcile_sent - o.reconcile_sent;
+  d.reconcile_received = reconcile_received - o.reconcile_received;
+  d.push_bytes = push_bytes - o.push_bytes;
+  d.push_records = push_records - o.push_records;
+  return d;
+}
+
+SyncCounters SyncCounters::operator+(const SyncCounters& o) const {
+  SyncCounters d;
+  d.ok = ok && o.ok;
+  d.sessions = sessions + o.sessions;
+  d.round_trips = round_trips + o.round_trips;
+  d.reconcile_sent = reconcile_sent + o.reconcile_sent;
+  d.reconcile_received = reconcile_received + o.reconcile_received;
+  d.push_bytes = push_bytes + o.push_bytes;
+  d.push_records = push_records + o.push_records;
+  return d;
+}
+
+SyncCounters ReadSyncCounters(Api& api) {
+  SyncCounters c;
+  auto m = ReadMetrics(api);
+  auto get = [&](const char* name, double* out) {
+    auto it = m.find(name);
+    if (it == m.end()) return false;
+    *out = it->second;
+    return true;
+  };
+  c.ok = get("kring_reconcile_sessions_total", &c.sessions) && get("kring_reconcile_round_trips_total", &c.round_trips) &&
+         get("kring_reconcile_bytes_sent_total", &c.reconcile_sent) &&
+         get("kring_reconcile_bytes_received_total", &c.reconcile_received) &&
+         get("kring_push_bytes_sent_total", &c.push_bytes) && get("kring_push_records_sent_total", &c.push_records);
+  return c;
+}
+
 std::string ApiCreateCase(Api& api, const std::string& label) {
   auto r = api.Call("POST", "/v1/cases", json{{"label", label}});
   return r.status == 201 ? r.body["case"].get<std::string>() : std::string();
@@ -367,8 +464,22 @@ std::vector<std::string> DbWatch::FragmentIds() {
   return out;
 }
 
+std::vector<std::string> DbWatch::FragmentIdsByHlc() {
+  std::vector<std::string> out;
+  if (!db_) return out;
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT id FROM records WHERE type = 1 ORDER BY hlc, id", -1, &st, nullptr) != SQLITE_OK)
+    return out;
+  while (sqlite3_step(st) == SQLITE_ROW)
+    out.push_back(ToHex(ByteSpan(static_cast<const uint8_t*>(sqlite3_column_blob(st, 0)),
+                                 static_cast<size_t>(sqlite3_column_bytes(st, 0)))));
+  sqlite3_finalize(st);
+  return out;
+}
+
 int64_t DbWatch::CountFragments() { return Scalar("SELECT COUNT(*) FROM records WHERE type = 1"); }
 int64_t DbWatch::MaxRowid() { return Scalar("SELECT COALESCE(MAX(rowid), 0) FROM records"); }
+int64_t DbWatch::DataVersion() { return Scalar("PRAGMA data_version"); }
 int64_t DbWatch::ControlRecords() { return Scalar("SELECT COUNT(*) FROM records WHERE type BETWEEN 2 AND 6"); }
 
 uint64_t DatabaseBytes(const std::string& data_dir) {

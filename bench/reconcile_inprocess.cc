@@ -5,7 +5,7 @@
 // records: the initiator pushes what it found the responder lacks, the
 // responder pushes what it found the initiator lacks, unasked), exactly,
 // without the transport: ZMTP and CURVE add 35 bytes per message (counted
-// in insync_round_bytes, which is about the whole round).
+// in insync_round_inprocess_bytes; insync_round_bytes is measured on the wire).
 //
 // Both shapes of difference (the newest d missing: a node that was down;
 // d scattered over the whole history), both who-starts cases; the headline
@@ -283,7 +283,7 @@ void RunReconcileInProcess(const Sizes& s, Report& r) {
   }
   r.Row(sc, "N = " + largest + ": in-sync round, kring frames and ZMTP/CURVE framing", static_cast<double>(insync_round),
         "B", "<= 128 B", insync_round <= 128, "35 B of transport framing per message");
-  r.Set("insync_round_bytes", insync_round);
+  r.Set("insync_round_inprocess_bytes", insync_round);
   r.Set("reconcile_inprocess", out);
   r.Set("reconcile_inprocess_bytes_per_item", std::isnan(largest_per_item) ? json(nullptr) : json(std::round(largest_per_item)));
   r.Set("reconcile_inprocess_within_target", all_within);

@@ -324,6 +324,25 @@ struct ApiServer::Impl {
     m << "# HELP kring_unreadable_fragments_total Stored fragments whose body did not open or validate for this organisation (kept, shown as unreadable).\n"
       << "# TYPE kring_unreadable_fragments_total counter\n"
       << "kring_unreadable_fragments_total " << node->unreadable_fragments() << "\n";
+    // Counted where messages meet the ZeroMQ socket: the kring frame's bytes (SyncStats).
+    m << "# HELP kring_reconcile_sessions_total Reconciliation sessions this node started that completed.\n"
+      << "# TYPE kring_reconcile_sessions_total counter\n"
+      << "kring_reconcile_sessions_total " << stats.reconcile_sessions << "\n";
+    m << "# HELP kring_reconcile_round_trips_total Round trips of those sessions (one message sent and its reply).\n"
+      << "# TYPE kring_reconcile_round_trips_total counter\n"
+      << "kring_reconcile_round_trips_total " << stats.reconcile_round_trips << "\n";
+    m << "# HELP kring_reconcile_bytes_sent_total Bytes of reconcile messages sent to partners (kring frames, both roles).\n"
+      << "# TYPE kring_reconcile_bytes_sent_total counter\n"
+      << "kring_reconcile_bytes_sent_total " << stats.reconcile_bytes_sent << "\n";
+    m << "# HELP kring_reconcile_bytes_received_total Bytes of reconcile messages received from partners (kring frames, both roles).\n"
+      << "# TYPE kring_reconcile_bytes_received_total counter\n"
+      << "kring_reconcile_bytes_received_total " << stats.reconcile_bytes_received << "\n";
+    m << "# HELP kring_push_bytes_sent_total Bytes of push messages sent to partners (records and their framing).\n"
+      << "# TYPE kring_push_bytes_sent_total counter\n"
+      << "kring_push_bytes_sent_total " << stats.push_bytes_sent << "\n";
+    m << "# HELP kring_push_records_sent_total Records sent to partners in push messages.\n"
+      << "# TYPE kring_push_records_sent_total counter\n"
+      << "kring_push_records_sent_total " << stats.push_records_sent << "\n";
     m << "# HELP kring_consent_withdrawals_processed_total Consent withdrawals this node recorded or received.\n"
       << "# TYPE kring_consent_withdrawals_processed_total counter\n"
       << "kring_consent_withdrawals_processed_total " << node->withdrawals_processed() << "\n";

@@ -170,6 +170,7 @@ struct SyncEngine::Impl {
     uint64_t id = 0;
     int64_t last_activity_ms = 0;  // last message sent or answered
     int rounds = 0;
+    uint64_t round_trips = 0;  // replies received and taken (kring_reconcile_round_trips_total when it completes)
     std::unique_ptr<Reconciler> reconciler;  // unbound: each message reads the partner's view afresh
     size_t unasked_left = kUnaskedPushBytes;  // what it may still push the partner unasked (its ROUTER)
   };
@@ -461,10 +462,28 @@ struct SyncEngine::Impl {
 
   // ---------------------------------------------------------------- sending
 
+  // Counts a message handed to a socket (SyncStats: the kring frame's bytes).
+  void CountSent(const Message& m, size_t bytes) {
+    std::lock_guard lock(status_mu);
+    if (std::holds_alternative<ReconcileMessage>(m)) {
+      stats.reconcile_bytes_sent += bytes;
+    } else if (const auto* push = std::get_if<PushMessage>(&m)) {
+      stats.push_bytes_sent += bytes;
+      stats.push_records_sent += push->records.v.size();
+    }
+  }
+
+  void CountReconcileReceived(size_t bytes) {
+    std::lock_guard lock(status_mu);
+    stats.reconcile_bytes_received += bytes;
+  }
+
   bool SendDealer(PeerLink& link, const Message& m) {
     Bytes frame = EncodeMessage(m);
     try {
-      return link.dealer->send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value();
+      if (!link.dealer->send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value()) return false;
+      CountSent(m, frame.size());
+      return true;
     } catch (const zmq::error_t& e) {
       KRING_LOG(kWarn, "sync", "send to " << link.partner.identity.org << " failed: " << e.what());
       return false;
@@ -476,7 +495,9 @@ struct SyncEngine::Impl {
     try {
       zmq::message_t rid(routing_id.data(), routing_id.size());
       if (!router.send(rid, zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return false;
-      return router.send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value();
+      if (!router.send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value()) return false;
+      CountSent(m, frame.size());  // the routing-id frame stays in libzmq: not counted
+      return true;
     } catch (const zmq::error_t& e) {
       // EHOSTUNREACH: the peer went away between its request and our reply.
       KRING_LOG(kDebug, "sync", "reply dropped: " << e.what());
@@ -925,6 +946,7 @@ struct SyncEngine::Impl {
     } else if (auto* want = std::get_if<WantMessage>(&*msg)) {
       ServeRecords(want->ids.v, org, [&](const Message& m) { return SendRouter(frames[0], m); });
     } else if (auto* rec = std::get_if<ReconcileMessage>(&*msg)) {
+      CountReconcileReceived(frames[1].size());
       if (rec->initiator != 1) {
         Reject(org, "unexpected_message", "reconcile reply on the request socket");
         return;
@@ -965,6 +987,7 @@ struct SyncEngine::Impl {
     if (auto* push = std::get_if<PushMessage>(&*msg)) {
       HandlePush(org, *push);
     } else if (auto* rec = std::get_if<ReconcileMessage>(&*msg)) {
+      CountReconcileReceived(frame.size());
       if (rec->initiator != 0 || !link.session || link.session->id != rec->session) return;  // stale reply
       link.session->last_activity_ms = NowMs();
       std::vector<Hash> have, need;
@@ -980,6 +1003,7 @@ struct SyncEngine::Impl {
         link.session.reset();
         return;
       }
+      ++link.session->round_trips;
       if (!have.empty()) {
         // To its ROUTER, which it cannot leave unread: within its budget (kUnaskedPushBytes).
         size_t sent = 0;
@@ -1002,6 +1026,11 @@ struct SyncEngine::Impl {
         out.body.v = std::move(**next);
         if (!SendDealer(link, Message(std::move(out)))) link.session.reset();
       } else {
+        {
+          std::lock_guard lock(status_mu);
+          ++stats.reconcile_sessions;
+          stats.reconcile_round_trips += link.session->round_trips;
+        }
         link.session.reset();
         link.last_sync_ms = NowMs();
         PublishStatus();

@@ -74,6 +74,17 @@ struct SyncStats {
   std::map<std::string, uint64_t> rejected;  // by reason
   // Pushes received and waiting to be stored, per partner (every partner, 0 included).
   std::map<std::string, uint64_t> ingest_queue_pushes;
+  // Counted exactly where messages are handed to or taken from a ZeroMQ
+  // socket (/metrics, docs/operations.md). Bytes are those of the kring
+  // message frame (envelope and body: what crosses the wire inside CURVE);
+  // a ROUTER's routing-id frame is local to libzmq and never sent, so it is
+  // not counted: what one node counts as sent, its partner counts as received.
+  uint64_t reconcile_sessions = 0;        // sessions this node started that completed
+  uint64_t reconcile_round_trips = 0;     // of those sessions: one body sent and its reply
+  uint64_t reconcile_bytes_sent = 0;      // reconcile messages, both roles
+  uint64_t reconcile_bytes_received = 0;  // reconcile messages from partners, both roles
+  uint64_t push_bytes_sent = 0;           // push messages (records and their framing)
+  uint64_t push_records_sent = 0;         // records in those push messages
 };
 
 // Where records received from partners go: verified against the case's

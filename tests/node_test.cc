@@ -377,6 +377,124 @@ TEST_CASE("metrics are served in Prometheus text format") {
   CHECK(m.raw.find("# TYPE kring_messages_rejected_total counter") != std::string::npos);
 }
 
+namespace {
+
+// A counter or gauge without labels from a node's /metrics; -1 when absent.
+double Metric(LocalCluster& c, const std::string& org, const std::string& name) {
+  std::string raw = c.Raw(org, "GET", "/metrics", "", {}).raw;
+  auto at = raw.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::stod(raw.substr(at + name.size() + 2));
+}
+
+// The records (encoded) a node stored after row `after`, oldest first, from its database file.
+std::vector<kring::Bytes> RecordsAfter(LocalCluster& c, const std::string& org, int64_t after, int64_t* last_row) {
+  std::vector<kring::Bytes> out;
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2((c.node(org).data_dir + "/kring.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, "SELECT rowid, record FROM records WHERE rowid > ? ORDER BY rowid", -1, &st, nullptr);
+    sqlite3_bind_int64(st, 1, after);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      *last_row = sqlite3_column_int64(st, 0);
+      const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(st, 1));
+      out.emplace_back(p, p + sqlite3_column_bytes(st, 1));
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("sync counts its reconciliation sessions, round trips and bytes, and its pushes, where they meet the socket") {
+  // A ten-minute interval: each node starts one session when it first reaches
+  // the other, then none, so that the counters can be compared at rest.
+  LocalCluster c(KRING_NODE_BINARY, 600000);
+  c.AddNode("gemeente", "Gemeente");
+  c.AddNode("wijkteam", "Wijkteam");
+  REQUIRE(c.Connect("gemeente", "wijkteam"));
+  REQUIRE(c.Start("gemeente"));
+  const std::vector<std::string> names = {"kring_reconcile_sessions_total",       "kring_reconcile_round_trips_total",
+                                          "kring_reconcile_bytes_sent_total",     "kring_reconcile_bytes_received_total",
+                                          "kring_push_bytes_sent_total",          "kring_push_records_sent_total"};
+  for (const std::string& n : names) CHECK_MESSAGE(Metric(c, "gemeente", n) == 0, n);
+  // Written while the wijkteam is down: nothing can be pushed, reconciliation brings them.
+  std::string case_id = SharedCase(c, "gemeente", {"wijkteam"});
+  for (int i = 0; i < 3; ++i) REQUIRE(Note(c, "gemeente", case_id, "housing", "notitie " + std::to_string(i)).status == 201);
+  CHECK(Metric(c, "gemeente", "kring_push_records_sent_total") == 0);
+  CHECK(Metric(c, "gemeente", "kring_push_bytes_sent_total") == 0);
+  REQUIRE(c.Start("wijkteam"));
+  REQUIRE(LocalCluster::WaitFor([&] { return Held(c, "wijkteam") == 3; }, 10000));
+  // Both sessions (one started by each node) completed, and nothing moves any more.
+  std::map<std::string, std::map<std::string, double>> at;
+  auto sample = [&] {
+    std::map<std::string, std::map<std::string, double>> m;
+    for (const char* org : {"gemeente", "wijkteam"})
+      for (const std::string& n : names) m[org][n] = Metric(c, org, n);
+    return m;
+  };
+  REQUIRE(LocalCluster::WaitFor([&] {
+    auto m = sample();
+    bool done = m["gemeente"]["kring_reconcile_sessions_total"] >= 1 && m["wijkteam"]["kring_reconcile_sessions_total"] >= 1;
+    bool still = m == at;
+    at = m;
+    if (!still) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    return done && still;
+  }, 20000));
+  auto g = at["gemeente"];
+  auto w = at["wijkteam"];
+  CHECK(g["kring_reconcile_sessions_total"] == 1);
+  CHECK(w["kring_reconcile_sessions_total"] == 1);
+  CHECK(g["kring_reconcile_round_trips_total"] >= 1);
+  CHECK(w["kring_reconcile_round_trips_total"] >= 1);
+  // Each message counted once at each end: what one sent, the other received.
+  CHECK(g["kring_reconcile_bytes_sent_total"] > 0);
+  CHECK(w["kring_reconcile_bytes_sent_total"] > 0);
+  CHECK(g["kring_reconcile_bytes_sent_total"] == w["kring_reconcile_bytes_received_total"]);
+  CHECK(w["kring_reconcile_bytes_sent_total"] == g["kring_reconcile_bytes_received_total"]);
+  // Every message of a round trip has at least kring's envelope (type, session, role, body length).
+  const double round_trips = g["kring_reconcile_round_trips_total"] + w["kring_reconcile_round_trips_total"];
+  CHECK(g["kring_reconcile_bytes_sent_total"] + w["kring_reconcile_bytes_sent_total"] >= 2 * round_trips * 10);
+  // The gemeente pushed what the wijkteam lacked (the case's genesis, consent and the notes): at least those records' bytes.
+  int64_t last_row = 0;
+  auto held = RecordsAfter(c, "wijkteam", 0, &last_row);
+  REQUIRE(held.size() >= 5);
+  double held_bytes = 0;
+  for (const auto& r : held) held_bytes += static_cast<double>(r.size());
+  CHECK(g["kring_push_records_sent_total"] >= static_cast<double>(held.size()));
+  CHECK(g["kring_push_bytes_sent_total"] > held_bytes);
+
+  // A note written now is pushed at once: the push counters move by that
+  // push exactly, the reconciliation counters not at all (no session is due).
+  REQUIRE(Note(c, "gemeente", case_id, "housing", "nog een notitie").status == 201);
+  REQUIRE(LocalCluster::WaitFor([&] { return Held(c, "wijkteam") == 4; }, 10000));
+  REQUIRE(LocalCluster::WaitFor([&] {
+    auto m = sample();
+    bool still = m == at;
+    at = m;
+    if (!still) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    return still;
+  }, 20000));
+  auto fresh = RecordsAfter(c, "wijkteam", last_row, &last_row);
+  REQUIRE(!fresh.empty());
+  CHECK(at["gemeente"]["kring_reconcile_sessions_total"] == 1);
+  CHECK(at["gemeente"]["kring_reconcile_bytes_sent_total"] == g["kring_reconcile_bytes_sent_total"]);
+  CHECK(at["wijkteam"]["kring_reconcile_bytes_received_total"] == w["kring_reconcile_bytes_received_total"]);
+  const double pushed = at["gemeente"]["kring_push_records_sent_total"] - g["kring_push_records_sent_total"];
+  const double pushed_bytes = at["gemeente"]["kring_push_bytes_sent_total"] - g["kring_push_bytes_sent_total"];
+  CHECK(pushed == static_cast<double>(fresh.size()));
+  if (fresh.size() == 1) {
+    // One record in one push message: its bytes as the message encodes them.
+    kring::PushMessage push;
+    push.records.v.push_back({fresh[0]});
+    CHECK(pushed_bytes == static_cast<double>(kring::EncodeMessage(kring::Message(push)).size()));
+  } else {
+    CHECK(pushed_bytes > 0);
+  }
+}
+
 TEST_CASE("the API binds beyond loopback only with TLS, and speaks HTTPS when given a certificate") {
   LocalCluster c(KRING_NODE_BINARY);
   auto& n = c.AddNode("gemeente", "Gemeente");
