@@ -247,8 +247,9 @@ void RunScale(const Sizes& s, Report& r) {
     if (keys.ok()) {
       ReconcileSet set(std::move(*keys));
       double ms = Since(t) * 1000;
-      r.Row(sc, "reconciliation set for one partner, rebuilt from SQLite", ms, "ms", "", std::nullopt,
-            std::to_string(set.size()) + " keys; SyncEngine::SetFor does this each round after any change");
+      r.Row(sc, "one partner's key set read from SQLite", ms, "ms", "", std::nullopt,
+            std::to_string(set.size()) + " keys; what each round after a write cost before the shared index "
+            "(protocol/reconcile_index.h); now only partners beyond its 64 views");
       r.Set("scale_set_rebuild_ms", std::round(ms));
     }
   }
